@@ -1,0 +1,1 @@
+"""Checks: readings in, graded findings out. Pure logic, no I/O."""

@@ -1,0 +1,232 @@
+"""Device profiles: what to read from a device class and which checks grade it.
+
+One YAML file per device model in `collectors/profiles/`; adding a model touches nothing else.
+A profile declares its readings per protocol (numeric SNMP OIDs, SSH commands with parsers,
+serial requests), its default checks with grades, and how to recognise the device.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Literal, Self
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from checks.grading import Grade
+from checks.spec import CheckSpec
+
+PROFILE_DIR = Path(__file__).with_name("profiles")
+OID_RE = re.compile(r"^1(\.\d+)+$")
+
+DeviceClass = Literal["transmitter", "mcu", "pbx", "switch", "ups", "environment", "host"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ValueMap(_Model):
+    """How a raw value becomes a reading: scaled number, or a named state."""
+
+    metric: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    unit: str = ""
+    scale: float = 1.0
+    states: dict[str, str] | None = None  # raw value as text -> state name
+    text: bool = False  # keep the raw text (identity strings); no number conversion
+
+    @property
+    def is_state(self) -> bool:
+        """Whether readings of this value are states rather than numbers."""
+        return self.states is not None or self.text
+
+
+def _check_oid(v: str) -> str:
+    v = v.lstrip(".")
+    if not OID_RE.match(v):
+        raise ValueError(f"not a numeric OID: {v!r}")
+    return v
+
+
+Oid = Annotated[str, AfterValidator(_check_oid)]
+
+
+class SnmpScalar(ValueMap):
+    """A single OID (usually ending in .0)."""
+
+    oid: Oid
+
+
+class SnmpColumn(ValueMap):
+    """One column of a table; rows are named by the table's component column."""
+
+    oid: Oid
+
+
+class SnmpTable(_Model):
+    """A conceptual table walked column by column with GETBULK."""
+
+    name: str
+    component_oid: Oid  # column whose value names the row (ifName, fan description, ...)
+    columns: list[SnmpColumn] = Field(min_length=1)
+
+
+class SnmpSource(_Model):
+    """What an SNMP device is asked."""
+
+    scalars: list[SnmpScalar] = Field(default_factory=list)
+    tables: list[SnmpTable] = Field(default_factory=list)
+
+
+class RegexValue(ValueMap):
+    """A value found by a regex with one group in a command's output."""
+
+    pattern: str
+
+
+class RowSpec(ValueMap):
+    """Rows found by a regex with named groups `component` and `value` (one per line)."""
+
+    pattern: str
+
+    @field_validator("pattern")
+    @classmethod
+    def _groups(cls, v: str) -> str:
+        groups = re.compile(v).groupindex
+        if "component" not in groups or "value" not in groups:
+            raise ValueError("a row pattern needs the named groups 'component' and 'value'")
+        return v
+
+
+class SshCommand(_Model):
+    """A CLI command and how to read its output."""
+
+    command: str
+    rows: RowSpec | None = None
+    values: list[RegexValue] = Field(default_factory=list)
+
+
+class SshSource(_Model):
+    """An SSH CLI: interactive shell with a prompt, or plain exec."""
+
+    mode: Literal["shell", "exec"] = "shell"
+    prompt: str = r"[\w.\-()]+[>#]\s?$"
+    pager_off: str | None = None
+    commands: list[SshCommand] = Field(default_factory=list)
+    config_command: str | None = None
+
+
+class SerialField(ValueMap):
+    """A KEY=VALUE field of a serial status line."""
+
+    key: str
+
+
+class SerialSource(_Model):
+    """An ASCII request/response line protocol on a serial maintenance port."""
+
+    request: str
+    terminator: str = "\r\n"
+    response_prefix: str = ""
+    fields: list[SerialField] = Field(min_length=1)
+
+
+class Match(_Model):
+    """How to recognise the device when the site config names no profile."""
+
+    sys_object_id: list[str] = Field(default_factory=list)
+    sys_descr: str | None = None
+
+
+class Profile(_Model):
+    """Everything StationWatch knows about one device model."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    vendor: str
+    model: str
+    device_class: DeviceClass
+    protocol: Literal["snmp", "ssh", "serial", "host"]
+    description: str = ""
+    unreachable_grade: Grade = Grade.SEVERE
+    match: Match = Field(default_factory=Match)
+    snmp: SnmpSource | None = None
+    ssh: SshSource | None = None
+    serial: SerialSource | None = None
+    checks: list[CheckSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _source_present(self) -> Self:
+        if self.protocol != "host" and getattr(self, self.protocol) is None:
+            raise ValueError(f"protocol is {self.protocol!r} but there is no {self.protocol}: section")
+        metrics = self.metrics()
+        for check in self.checks:
+            for needed in (check.metric, check.relative_to, check.when.metric if check.when else None):
+                if needed and needed not in metrics:
+                    raise ValueError(f"check {check.code!r} uses unknown metric {needed!r}")
+        return self
+
+    def metrics(self) -> set[str]:
+        """Every metric this profile can produce."""
+        names: set[str] = set()
+        if self.snmp:
+            names |= {s.metric for s in self.snmp.scalars}
+            names |= {c.metric for t in self.snmp.tables for c in t.columns}
+        if self.ssh:
+            for cmd in self.ssh.commands:
+                names |= {v.metric for v in cmd.values}
+                if cmd.rows:
+                    names.add(cmd.rows.metric)
+        if self.serial:
+            names |= {f.metric for f in self.serial.fields}
+        return names
+
+
+class ProfileError(ValueError):
+    """A profile file is invalid; the message names the file and the field."""
+
+
+def load_profile(path: Path) -> Profile:
+    """Load and validate one profile file."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return Profile.model_validate(data)
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{path}: not valid YAML: {exc}") from None
+    except ValidationError as exc:
+        lines = [
+            f"{path}: {'.'.join(str(p) for p in err['loc']) or '<top>'}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise ProfileError("\n".join(lines)) from None
+
+
+@cache
+def builtin_profiles() -> dict[str, Profile]:
+    """All profiles shipped in collectors/profiles, by name."""
+    return load_profiles(PROFILE_DIR)
+
+
+def load_profiles(directory: Path) -> dict[str, Profile]:
+    """Load every *.yaml in a directory; duplicate names are refused."""
+    found: dict[str, Profile] = {}
+    for path in sorted(directory.glob("*.yaml")):
+        profile = load_profile(path)
+        if profile.name in found:
+            raise ProfileError(f"{path}: profile name {profile.name!r} is already used")
+        found[profile.name] = profile
+    return found
+
+
+def identify(sys_object_id: str, sys_descr: str, profiles: dict[str, Profile]) -> Profile | None:
+    """Pick the profile whose match rules fit a device's sysObjectID / sysDescr."""
+    oid = sys_object_id.lstrip(".")
+    for profile in profiles.values():
+        m = profile.match
+        if any(oid == p or oid.startswith(p + ".") for p in m.sys_object_id):
+            return profile
+    for profile in profiles.values():
+        if profile.match.sys_descr and re.search(profile.match.sys_descr, sys_descr):
+            return profile
+    return None
