@@ -68,12 +68,16 @@ class CheckSpec(BaseModel):
                 raise ValueError("clear_below goes with above")
             if self.clear_above is not None and self.below is None:
                 raise ValueError("clear_above goes with below")
-            if self.above is not None and self.clear_below is not None and (
-                self.clear_below > self.above
+            if (
+                self.above is not None
+                and self.clear_below is not None
+                and (self.clear_below > self.above)
             ):
                 raise ValueError("clear_below must not be greater than above")
-            if self.below is not None and self.clear_above is not None and (
-                self.clear_above < self.below
+            if (
+                self.below is not None
+                and self.clear_above is not None
+                and (self.clear_above < self.below)
             ):
                 raise ValueError("clear_above must not be less than below")
         return self

@@ -1,0 +1,176 @@
+"""`stationwatch agent ...`: run the daemon, check a config, enroll, poll once."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from agent.config import LoadedConfig, load_config
+from agent.errors import AgentError, ConfigError
+from agent.logs import setup_logging
+from agent.uplink import Uplink
+
+logger = logging.getLogger(__name__)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="stationwatch agent", description="The station agent.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run the agent daemon")
+    run.add_argument("--config", type=Path, required=True)
+    run.add_argument(
+        "--enroll-token",
+        default=os.environ.get("STATIONWATCH_ENROLL_TOKEN"),
+        help="one-time token; used only when the agent has no token yet",
+    )
+    run.add_argument("--log-format", choices=["text", "json"])
+    chk = sub.add_parser("check-config", help="validate a site config and its credentials")
+    chk.add_argument("config", type=Path)
+    enr = sub.add_parser("enroll", help="exchange a one-time enrollment token with HQ")
+    enr.add_argument("--config", type=Path, required=True)
+    enr.add_argument("--token", required=True)
+    poll = sub.add_parser("poll", help="poll one device once and print its readings")
+    poll.add_argument("--config", type=Path, required=True)
+    poll.add_argument("device")
+    return p
+
+
+def _load(path: Path) -> LoadedConfig:
+    return load_config(path)
+
+
+def check_config(path: Path) -> int:
+    """Print every problem of a config; exit 0 only when there is none."""
+    try:
+        loaded = _load(path)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        print(f"{path}: {len(exc.problems)} problem(s); the agent would not start", file=sys.stderr)
+        return 1
+    for line in loaded.problems:
+        print(line, file=sys.stderr)
+    if loaded.problems:
+        print(
+            f"{path}: {len(loaded.problems)} problem(s); {len(loaded.bad_devices)} device(s) "
+            "would be disabled",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"{path}: OK, {len(loaded.devices)} device(s): "
+        + ", ".join(f"{d.id} ({d.profile.name})" for d in loaded.devices)
+    )
+    return 0
+
+
+async def _enroll(loaded: LoadedConfig, token: str) -> str:
+    from agent.runner import write_token
+
+    cfg = loaded.agent
+    uplink = Uplink(cfg.hq.url, None, ca_file=cfg.hq.ca_file, timeout_s=cfg.hq.timeout_s)
+    try:
+        resp = await uplink.enroll(token, socket.gethostname())
+    finally:
+        await uplink.aclose()
+    write_token(cfg.state_dir, resp.agent_token)
+    logger.info("site=%s enrolled as agent %d of site %r", cfg.site, resp.agent_id, resp.site_name)
+    return resp.agent_token
+
+
+async def _run(loaded: LoadedConfig, enroll_token: str | None) -> int:
+    # Imported here so check-config stays fast and free of protocol libraries.
+    from agent.runner import AgentRuntime, read_token
+
+    token = read_token(loaded.agent.state_dir)
+    if token is None and enroll_token:
+        token = await _enroll(loaded, enroll_token)
+    if token is None:
+        logger.warning(
+            "site=%s not enrolled: events are kept in the outbox until "
+            "`stationwatch agent enroll` is run",
+            loaded.agent.site,
+        )
+    runtime = AgentRuntime(loaded, token)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await runtime.run(stop)
+    return 0
+
+
+async def _poll(loaded: LoadedConfig, device_id: str) -> int:
+    from collectors.build import make_collector
+
+    from collectors.errors import CollectorError
+    from collectors.snmp import SnmpEngineHolder
+
+    devices = {d.id: d for d in loaded.devices}
+    if device_id not in devices:
+        print(
+            f"no usable device {device_id!r} in {loaded.path}; devices: "
+            f"{', '.join(devices) or 'none'}",
+            file=sys.stderr,
+        )
+        return 2
+    d = devices[device_id]
+    engine = SnmpEngineHolder()
+    collector = make_collector(
+        d.id,
+        d.profile,
+        d.target,
+        snmp_engine=engine,
+        known_hosts=loaded.agent.state_dir / "known_hosts",
+    )
+    try:
+        readings = await collector.collect()
+    except CollectorError as exc:
+        print(f"{device_id}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await collector.close()
+        engine.close()
+    rows = [(r.metric, r.component, str(r.value), r.unit) for r in readings]
+    widths = [
+        max([len(h), *(len(row[i]) for row in rows)])
+        for i, h in enumerate(("METRIC", "COMPONENT", "VALUE", "UNIT"))
+    ]
+    for row in [("METRIC", "COMPONENT", "VALUE", "UNIT"), *rows]:
+        print("  ".join(col.ljust(w) for col, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def run(argv: list[str]) -> int:
+    """Entry point for `stationwatch agent`."""
+    args = _parser().parse_args(argv)
+    if args.cmd == "check-config":
+        return check_config(args.config)
+    try:
+        loaded = _load(args.config)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return 1
+    setup_logging(getattr(args, "log_format", None) or loaded.agent.log_format)
+    try:
+        if args.cmd == "run":
+            return asyncio.run(_run(loaded, args.enroll_token))
+        if args.cmd == "enroll":
+            asyncio.run(_enroll(loaded, args.token))
+            print(f"enrolled; token saved in {loaded.agent.state_dir}")
+            return 0
+        if args.cmd == "poll":
+            return asyncio.run(_poll(loaded, args.device))
+    except AgentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 2

@@ -1,0 +1,309 @@
+"""The site configuration (one YAML file) and the credentials file, validated into frozen models.
+
+Errors name the file, the line, the field path and what was expected. A broken device
+definition disables that device only (the agent raises a `config_invalid` fault for it); a
+broken top level (HQ URL, state dir) stops the agent.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from agent.errors import ConfigError
+from agent.wire import ID_PATTERN
+from agent.yamlsrc import Loc, YamlSource, load_yaml
+from checks.spec import CheckOverride, CheckSpec, apply_overrides
+from collectors.profiles import Profile, builtin_profiles
+from collectors.targets import SerialTarget, SnmpTarget, SshTarget
+
+SECRET_KEYS = frozenset({"community", "password", "auth_key", "priv_key", "username", "key_file"})
+Transport = Literal["snmp", "ssh", "serial"]
+Target = SnmpTarget | SshTarget | SerialTarget
+TARGETS: dict[str, type[Target]] = {"snmp": SnmpTarget, "ssh": SshTarget, "serial": SerialTarget}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class HqConfig(_Model):
+    """How to reach HQ."""
+
+    url: str = Field(pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
+    ca_file: Path | None = None
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    @field_validator("url")
+    @classmethod
+    def _strip_slash(cls, v: str) -> str:
+        return v.rstrip("/")
+
+
+class Intervals(_Model):
+    """How often the agent polls, uploads and reports in."""
+
+    poll_s: float = Field(default=30.0, ge=1, le=86400)
+    upload_s: float = Field(default=5.0, ge=0.2, le=600)
+    heartbeat_s: float = Field(default=30.0, ge=1, le=60)
+
+
+class OutboxConfig(_Model):
+    """Bounds of the on-disk event queue."""
+
+    max_events: int = Field(default=100_000, ge=100)
+
+
+class DeviceConfig(_Model):
+    """One device of the site; its secrets live in the credentials file, not here."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    name: str = ""
+    profile: str
+    credentials: str | None = None
+    poll_interval_s: float | None = Field(default=None, ge=1, le=86400)
+    enabled: bool = True
+    snmp: dict[str, Any] | None = None
+    ssh: dict[str, Any] | None = None
+    serial: dict[str, Any] | None = None
+    checks: list[CheckOverride] = Field(default_factory=list)
+
+    @field_validator("snmp", "ssh", "serial")
+    @classmethod
+    def _no_secrets(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v:
+            leaked = sorted(SECRET_KEYS & v.keys())
+            if leaked:
+                raise ValueError(
+                    f"{', '.join(leaked)} must be in the credentials file, not the site config"
+                )
+        return v
+
+    @property
+    def transport(self) -> Transport | None:
+        """The one transport section given, if exactly one is."""
+        given = [t for t in ("snmp", "ssh", "serial") if getattr(self, t) is not None]
+        return given[0] if len(given) == 1 else None  # type: ignore[return-value]
+
+
+class AgentConfig(_Model):
+    """The whole site file, devices kept raw: each is validated on its own."""
+
+    site: str = Field(min_length=1, max_length=100)
+    hq: HqConfig
+    state_dir: Path
+    credentials_file: Path | None = None
+    intervals: Intervals = Field(default_factory=Intervals)
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    log_format: Literal["text", "json"] = "text"
+    devices: list[dict[str, Any]] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Device:
+    """A device ready to poll: its config, profile, connection target and checks."""
+
+    config: DeviceConfig
+    profile: Profile
+    target: Target
+    checks: list[CheckSpec]
+
+    @property
+    def id(self) -> str:
+        """The device id."""
+        return self.config.id
+
+
+@dataclass(frozen=True)
+class BadDevice:
+    """A device definition that could not be used; the agent raises a fault for it."""
+
+    id: str | None
+    problems: list[str]
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated site config: the usable devices and the broken ones."""
+
+    path: Path
+    agent: AgentConfig
+    devices: list[Device] = field(default_factory=list)
+    bad_devices: list[BadDevice] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[str]:
+        """Every problem found, one line each."""
+        return [p for bad in self.bad_devices for p in bad.problems]
+
+
+def _path_str(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<top level>"
+
+
+def _format_errors(src: YamlSource, base: Loc, exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        loc = (*base, *(p for p in err["loc"] if not str(p).startswith("function-")))
+        msg = err["msg"].removeprefix("Value error, ")
+        got = ""
+        value = err.get("input")
+        # Echo only scalar values of non-secret fields: merged targets carry credentials.
+        echo = bool(err["loc"]) and str(err["loc"][-1]) not in SECRET_KEYS
+        echo = (
+            echo and not isinstance(value, dict | list) and not hasattr(value, "get_secret_value")
+        )
+        if echo and err["type"] not in ("missing", "extra_forbidden"):
+            text = repr(value)
+            got = f" (got {text[:60]}{'...' if len(text) > 60 else ''})"
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (check its spelling)"
+        problems.append(f"{src.where(loc)}: {_path_str(loc)}: {msg}{got}")
+    return problems
+
+
+def load_credentials(path: Path) -> dict[str, dict[str, Any]]:
+    """Read the credentials file; refuse one that group or others can read."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read credentials file: {exc.strerror}"]) from None
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        mode = oct(stat.S_IMODE(st.st_mode))[2:]
+        raise ConfigError(
+            [f"{path}: mode {mode} lets group/others read the credentials; run: chmod 600 {path}"]
+        )
+    try:
+        src = load_yaml(path)
+    except ValueError as exc:
+        raise ConfigError([str(exc)]) from None
+    data = src.data or {}
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ConfigError([f"{path}: expected a mapping of credential name -> settings"])
+    return data
+
+
+def default_credentials_path(config_path: Path) -> Path:
+    """systemd's LoadCredential directory if set, else credentials.yaml beside the config."""
+    creds_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    if creds_dir and (Path(creds_dir) / "credentials.yaml").exists():
+        return Path(creds_dir) / "credentials.yaml"
+    return config_path.parent / "credentials.yaml"
+
+
+def _resolve(base: Path, p: Path | None) -> Path | None:
+    return None if p is None else (p if p.is_absolute() else (base / p).resolve())
+
+
+def load_config(path: Path, profiles: dict[str, Profile] | None = None) -> LoadedConfig:
+    """Validate a site config; raises ConfigError only for problems that stop the agent."""
+    try:
+        src = load_yaml(path)
+    except ValueError as exc:
+        raise ConfigError([str(exc)]) from None
+    if not isinstance(src.data, dict):
+        raise ConfigError([f"{path}: expected a mapping at the top level"])
+    try:
+        agent = AgentConfig.model_validate(src.data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(src, (), exc)) from None
+    base = path.resolve().parent
+    agent = agent.model_copy(
+        update={
+            "state_dir": _resolve(base, agent.state_dir),
+            "credentials_file": _resolve(base, agent.credentials_file),
+            "hq": agent.hq.model_copy(update={"ca_file": _resolve(base, agent.hq.ca_file)}),
+        }
+    )
+    creds_path = agent.credentials_file or default_credentials_path(path.resolve())
+    creds: dict[str, dict[str, Any]] | None = None
+    creds_problem: list[str] = []
+    try:
+        creds = load_credentials(creds_path)
+    except ConfigError as exc:
+        creds_problem = exc.problems
+    profiles = builtin_profiles() if profiles is None else profiles
+    loaded = LoadedConfig(path, agent)
+    seen: set[str] = set()
+    for i, raw in enumerate(agent.devices):
+        loc: Loc = ("devices", i)
+        dev_id = raw.get("id") if isinstance(raw.get("id"), str) else None
+        if dev_id is not None and dev_id in seen:
+            loaded.bad_devices.append(
+                BadDevice(
+                    None,
+                    [
+                        f"{src.where((*loc, 'id'))}: {_path_str((*loc, 'id'))}: "
+                        f"duplicate device id {dev_id!r}"
+                    ],
+                )
+            )
+            continue
+        if dev_id:
+            seen.add(dev_id)
+        result = _load_device(src, loc, raw, profiles, creds, creds_path, creds_problem)
+        if isinstance(result, Device):
+            loaded.devices.append(result)
+        else:
+            loaded.bad_devices.append(BadDevice(dev_id, result))
+    return loaded
+
+
+def _load_device(
+    src: YamlSource,
+    loc: Loc,
+    raw: dict[str, Any],
+    profiles: dict[str, Profile],
+    creds: dict[str, dict[str, Any]] | None,
+    creds_path: Path,
+    creds_problem: list[str],
+) -> Device | list[str]:
+    where = src.where(loc)
+    try:
+        dev = DeviceConfig.model_validate(raw)
+    except ValidationError as exc:
+        return _format_errors(src, loc, exc)
+    if dev.profile not in profiles:
+        known = ", ".join(sorted(profiles))
+        return [
+            f"{src.where((*loc, 'profile'))}: {_path_str((*loc, 'profile'))}: "
+            f"unknown profile {dev.profile!r}; expected one of: {known}"
+        ]
+    profile = profiles[dev.profile]
+    transport = dev.transport
+    if transport is None:
+        return [f"{where}: {_path_str(loc)}: give exactly one of snmp, ssh or serial"]
+    if profile.protocol != transport:
+        return [
+            f"{where}: {_path_str(loc)}: profile {profile.name!r} speaks {profile.protocol}, "
+            f"but the device has a {transport} section"
+        ]
+    try:
+        checks = apply_overrides(profile.checks, dev.checks)
+    except (ValueError, ValidationError) as exc:
+        return [f"{src.where((*loc, 'checks'))}: {_path_str((*loc, 'checks'))}: {exc}"]
+    secrets: dict[str, Any] = {}
+    if transport != "serial":
+        if creds is None:
+            return creds_problem
+        cred_name = dev.credentials or dev.id
+        if cred_name not in creds:
+            return [
+                f"{where}: {_path_str(loc)}: no entry {cred_name!r} in credentials file "
+                f"{creds_path}"
+            ]
+        secrets = creds[cred_name]
+    settings = dict(getattr(dev, transport) or {})
+    try:
+        target = TARGETS[transport].model_validate(settings | secrets)
+    except ValidationError as exc:
+        return _format_errors(src, (*loc, transport), exc)
+    return Device(dev, profile, target, checks)

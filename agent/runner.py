@@ -1,0 +1,321 @@
+"""The agent daemon: one poll loop per device, an uploader and a heartbeat, on one event loop.
+
+Each device is polled on its own schedule with its own time budget; a device that hangs costs
+only its own loop (its collector call is abandoned, never awaited by anyone else). Every poll
+outcome goes through the device's grader and, if anything changed, into the outbox on disk
+before the uploader is woken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import psutil
+from collectors.build import make_collector
+
+from agent import __version__
+from agent.config import Device, LoadedConfig
+from agent.errors import UplinkError, UplinkRejected
+from agent.outbox import Outbox
+from agent.uplink import Uplink, backoff_delay
+from agent.wire import DeviceState, FaultEvent, Heartbeat
+from checks.base import Finding
+from checks.engine import CONFIG_INVALID, UNREACHABLE, UNREADABLE, DeviceGrader
+from checks.grading import Grade
+from checks.tracker import FaultChange, FaultTracker
+from collectors.base import Collector, ReadingSet
+from collectors.errors import CollectorError, DeviceUnreadable
+from collectors.snmp import SnmpEngineHolder
+
+logger = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
+TOKEN_FILE = "agent.token"  # noqa: S105 - a file name, not a secret
+UPLOAD_BATCH = 500
+
+
+def read_token(state_dir: Path) -> str | None:
+    """The agent token saved at enrollment, if any."""
+    path = state_dir / TOKEN_FILE
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def write_token(state_dir: Path, token: str) -> Path:
+    """Save the agent token readable by the agent's user only."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / TOKEN_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(token + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def poll_budget(device: Device, interval: float) -> float:
+    """How long one poll of a device may take before it counts as unreachable."""
+    target_timeout = getattr(device.target, "timeout_s", 5.0)
+    retries = getattr(device.target, "retries", 0)
+    wanted = target_timeout * (retries + 1) * 4 + 2
+    return max(1.0, min(wanted, interval * 0.9, 120.0))
+
+
+class AgentRuntime:
+    """Everything the running agent holds: config, outbox, fault memory, collectors."""
+
+    def __init__(self, loaded: LoadedConfig, token: str | None) -> None:
+        self.loaded = loaded
+        cfg = loaded.agent
+        self.site = cfg.site
+        classes: dict[str, str] = {d.id: d.profile.device_class for d in loaded.devices}
+        classes |= {b.id: "unknown" for b in loaded.bad_devices if b.id}
+        self.outbox = Outbox(cfg.state_dir / "outbox.sqlite", classes, cfg.outbox.max_events)
+        self.tracker = FaultTracker(self.outbox.load_active())
+        self.graders = {
+            d.id: DeviceGrader(d.id, d.checks, d.profile.unreachable_grade) for d in loaded.devices
+        }
+        self.device_state: dict[str, DeviceState] = {
+            d.id: DeviceState.UNKNOWN for d in loaded.devices
+        }
+        self.device_state |= {b.id: DeviceState.DISABLED for b in loaded.bad_devices if b.id}
+        self.uplink = Uplink(cfg.hq.url, token, ca_file=cfg.hq.ca_file, timeout_s=cfg.hq.timeout_s)
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
+        self._wake_upload = asyncio.Event()
+        self._inflight: dict[str, asyncio.Future[list]] = {}  # type: ignore[type-arg]
+        self.polls = 0
+        self.last_upload_at: float | None = None
+
+    async def _in_db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db, lambda: fn(*args, **kwargs))
+
+    async def _commit(self, changes: list[FaultChange]) -> list[FaultEvent]:
+        """Write changes and the active set to disk, then wake the uploader."""
+        if not changes:
+            return []
+        events = await self._in_db(self.outbox.record, changes, dict(self.tracker.active))
+        for e in events:
+            logger.info(
+                "site=%s device=%s fault %s %s grade=%d %s",
+                self.site,
+                e.device_id,
+                e.kind.value.upper(),
+                e.fault_key,
+                e.grade,
+                e.detail,
+            )
+        self._wake_upload.set()
+        return events
+
+    async def reconcile(self) -> None:
+        """At start: raise faults for broken devices; clear those of removed devices/checks."""
+        changes: list[FaultChange] = []
+        now = time.time()
+        known = set(self.graders)
+        for bad in self.loaded.bad_devices:
+            for problem in bad.problems:
+                logger.error("site=%s device=%s disabled: %s", self.site, bad.id or "?", problem)
+            if bad.id:
+                known.add(bad.id)
+                detail = "; ".join(bad.problems)[:2000]
+                finding = Finding(
+                    CONFIG_INVALID,
+                    "",
+                    True,
+                    Grade.GENERAL,
+                    "Device definition invalid: device not monitored",
+                    detail,
+                )
+                changes += self.tracker.apply(bad.id, [finding], now)
+        for dev_id, grader in self.graders.items():
+            changes += grader.retire_unknown(self.tracker, now)
+            if self.tracker.view(dev_id).is_active(CONFIG_INVALID):
+                changes += self.tracker.apply(
+                    dev_id, [Finding(CONFIG_INVALID, "", False, Grade.GENERAL, "", "fixed")], now
+                )
+        for dev_id in {f.device_id for f in self.tracker.active.values()} - known:
+            changes += self.tracker.clear_all(
+                dev_id, set(), "device removed from configuration", now
+            )
+        await self._commit(changes)
+
+    async def poll_once(self, device: Device, collector: Collector, budget: float) -> None:
+        """Poll one device once, grade the outcome and record what changed."""
+        grader = self.graders[device.id]
+        previous = self._inflight.get(device.id)
+        now = time.time()
+        if previous is not None and not previous.done():
+            changes = grader.on_error(UNREACHABLE, "previous poll still hanging", self.tracker, now)
+            self.device_state[device.id] = DeviceState.UNREACHABLE
+            await self._commit(changes)
+            return
+        task = asyncio.ensure_future(collector.collect())
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self._inflight[device.id] = task
+        done, _ = await asyncio.wait({task}, timeout=budget)
+        self.polls += 1
+        now = time.time()
+        if not done:
+            msg = f"no answer within {budget:.0f} s"
+            changes = grader.on_error(UNREACHABLE, msg, self.tracker, now)
+            self.device_state[device.id] = DeviceState.UNREACHABLE
+        elif (exc := task.exception()) is not None:
+            unreadable = isinstance(exc, DeviceUnreadable) or not isinstance(exc, CollectorError)
+            if not isinstance(exc, CollectorError):
+                logger.error("site=%s device=%s collector crashed: %r", self.site, device.id, exc)
+            code = UNREADABLE if unreadable else UNREACHABLE
+            changes = grader.on_error(code, str(exc)[:500] or type(exc).__name__, self.tracker, now)
+            self.device_state[device.id] = (
+                DeviceState.UNREADABLE if unreadable else DeviceState.UNREACHABLE
+            )
+        else:
+            changes = grader.on_readings(ReadingSet(task.result()), self.tracker, now)
+            self.device_state[device.id] = DeviceState.OK
+        if done:
+            del self._inflight[device.id]
+        await self._commit(changes)
+
+    async def _poll_loop(self, device: Device, collector: Collector) -> None:
+        interval = device.config.poll_interval_s or self.loaded.agent.intervals.poll_s
+        budget = poll_budget(device, interval)
+        loop = asyncio.get_running_loop()
+        # Spread the first polls so devices don't all fire at once.
+        next_due = loop.time() + random.uniform(0, min(interval, 2.0))  # noqa: S311
+        while True:
+            await asyncio.sleep(max(0.0, next_due - loop.time()))
+            try:
+                await self.poll_once(device, collector, budget)
+            except Exception:
+                logger.exception("site=%s device=%s poll failed", self.site, device.id)
+            next_due += interval
+            now = loop.time()
+            if next_due < now:  # overran: keep the phase, skip missed slots
+                next_due += interval * (int((now - next_due) // interval) + 1)
+
+    async def upload_once(self) -> int:
+        """Send one batch; return how many events HQ acknowledged."""
+        batch = await self._in_db(self.outbox.pending, UPLOAD_BATCH)
+        if not batch:
+            return 0
+        ack = await self.uplink.send_events(batch)
+        for rej in ack.rejected:
+            logger.error(
+                "site=%s HQ rejected event %s for good: %s", self.site, rej.event_id, rej.reason
+            )
+        done = [*ack.stored, *(r.event_id for r in ack.rejected)]
+        await self._in_db(self.outbox.ack, done)
+        self.last_upload_at = time.time()
+        return len(done)
+
+    async def _upload_loop(self) -> None:
+        attempt = 0
+        interval = self.loaded.agent.intervals.upload_s
+        while True:
+            try:
+                sent = await self.upload_once()
+            except UplinkError as exc:
+                delay = backoff_delay(attempt, base=1.0, cap=300.0)
+                if exc.retry_after is not None:
+                    delay = max(delay, min(exc.retry_after, 3600.0))
+                if isinstance(exc, UplinkRejected):
+                    delay = max(delay, 30.0)
+                attempt += 1
+                logger.warning("site=%s upload failed (%s); retry in %.1f s", self.site, exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            attempt = 0
+            if sent >= UPLOAD_BATCH:
+                continue  # more waiting: go on at once
+            self._wake_upload.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_upload.wait(), timeout=interval)
+
+    def heartbeat_payload(self) -> Heartbeat:
+        """What the agent reports about itself."""
+        host: dict[str, float] = {
+            "cpu_percent": psutil.cpu_percent(interval=None),
+            "mem_percent": psutil.virtual_memory().percent,
+            "rss_mib": psutil.Process().memory_info().rss / 2**20,
+        }
+        with contextlib.suppress(OSError):
+            host["disk_percent"] = psutil.disk_usage(str(self.loaded.agent.state_dir)).percent
+        return Heartbeat(
+            agent_version=__version__,
+            sent_at=datetime.now(UTC),
+            outbox_depth=self.outbox.depth(),
+            dropped_events=self.outbox.dropped(),
+            last_seq=self.outbox.last_seq(),
+            devices=dict(self.device_state),
+            host=host,
+        )
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.loaded.agent.intervals.heartbeat_s
+        while True:
+            try:
+                await self.uplink.heartbeat(await self._in_db(self.heartbeat_payload))
+            except UplinkError as exc:
+                logger.warning("site=%s heartbeat failed: %s", self.site, exc)
+            await asyncio.sleep(interval)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set; then close everything cleanly."""
+        cfg = self.loaded.agent
+        engine = SnmpEngineHolder()
+        collectors: dict[str, Collector] = {}
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            if any(d.profile.protocol == "snmp" for d in self.loaded.devices):
+                await engine.warm_up()
+            for d in self.loaded.devices:
+                if not d.config.enabled:
+                    self.device_state[d.id] = DeviceState.DISABLED
+                    continue
+                collectors[d.id] = make_collector(
+                    d.id,
+                    d.profile,
+                    d.target,
+                    snmp_engine=engine,
+                    known_hosts=cfg.state_dir / "known_hosts",
+                )
+            await self.reconcile()
+            tasks = [
+                asyncio.create_task(self._poll_loop(d, collectors[d.id]), name=f"poll-{d.id}")
+                for d in self.loaded.devices
+                if d.id in collectors
+            ]
+            tasks.append(asyncio.create_task(self._upload_loop(), name="upload"))
+            tasks.append(asyncio.create_task(self._heartbeat_loop(), name="heartbeat"))
+            logger.info(
+                "site=%s agent %s polling %d device(s) as %s",
+                self.site,
+                __version__,
+                len(collectors),
+                socket.gethostname(),
+            )
+            await stop.wait()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for c in collectors.values():
+                with contextlib.suppress(Exception):
+                    await c.close()
+            engine.close()
+            await self.uplink.aclose()
+            self._db.shutdown(wait=True)
+            self.outbox.close()
+            logger.info("site=%s agent stopped", self.site)

@@ -1,0 +1,130 @@
+"""The agent's only connection to HQ: httpx, keep-alive, gzip batches, bearer token.
+
+The agent always connects out (stations sit behind NAT). Errors are mapped here into
+agent.errors: UplinkError (try again later, maybe after Retry-After) or UplinkRejected.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import random
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from agent import __version__
+from agent.errors import EnrollError, UplinkError, UplinkRejected
+from agent.wire import (
+    API_PREFIX,
+    BatchAck,
+    EnrollRequest,
+    EnrollResponse,
+    EventBatch,
+    FaultEvent,
+    Heartbeat,
+    HeartbeatAck,
+)
+
+logger = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    value = resp.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def backoff_delay(attempt: int, base: float = 1.0, cap: float = 300.0) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
+    return random.uniform(0, min(cap, base * (2 ** min(attempt, 20))))  # noqa: S311
+
+
+class Uplink:
+    """HTTP client for HQ's agent endpoints."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        *,
+        ca_file: Path | None = None,
+        timeout_s: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        headers = {"User-Agent": f"stationwatch-agent/{__version__}"}
+        self._token = token
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            headers=headers,
+            timeout=timeout_s,
+            verify=str(ca_file) if ca_file else True,
+            transport=transport,
+            trust_env=False,
+        )
+
+    async def aclose(self) -> None:
+        """Close connections."""
+        await self._client.aclose()
+
+    def _auth(self) -> dict[str, str]:
+        if not self._token:
+            raise UplinkRejected("the agent is not enrolled: no agent token")
+        return {"Authorization": f"Bearer {self._token}"}
+
+    async def _post(
+        self, path: str, model: BaseModel, answer: type[M], *, gzip_body: bool, auth: bool = True
+    ) -> M:
+        body = model.model_dump_json().encode()
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            headers |= self._auth()
+        if gzip_body:
+            body = gzip.compress(body, compresslevel=6)
+            headers["Content-Encoding"] = "gzip"
+        try:
+            resp = await self._client.post(API_PREFIX + path, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise UplinkError(f"HQ unreachable: {type(exc).__name__}: {exc}") from None
+        if resp.status_code in (429, 503) or resp.status_code >= 500:
+            raise UplinkError(f"HQ answered {resp.status_code}", _retry_after(resp))
+        if resp.status_code >= 400:
+            raise UplinkRejected(f"HQ refused {path}: {resp.status_code} {resp.text[:200]}")
+        try:
+            return answer.model_validate_json(resp.content)
+        except ValidationError:
+            raise UplinkError(f"HQ answered {path} with something unreadable") from None
+
+    async def send_events(self, events: list[FaultEvent]) -> BatchAck:
+        """Upload a batch; the answer lists what HQ has stored."""
+        return await self._post("/events", EventBatch(events=events), BatchAck, gzip_body=True)
+
+    async def heartbeat(self, hb: Heartbeat) -> HeartbeatAck:
+        """Report in."""
+        return await self._post("/heartbeat", hb, HeartbeatAck, gzip_body=False)
+
+    async def enroll(self, token: str, hostname: str) -> EnrollResponse:
+        """Trade a one-time enrollment token for an agent token."""
+        req = EnrollRequest(enrollment_token=token, hostname=hostname, agent_version=__version__)
+        try:
+            return await self._post("/enroll", req, EnrollResponse, gzip_body=False, auth=False)
+        except UplinkError as exc:
+            raise EnrollError(f"enrollment failed: {exc}") from None
+
+    def status_info(self) -> dict[str, Any]:
+        """Where this uplink points, for status output."""
+        return {"base_url": str(self._client.base_url)}

@@ -1,0 +1,1 @@
+"""The `stationwatch` command: one entry point for the agent, HQ, the simulator and the demo."""

@@ -1,0 +1,7 @@
+"""python -m stationwatch."""
+
+import sys
+
+from stationwatch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,145 @@
+"""Site config and credentials: valid examples load; mistakes are named precisely."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agent.config import load_config
+from agent.errors import ConfigError
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "agent" / "examples"
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    for name in ("site.yaml", "credentials.yaml"):
+        shutil.copy(EXAMPLES / name, tmp_path / name)
+    (tmp_path / "credentials.yaml").chmod(0o600)
+    return tmp_path / "site.yaml"
+
+
+def edit(path: Path, fn) -> None:  # type: ignore[no-untyped-def]
+    data = yaml.safe_load(path.read_text())
+    fn(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_example_loads(site: Path) -> None:
+    loaded = load_config(site)
+    assert loaded.problems == []
+    assert [d.id for d in loaded.devices] == ["tx1", "sw1", "pbx1", "tx2"]
+    tx1 = loaded.devices[0]
+    assert tx1.target.community.get_secret_value() == "change-me"  # type: ignore[union-attr]
+    assert "change-me" not in repr(tx1)
+    assert {c.code: c.above for c in tx1.checks}["vswr_high"] == 1.6
+    assert loaded.agent.state_dir == Path("/var/lib/stationwatch")
+
+
+def test_bad_device_names_file_line_field_and_expectation(site: Path) -> None:
+    text = site.read_text().replace("port: 161, version: 2c", "port: abc, version: 2c")
+    site.write_text(text)
+    loaded = load_config(site)
+    assert [d.id for d in loaded.devices] == ["sw1", "pbx1", "tx2"]
+    (problem,) = loaded.problems
+    line = next(i for i, s in enumerate(text.splitlines(), 1) if "port: abc" in s)
+    assert problem.startswith(f"{site}:{line}: devices[0].snmp.port: ")
+    assert "integer" in problem and "'abc'" in problem
+
+
+def test_unknown_profile_lists_known_ones(site: Path) -> None:
+    edit(site, lambda d: d["devices"][1].update(profile="cisco_nope"))
+    (problem,) = load_config(site).problems
+    assert "devices[1].profile: unknown profile 'cisco_nope'; expected one of:" in problem
+    assert "cisco_ios_switch" in problem
+
+
+def test_secret_in_site_config_is_refused(site: Path) -> None:
+    edit(site, lambda d: d["devices"][0]["snmp"].update(community="public"))
+    (problem,) = load_config(site).problems
+    assert "devices[0].snmp: community must be in the credentials file" in problem
+
+
+def test_missing_credentials_entry_and_no_secret_echo(site: Path) -> None:
+    creds = site.parent / "credentials.yaml"
+    creds.write_text("tx1: {community: s3cret}\nsw1: {community: x}\npbx1: {username: maint}\n")
+    (problem,) = load_config(site).problems
+    assert "devices[2].ssh" in problem and "password or a key_file" in problem
+    assert "s3cret" not in problem and "maint" not in problem
+
+
+def test_world_readable_credentials_refused(site: Path) -> None:
+    creds = site.parent / "credentials.yaml"
+    creds.chmod(0o644)
+    loaded = load_config(site)
+    assert [d.id for d in loaded.devices] == ["tx2"]  # serial needs no credentials
+    assert any("mode 644" in p and "chmod 600" in p for p in loaded.problems)
+
+
+def test_top_level_errors_stop_the_agent(site: Path) -> None:
+    edit(site, lambda d: d["hq"].update(url="ftp://x"))
+    with pytest.raises(ConfigError) as err:
+        load_config(site)
+    assert "hq.url" in str(err.value) and "ftp://x" in str(err.value)
+
+
+def test_yaml_syntax_error_has_line(tmp_path: Path) -> None:
+    bad = tmp_path / "site.yaml"
+    bad.write_text("site: x\nhq: {url: http://a\ndevices: []\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    assert str(err.value).startswith(f"{bad}:")
+    assert "not valid YAML" in str(err.value)
+
+
+def test_unknown_field_is_named(site: Path) -> None:
+    edit(site, lambda d: d["devices"][3]["serial"].update(baud=9600))
+    (problem,) = load_config(site).problems
+    assert "devices[3].serial.baud: unknown field" in problem
+
+
+def test_duplicate_device_id(site: Path) -> None:
+    edit(site, lambda d: d["devices"][1].update(id="tx1"))
+    (problem,) = load_config(site).problems
+    assert "duplicate device id 'tx1'" in problem
+
+
+def test_check_config_command(
+    site: Path, stationwatch_cmd: list[str], clean_env: dict[str, str]
+) -> None:
+    ok = subprocess.run(
+        [*stationwatch_cmd, "agent", "check-config", str(site)],
+        capture_output=True,
+        text=True,
+        env=clean_env,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "OK, 4 device(s)" in ok.stdout
+    site.write_text(site.read_text().replace("port: 161, version: 2c", "port: 99999, version: 2c"))
+    bad = subprocess.run(
+        [*stationwatch_cmd, "agent", "check-config", str(site)],
+        capture_output=True,
+        text=True,
+        env=clean_env,
+        check=False,
+    )
+    assert bad.returncode == 1
+    assert "devices[0].snmp.port" in bad.stderr and "less than or equal to 65535" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    # `agent run` with a broken top level exits non-zero, without a traceback.
+    site.write_text("site: x\n")
+    run = subprocess.run(
+        [*stationwatch_cmd, "agent", "run", "--config", str(site)],
+        capture_output=True,
+        text=True,
+        env=clean_env,
+        check=False,
+        timeout=60,
+    )
+    assert run.returncode == 1
+    assert "hq: Field required" in run.stderr and "Traceback" not in run.stderr
