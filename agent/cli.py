@@ -108,7 +108,6 @@ async def _run(loaded: LoadedConfig, enroll_token: str | None) -> int:
 
 async def _poll(loaded: LoadedConfig, device_id: str) -> int:
     from collectors.build import make_collector
-
     from collectors.errors import CollectorError
     from collectors.snmp import SnmpEngineHolder
 

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import psutil
-from collectors.build import make_collector
 
 from agent import __version__
 from agent.config import Device, LoadedConfig
 from agent.errors import UplinkError, UplinkRejected
 from agent.outbox import Outbox
+from agent.sdnotify import Notifier
 from agent.uplink import Uplink, backoff_delay
 from agent.wire import DeviceState, FaultEvent, Heartbeat
 from checks.base import Finding
@@ -35,6 +35,7 @@ from checks.engine import CONFIG_INVALID, UNREACHABLE, UNREADABLE, DeviceGrader
 from checks.grading import Grade
 from checks.tracker import FaultChange, FaultTracker
 from collectors.base import Collector, ReadingSet
+from collectors.build import make_collector
 from collectors.errors import CollectorError, DeviceUnreadable
 from collectors.snmp import SnmpEngineHolder
 
@@ -271,9 +272,28 @@ class AgentRuntime:
                 logger.warning("site=%s heartbeat failed: %s", self.site, exc)
             await asyncio.sleep(interval)
 
+    async def _watchdog_loop(self, notifier: Notifier, interval: float) -> None:
+        # The event loop itself answering is what systemd's watchdog should vouch for.
+        while True:
+            notifier.notify(watchdog="1", status=self.status_line())
+            await asyncio.sleep(interval)
+
+    def status_line(self) -> str:
+        """One line for `systemctl status`."""
+        states = list(self.device_state.values())
+        ok = sum(s is DeviceState.OK for s in states)
+        return f"{ok}/{len(states)} devices OK, outbox {self.outbox.depth()} event(s)"
+
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set; then close everything cleanly."""
         cfg = self.loaded.agent
+        notifier = Notifier()
+        # Blocking collectors (SSH, serial) run in threads; a few hung devices must not use up
+        # the default pool (5 threads on a 1-core box) and delay every other device.
+        workers = min(256, 4 + 2 * len(self.loaded.devices))
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="collect")
+        )
         engine = SnmpEngineHolder()
         collectors: dict[str, Collector] = {}
         tasks: list[asyncio.Task[None]] = []
@@ -299,6 +319,10 @@ class AgentRuntime:
             ]
             tasks.append(asyncio.create_task(self._upload_loop(), name="upload"))
             tasks.append(asyncio.create_task(self._heartbeat_loop(), name="heartbeat"))
+            if notifier.watchdog_interval_s:
+                wd = self._watchdog_loop(notifier, notifier.watchdog_interval_s)
+                tasks.append(asyncio.create_task(wd, name="watchdog"))
+            notifier.notify(ready="1", status=f"polling {len(collectors)} device(s)")
             logger.info(
                 "site=%s agent %s polling %d device(s) as %s",
                 self.site,
@@ -308,6 +332,7 @@ class AgentRuntime:
             )
             await stop.wait()
         finally:
+            notifier.notify(stopping="1")
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -48,7 +48,9 @@ class ReadingSet:
     """Readings of one poll, indexed by (metric, component) for the checks."""
 
     def __init__(self, readings: list[Reading]) -> None:
-        self._by_key: dict[tuple[str, str], Reading] = {(r.metric, r.component): r for r in readings}
+        self._by_key: dict[tuple[str, str], Reading] = {
+            (r.metric, r.component): r for r in readings
+        }
 
     def get(self, metric: str, component: str = "") -> Value:
         """The value of a metric (for a component), or None when it was not read."""

@@ -1,10 +1,10 @@
-"""Errors raised by collectors; library exceptions (pysnmp, paramiko, pyserial) never leak past here.
+"""Errors raised by collectors; pysnmp, paramiko and pyserial exceptions never leak past here.
 
-    CollectorError
-     ├── DeviceUnreachable   no answer: timeout, refused, reset, port gone, hang
-     ├── DeviceUnreadable    an answer we cannot use: garbage, malformed, unexpected
-     ├── AuthFailed          the device refused our credentials
-     └── HostKeyMismatch     an SSH host key differs from the pinned one (possible intrusion)
+CollectorError
+ ├── DeviceUnreachable   no answer: timeout, refused, reset, port gone, hang
+ ├── DeviceUnreadable    an answer we cannot use: garbage, malformed, unexpected
+ ├── AuthFailed          the device refused our credentials
+ └── HostKeyMismatch     an SSH host key differs from the pinned one (possible intrusion)
 """
 
 from __future__ import annotations

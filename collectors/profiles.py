@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Annotated, Literal, Self
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from checks.grading import Grade
 from checks.spec import CheckSpec
@@ -159,10 +167,16 @@ class Profile(_Model):
     @model_validator(mode="after")
     def _source_present(self) -> Self:
         if self.protocol != "host" and getattr(self, self.protocol) is None:
-            raise ValueError(f"protocol is {self.protocol!r} but there is no {self.protocol}: section")
+            raise ValueError(
+                f"protocol is {self.protocol!r} but there is no {self.protocol}: section"
+            )
         metrics = self.metrics()
         for check in self.checks:
-            for needed in (check.metric, check.relative_to, check.when.metric if check.when else None):
+            for needed in (
+                check.metric,
+                check.relative_to,
+                check.when.metric if check.when else None,
+            ):
                 if needed and needed not in metrics:
                     raise ValueError(f"check {check.code!r} uses unknown metric {needed!r}")
         return self

@@ -23,8 +23,8 @@ class Procs:
         self, name: str, argv: list[str], env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
         """Start a child with stdout+stderr to <log_dir>/<name>.log."""
-        log = (self.log_dir / f"{name}.log").open("ab")
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env or self.env)
+        with (self.log_dir / f"{name}.log").open("ab") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env or self.env)
         self.children[name] = proc
         return proc
 

@@ -1,0 +1,103 @@
+"""Agent endpoints: enrollment (no bearer), event batches and heartbeats (agent tokens only)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter
+from sqlalchemy.exc import DBAPIError
+
+from agent.wire import (
+    API_PREFIX,
+    BatchAck,
+    EnrollRequest,
+    EnrollResponse,
+    EventBatch,
+    Heartbeat,
+    HeartbeatAck,
+)
+from hq_server.api.body import BoundedBodyRoute
+from hq_server.api.deps import AgentDep, ClockDep, DbDep, SettingsDep
+from hq_server.api.errors import ERROR_RESPONSES
+from hq_server.api.schemas import ErrorOut
+from hq_server.db import is_retryable
+from hq_server.enrollment import enroll
+from hq_server.ingest import ingest_batch
+from hq_server.models import Agent
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix=API_PREFIX, tags=["agent"], route_class=BoundedBodyRoute)
+
+_AUTH_ERRORS: dict[int | str, dict[str, object]] = {
+    code: {**spec, "model": ErrorOut} for code, spec in ERROR_RESPONSES.items()
+}
+_BODY_ERRORS: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorOut, "description": "Invalid gzip body"},
+    413: {"model": ErrorOut, "description": "Body larger than the limit (after decompression)"},
+    415: {"model": ErrorOut, "description": "Content-Encoding other than gzip"},
+}
+
+
+@router.post(
+    "/enroll",
+    response_model=EnrollResponse,
+    responses={
+        401: {"model": ErrorOut, "description": "Unknown or expired enrollment token"},
+        409: {"model": ErrorOut, "description": "Enrollment token already used"},
+        **_BODY_ERRORS,
+    },
+)
+def post_enroll(request: EnrollRequest, db: DbDep, clock: ClockDep) -> EnrollResponse:
+    """Trade a one-time enrollment token for an agent identity and token."""
+    with db.writer() as session, session.begin():
+        return enroll(session, request, clock.now())
+
+
+@router.post(
+    "/events",
+    response_model=BatchAck,
+    responses={**_AUTH_ERRORS, **_BODY_ERRORS},
+    description="A batch of fault events (send it gzip with `Content-Encoding: gzip`). "
+    "Idempotent on event_id: the ack lists every event HQ has stored, new or already known.",
+)
+def post_events(
+    batch: EventBatch, agent: AgentDep, db: DbDep, clock: ClockDep, settings: SettingsDep
+) -> BatchAck:
+    """Store a batch of events in one transaction and apply them to alarms and tickets."""
+    attempts = settings.max_batch_retries
+    for attempt in range(1, attempts + 1):
+        try:
+            with db.writer() as session, session.begin():
+                row = session.get_one(Agent, agent.agent_id)
+                result = ingest_batch(session, row, batch, clock.now())
+            return result.ack()
+        except DBAPIError as exc:
+            if attempt == attempts or not is_retryable(exc):
+                raise
+            logger.warning(
+                "agent=%s site=%s: batch attempt %d/%d failed (%s), retrying",
+                agent.agent_id,
+                agent.site_id,
+                attempt,
+                attempts,
+                type(exc.orig).__name__,
+            )
+    raise AssertionError("unreachable")
+
+
+@router.post("/heartbeat", response_model=HeartbeatAck, responses={**_AUTH_ERRORS, **_BODY_ERRORS})
+def post_heartbeat(
+    heartbeat: Heartbeat, agent: AgentDep, db: DbDep, clock: ClockDep
+) -> HeartbeatAck:
+    """Record that the agent is alive, with its version and queue state; answer HQ's time."""
+    now = clock.now()
+    with db.writer() as session, session.begin():
+        row = session.get_one(Agent, agent.agent_id)
+        row.last_seen_at = now
+        row.version = heartbeat.agent_version
+        row.outbox_depth = heartbeat.outbox_depth
+        row.dropped_events = heartbeat.dropped_events
+        row.reported_seq = heartbeat.last_seq
+        row.device_states = {name: state.value for name, state in heartbeat.devices.items()}
+    return HeartbeatAck(server_time=now)

@@ -1,0 +1,211 @@
+"""Response models of the user API (the agent API answers with agent.wire models)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from hq_server.domain import TicketStatus
+from hq_server.models import Agent, Alarm, Site, Ticket, TicketEvent
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ErrorOut(_Out):
+    """The body of every error response (422 has FastAPI's list of validation errors)."""
+
+    detail: str
+
+
+class HealthOut(_Out):
+    """Liveness and database reachability."""
+
+    status: Literal["ok", "error"]
+    db: str
+
+
+class AlarmOut(_Out):
+    """The current state of one fault condition at a site."""
+
+    id: int
+    site_id: int
+    site: str
+    fault_key: str
+    device_id: str
+    device_class: str
+    code: str
+    component: str
+    grade: int
+    title: str
+    active: bool
+    first_raised_at: datetime
+    last_change_at: datetime
+    cleared_at: datetime | None
+    raise_count: int
+
+    @classmethod
+    def of(cls, alarm: Alarm) -> AlarmOut:
+        """From a stored alarm (with its site loaded)."""
+        return cls(
+            id=alarm.id,
+            site_id=alarm.site_id,
+            site=alarm.site.name,
+            fault_key=alarm.fault_key,
+            device_id=alarm.device_id,
+            device_class=alarm.device_class,
+            code=alarm.code,
+            component=alarm.component,
+            grade=alarm.grade,
+            title=alarm.title,
+            active=alarm.active,
+            first_raised_at=alarm.first_raised_at,
+            last_change_at=alarm.last_change_at,
+            cleared_at=alarm.cleared_at,
+            raise_count=alarm.raise_count,
+        )
+
+
+class TicketOut(_Out):
+    """A fault ticket with its deadlines."""
+
+    id: int
+    number: str
+    site_id: int
+    site: str
+    alarm_id: int | None
+    fault_key: str
+    device_id: str
+    code: str
+    component: str
+    grade: int
+    status: TicketStatus
+    title: str
+    opened_at: datetime
+    ack_due_at: datetime | None
+    restore_due_at: datetime | None
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    alarm_active: bool
+    updated_at: datetime
+
+    @classmethod
+    def fields_of(cls, t: Ticket) -> dict[str, Any]:
+        """The field values of a stored ticket (with its site loaded)."""
+        return {
+            "id": t.id,
+            "number": t.number,
+            "site_id": t.site_id,
+            "site": t.site.name,
+            "alarm_id": t.alarm_id,
+            "fault_key": t.fault_key,
+            "device_id": t.device_id,
+            "code": t.code,
+            "component": t.component,
+            "grade": t.grade,
+            "status": TicketStatus(t.status),
+            "title": t.title,
+            "opened_at": t.opened_at,
+            "ack_due_at": t.ack_due_at,
+            "restore_due_at": t.restore_due_at,
+            "acknowledged_at": t.acknowledged_at,
+            "resolved_at": t.resolved_at,
+            "closed_at": t.closed_at,
+            "alarm_active": t.alarm_active,
+            "updated_at": t.updated_at,
+        }
+
+    @classmethod
+    def of(cls, ticket: Ticket) -> TicketOut:
+        """From a stored ticket."""
+        return cls(**cls.fields_of(ticket))
+
+
+class TicketHistoryOut(_Out):
+    """One entry of a ticket's history."""
+
+    at: datetime
+    who: str
+    what: str
+    detail: str
+    data: dict[str, Any]
+
+    @classmethod
+    def of(cls, entry: TicketEvent) -> TicketHistoryOut:
+        """From a stored history entry."""
+        return cls(
+            at=entry.at, who=entry.who, what=entry.what, detail=entry.detail, data=entry.data
+        )
+
+
+class TicketDetailOut(TicketOut):
+    """A ticket with its history, oldest entry first."""
+
+    history: list[TicketHistoryOut]
+
+    @classmethod
+    def with_history(cls, ticket: Ticket) -> TicketDetailOut:
+        """From a stored ticket whose history is loaded."""
+        return cls(
+            **cls.fields_of(ticket), history=[TicketHistoryOut.of(h) for h in ticket.history]
+        )
+
+
+class AgentOut(_Out):
+    """An enrolled agent, as last seen."""
+
+    id: int
+    name: str
+    version: str
+    enrolled_at: datetime
+    last_seen_at: datetime | None
+    last_seq: int
+    reported_seq: int
+    outbox_depth: int
+    dropped_events: int
+    revoked: bool
+
+    @classmethod
+    def of(cls, agent: Agent) -> AgentOut:
+        """From a stored agent."""
+        return cls(
+            id=agent.id,
+            name=agent.name,
+            version=agent.version,
+            enrolled_at=agent.enrolled_at,
+            last_seen_at=agent.last_seen_at,
+            last_seq=agent.last_seq,
+            reported_seq=agent.reported_seq,
+            outbox_depth=agent.outbox_depth,
+            dropped_events=agent.dropped_events,
+            revoked=agent.revoked_at is not None,
+        )
+
+
+class SiteOut(_Out):
+    """A site with its agents."""
+
+    id: int
+    name: str
+    customer: str
+    contact: str
+    timezone: str
+    created_at: datetime
+    agents: list[AgentOut]
+
+    @classmethod
+    def of(cls, site: Site, agents: list[Agent]) -> SiteOut:
+        """From a stored site and its agents."""
+        return cls(
+            id=site.id,
+            name=site.name,
+            customer=site.customer,
+            contact=site.contact,
+            timezone=site.timezone,
+            created_at=site.created_at,
+            agents=[AgentOut.of(a) for a in agents],
+        )

@@ -1,0 +1,266 @@
+"""`stationwatch hq ...`: run HQ, manage its database, create API tokens and enrollment tokens.
+
+Commands print secrets (tokens) alone on stdout so scripts can capture them; everything else goes
+to stderr. Every command first migrates the database to the code's revision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from hq_server import db as dbmod
+from hq_server.auth import create_api_token
+from hq_server.clock import SystemClock
+from hq_server.domain import Role
+from hq_server.enrollment import check_timezone, create_enrollment_token, ensure_site
+from hq_server.errors import ConfigError, HQError
+from hq_server.settings import ENV_DATA_DIR, ENV_DB_URL, Settings
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _common_options() -> argparse.ArgumentParser:
+    """Options accepted before or after the subcommand (defaults are resolved later)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--data-dir",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help=f"directory of HQ's SQLite database (env {ENV_DATA_DIR}; default ./var/hq)",
+    )
+    common.add_argument(
+        "--db-url",
+        default=argparse.SUPPRESS,
+        help=f"database URL, e.g. postgresql+psycopg://user@host/db (env {ENV_DB_URL}); "
+        "default: SQLite in the data dir",
+    )
+    common.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default=argparse.SUPPRESS,
+        help="log level on stderr",
+    )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `stationwatch hq`."""
+    common = _common_options()
+    parser = argparse.ArgumentParser(
+        prog="stationwatch hq", description="StationWatch HQ server", parents=[common]
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", parents=[common], help="run the HQ web server")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback)")
+    serve.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
+    serve.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a non-loopback --host (HQ speaks plain HTTP: put TLS in front of it)",
+    )
+
+    token = commands.add_parser("token", help="API tokens for people and scripts")
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    create = token_commands.add_parser(
+        "create", parents=[common], help="create an API token and print it (only it) on stdout"
+    )
+    create.add_argument("--role", required=True, choices=[r.value for r in Role])
+    create.add_argument("--name", default=None, help="what the token is for (default: the role)")
+
+    site = commands.add_parser("site", help="sites and their enrollment tokens")
+    site_commands = site.add_subparsers(dest="site_command", required=True, metavar="ACTION")
+    add = site_commands.add_parser(
+        "add",
+        parents=[common],
+        help="create a site if missing and print a new one-time enrollment token on stdout",
+    )
+    add.add_argument("name", help="site name (unique)")
+    add.add_argument("--customer", default="", help="customer owning the site")
+    add.add_argument("--contact", default="", help="on-site contact")
+    add.add_argument("--timezone", default="UTC", help="IANA timezone, e.g. Asia/Shanghai")
+    add.add_argument(
+        "--ttl-hours",
+        type=float,
+        default=24.0,
+        help="validity of the enrollment token in hours (default 24)",
+    )
+
+    database = commands.add_parser("db", help="database maintenance")
+    db_commands = database.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_commands.add_parser("upgrade", parents=[common], help="migrate the database to this version")
+    return parser
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (a host name other than localhost is not)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        data_dir=getattr(args, "data_dir", None),
+        db_url=getattr(args, "db_url", None),
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        allow_remote=getattr(args, "allow_remote", None),
+    )
+
+
+def _prepare(settings: Settings) -> str:
+    """Create the data dir when HQ uses its SQLite file there, migrate; return the database URL."""
+    url = settings.database_url
+    dbmod.parse_url(url)
+    if settings.uses_default_sqlite:
+        try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create data dir {settings.data_dir}: {exc}") from None
+    dbmod.upgrade(url)
+    return url
+
+
+def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    if not is_loopback(settings.host) and not settings.allow_remote:
+        print(
+            f"error: refusing to listen on {settings.host!r}, which is not a loopback address; "
+            "HQ serves plain HTTP, so put a TLS proxy in front of it and pass --allow-remote",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    import uvicorn
+
+    from hq_server.app import create_app
+
+    _prepare(settings)
+    app = create_app(settings)
+    level = getattr(args, "log_level", "info")
+    print(
+        f"HQ listening on http://{settings.host}:{settings.port} "
+        f"(database {dbmod.safe_url(settings.database_url)})",
+        file=sys.stderr,
+    )
+    try:
+        uvicorn.run(
+            app, host=settings.host, port=settings.port, log_level=level, server_header=False
+        )
+    except SystemExit as exc:  # uvicorn exits this way when it cannot bind or start
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
+    return EXIT_OK
+
+
+def _cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
+    role = Role(args.role)
+    url = _prepare(settings)
+    database = dbmod.Database(url)
+    try:
+        with database.writer() as session, session.begin():
+            token = create_api_token(session, args.name or role.value, role, SystemClock().now())
+    finally:
+        database.dispose()
+    print(token)
+    return EXIT_OK
+
+
+def _cmd_site_add(args: argparse.Namespace, settings: Settings) -> int:
+    check_timezone(args.timezone)
+    if args.ttl_hours <= 0:
+        raise ConfigError("--ttl-hours must be positive")
+    url = _prepare(settings)
+    database = dbmod.Database(url)
+    now = SystemClock().now()
+    ttl = timedelta(hours=args.ttl_hours)
+    try:
+        with database.writer() as session, session.begin():
+            site, created = ensure_site(
+                session,
+                args.name,
+                now,
+                customer=args.customer,
+                contact=args.contact,
+                timezone=args.timezone,
+            )
+            token = create_enrollment_token(session, site, now, ttl)
+    finally:
+        database.dispose()
+    state = "created" if created else "exists"
+    print(
+        f"site {site.name!r} (id {site.id}) {state}; one-time enrollment token below, "
+        f"valid until {(now + ttl).isoformat(timespec='seconds')}",
+        file=sys.stderr,
+    )
+    print(token)
+    return EXIT_OK
+
+
+def _cmd_db_upgrade(_args: argparse.Namespace, settings: Settings) -> int:
+    _prepare(settings)
+    print(f"database {dbmod.safe_url(settings.database_url)} is up to date", file=sys.stderr)
+    return EXIT_OK
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "serve":
+        return _cmd_serve(args, settings)
+    if args.command == "token":
+        return _cmd_token_create(args, settings)
+    if args.command == "site":
+        return _cmd_site_add(args, settings)
+    return _cmd_db_upgrade(args, settings)
+
+
+def run(argv: Sequence[str]) -> int:
+    """Run `stationwatch hq` with these arguments (those after `hq`); returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(argv))
+    except SystemExit as exc:  # argparse exits on --help and on usage errors
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    default_level = "info" if args.command in ("serve", "db") else "warning"
+    level = getattr(args, "log_level", default_level)
+    logging.basicConfig(
+        level=level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = _settings(args)
+        return _dispatch(args, settings)
+    except HQError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except SQLAlchemyError as exc:  # e.g. permission denied on the schema
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        print(f"error: database error: {reason}", file=sys.stderr)
+        return EXIT_ERROR
+    except ValueError as exc:  # settings validation (pydantic) and similar bad input
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def main() -> None:
+    """Entry point for `python -m hq_server.cli`."""
+    raise SystemExit(run(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""Database access: engines for SQLite and PostgreSQL, sessions, migrations, error mapping."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from hq_server.errors import ConfigError, DatabaseUnavailable, SchemaOutOfDate
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+# Execution option read by the SQLite "begin" hook: DEFERRED (readers) or IMMEDIATE (writers).
+_SQLITE_BEGIN = "stationwatch_sqlite_begin"
+# pg_advisory_xact_lock key held while migrating, so replicas starting together migrate once.
+_MIGRATION_LOCK_KEY = 0x5357_4851  # "SWHQ"
+# SQLSTATEs worth retrying a whole transaction for: serialization failure, deadlock.
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+def parse_url(url: str) -> URL:
+    """Parse and check a database URL; raise ConfigError naming what is wrong."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(f"cannot parse database URL {url!r}: {exc}") from None
+    if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
+        raise ConfigError(
+            f"unsupported database {parsed.get_backend_name()!r} in URL "
+            f"{safe_url(parsed)!r}: use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+        )
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise ConfigError("an in-memory SQLite database cannot be shared: give sqlite:///PATH")
+    return parsed
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL with its password masked, for messages and logs."""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except ArgumentError:
+        return "<unparsable URL>"
+    return parsed.render_as_string(hide_password=True)
+
+
+def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 10_000) -> Engine:
+    """An Engine for a SQLite file (WAL, busy timeout, foreign keys) or PostgreSQL (psycopg 3)."""
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        assert parsed.database is not None
+        directory = Path(parsed.database).expanduser().resolve().parent
+        if not directory.is_dir():
+            raise DatabaseUnavailable(
+                f"directory {directory} for the SQLite database does not exist"
+            )
+        engine = create_engine(parsed)
+        _configure_sqlite(engine, sqlite_busy_timeout_ms)
+        return engine
+    connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": 10}
+    try:
+        return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+    except (NoSuchModuleError, ModuleNotFoundError) as exc:
+        raise ConfigError(f"no driver for {safe_url(parsed)!r}: {exc}") from None
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    """WAL + busy timeout + foreign keys on every connection; SQLAlchemy emits BEGIN itself."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, start transactions (needed for SAVEPOINT and
+        # for BEGIN IMMEDIATE on writers).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        mode = conn.get_execution_options().get(_SQLITE_BEGIN, "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for a failure that a fresh attempt of the same transaction may not hit again."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate in _RETRYABLE_SQLSTATES:
+        return True
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+
+
+@contextmanager
+def translate_errors(url: str | URL) -> Iterator[None]:
+    """Map "cannot connect" failures of the driver to DatabaseUnavailable with a clear message."""
+    try:
+        yield
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise DatabaseUnavailable(f"cannot use database {safe_url(url)}: {reason}") from exc
+
+
+def insert_ignoring_conflict(
+    dialect: str, model: type[Any], values: dict[str, Any], conflict_columns: list[str]
+) -> postgresql.Insert | sqlite.Insert:
+    """INSERT ... ON CONFLICT (conflict_columns) DO NOTHING, for PostgreSQL or SQLite."""
+    if dialect == "postgresql":
+        return (
+            postgresql.insert(model)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=conflict_columns)
+        )
+    return (
+        sqlite.insert(model)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=conflict_columns)
+    )
+
+
+class Database:
+    """An engine plus session factories: `session()` for reads, `writer()` for writes."""
+
+    def __init__(self, url: str, *, sqlite_busy_timeout_ms: int = 10_000) -> None:
+        self.url = url
+        self.engine = make_engine(url, sqlite_busy_timeout_ms=sqlite_busy_timeout_ms)
+        self.dialect = self.engine.dialect.name
+        # On SQLite a writer takes the write lock at BEGIN, so two writers never both read and
+        # then collide on upgrading their lock (which busy_timeout cannot resolve).
+        write_bind = (
+            self.engine.execution_options(**{_SQLITE_BEGIN: "IMMEDIATE"})
+            if self.dialect == "sqlite"
+            else self.engine
+        )
+        self._reader = sessionmaker(bind=self.engine, expire_on_commit=False)
+        self._writer = sessionmaker(bind=write_bind, expire_on_commit=False)
+
+    def session(self) -> Session:
+        """A session for reading (its transaction starts lazily and takes no write lock)."""
+        return self._reader()
+
+    def writer(self) -> Session:
+        """A session for a transaction that writes."""
+        return self._writer()
+
+    def ping(self) -> None:
+        """Run a trivial query; raise DatabaseUnavailable if the database does not answer."""
+        with translate_errors(self.url), self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def check_schema(self) -> None:
+        """Raise SchemaOutOfDate unless the database is migrated to the code's head revision."""
+        with translate_errors(self.url), self.engine.connect() as conn:
+            current = set(MigrationContext.configure(conn).get_current_heads())
+        heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
+        if current != heads:
+            raise SchemaOutOfDate(
+                f"database {safe_url(self.url)} is at revision {sorted(current) or 'none'}, "
+                f"the code needs {sorted(heads)}: run `stationwatch hq db upgrade`"
+            )
+
+    def dispose(self) -> None:
+        """Close all pooled connections."""
+        self.engine.dispose()
+
+
+def alembic_config() -> Config:
+    """Alembic configuration built in code (no alembic.ini needed at runtime)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Migrate the database at `url` to `revision` (creates the schema on an empty database)."""
+    engine = make_engine(url)
+    try:
+        with translate_errors(url), engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                )
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    finally:
+        engine.dispose()
+    logger.info("database %s is at revision %s", safe_url(url), revision)

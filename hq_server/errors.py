@@ -1,0 +1,59 @@
+"""Errors raised by HQ's domain code; the HTTP layer and the CLI map them at their boundary.
+
+    HQError
+    ├── ConfigError                  bad settings: a malformed database URL, a bad timezone, ...
+    ├── DatabaseError
+    │   ├── DatabaseUnavailable      the database cannot be reached or opened
+    │   └── SchemaOutOfDate          the database is not migrated to the code's revision
+    ├── AuthError                    -> 401, with WWW-Authenticate: Bearer
+    │   └── EnrollmentTokenInvalid   unknown or expired enrollment token (-> 401)
+    ├── EnrollmentTokenUsed          the one-time enrollment token was already used (-> 409)
+    ├── PermissionDenied             the caller is known but may not do this (-> 403)
+    └── NotFound                     (-> 404)
+
+Library errors (SQLAlchemy, psycopg, sqlite3) are mapped into these in `hq_server.db`; the
+HTTP status of each is decided in `hq_server.api.errors`, never here. Unreadable request bodies
+(400/413/415) are HTTP matters and answered in `hq_server.api.body`.
+"""
+
+from __future__ import annotations
+
+
+class HQError(Exception):
+    """Base of every error HQ raises on purpose; the message is safe to show to the caller."""
+
+
+class ConfigError(HQError):
+    """A setting is invalid (e.g. an unparsable database URL or an unknown timezone)."""
+
+
+class DatabaseError(HQError):
+    """The database cannot serve HQ."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database cannot be reached, opened or authenticated against."""
+
+
+class SchemaOutOfDate(DatabaseError):
+    """The database schema is not at the revision this code expects."""
+
+
+class AuthError(HQError):
+    """Missing, malformed, unknown or revoked credentials."""
+
+
+class EnrollmentTokenInvalid(AuthError):
+    """The enrollment token is unknown or has expired."""
+
+
+class EnrollmentTokenUsed(HQError):
+    """The one-time enrollment token has already been exchanged for an agent token."""
+
+
+class PermissionDenied(HQError):
+    """The caller is authenticated but its kind or role does not allow this call."""
+
+
+class NotFound(HQError):
+    """The requested object does not exist."""

@@ -1,0 +1,298 @@
+"""Event ingest: store each event once, apply it to its alarm, pass transitions to ticket policy.
+
+Exactly-once in effect (DESIGN.md section 4): events are idempotent on event_id; a batch is applied
+in seq order inside the caller's transaction. Work on one fingerprint (site, fault_key) is
+serialized: on PostgreSQL by transaction-scoped advisory locks taken up front in a fixed order (so
+concurrent batches never deadlock on each other), on SQLite by the writer's BEGIN IMMEDIATE.
+
+Alarm rules, per event of a fingerprint (`decide` is pure and holds them all):
+- stale (seq not above the last one applied from the same agent, or observed before the alarm's
+  last change when another agent of the site sent it): stored, not applied;
+- RAISE or UPDATE on an absent or cleared alarm: the alarm becomes active (RAISED);
+- RAISE or UPDATE with another grade on an active alarm: GRADE_CHANGED;
+- CLEAR on an active alarm: CLEARED; on an absent or cleared one: nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from uuid import UUID
+
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session
+
+from agent.wire import BatchAck, EventBatch, EventKind, FaultEvent, RejectedEvent
+from hq_server.db import insert_ignoring_conflict
+from hq_server.domain import agent_actor
+from hq_server.models import Agent, Alarm, Event
+from hq_server.tickets import AlarmTransition, TicketOutcome, TransitionKind, apply_transition
+
+logger = logging.getLogger(__name__)
+
+# First key of the two-int advisory locks on fingerprints ("SWAL").
+_FINGERPRINT_LOCK_SPACE = 0x5357_414C
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmView:
+    """What `decide` needs to know about an existing alarm."""
+
+    active: bool
+    grade: int
+    last_agent_id: int
+    last_event_seq: int
+    last_change_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What one event does to its alarm: `transition` is None when the state does not change."""
+
+    stale: bool
+    transition: TransitionKind | None
+
+
+def decide(alarm: AlarmView | None, event: FaultEvent, agent_id: int) -> Decision:
+    """The effect of `event` (sent by `agent_id`) on the alarm of its fingerprint."""
+    if alarm is not None:
+        if alarm.last_agent_id == agent_id:
+            stale = event.seq <= alarm.last_event_seq
+        else:
+            stale = _aware(event.observed_at) < alarm.last_change_at
+        if stale:
+            return Decision(stale=True, transition=None)
+    if event.kind is EventKind.CLEAR:
+        active = alarm is not None and alarm.active
+        return Decision(stale=False, transition=TransitionKind.CLEARED if active else None)
+    if alarm is None or not alarm.active:
+        return Decision(stale=False, transition=TransitionKind.RAISED)
+    if event.grade != alarm.grade:
+        return Decision(stale=False, transition=TransitionKind.GRADE_CHANGED)
+    return Decision(stale=False, transition=None)
+
+
+@dataclass(slots=True)
+class IngestResult:
+    """The outcome of one batch: the ack (event ids in seq order) plus counters for logs/tests."""
+
+    stored: list[UUID] = field(default_factory=list)
+    rejected: list[RejectedEvent] = field(default_factory=list)
+    new: int = 0
+    duplicates: int = 0
+    stale: int = 0
+    transitions: list[AlarmTransition] = field(default_factory=list)
+    tickets: list[TicketOutcome] = field(default_factory=list)
+
+    def ack(self) -> BatchAck:
+        """The BatchAck answering the agent."""
+        return BatchAck(stored=self.stored, rejected=self.rejected)
+
+
+def _aware(value: datetime) -> datetime:
+    """Agents send aware timestamps; a naive one is taken as UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _lock_key(site_id: int, fault_key: str) -> int:
+    digest = hashlib.sha256(f"{site_id}\0{fault_key}".encode()).digest()
+    return int.from_bytes(digest[:4], "big", signed=True)
+
+
+def lock_fingerprints(session: Session, site_id: int, fault_keys: set[str]) -> None:
+    """Serialize work on these fingerprints across transactions (PostgreSQL; SQLite: no-op)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    # One round trip; unnest yields the keys in array order, so they are locked in sorted order.
+    keys = sorted({_lock_key(site_id, k) for k in fault_keys})
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(:space, k) FROM unnest(CAST(:keys AS integer[])) AS k"),
+        {"space": _FINGERPRINT_LOCK_SPACE, "keys": keys},
+    )
+
+
+def ingest_batch(session: Session, agent: Agent, batch: EventBatch, now: datetime) -> IngestResult:
+    """Store and apply a batch from `agent` in the session's transaction (the caller commits)."""
+    result = IngestResult()
+    unique: dict[UUID, FaultEvent] = {}
+    for ev in batch.events:
+        unique.setdefault(ev.event_id, ev)
+    events = sorted(unique.values(), key=lambda e: (e.seq, _aware(e.observed_at)))
+    if not events:
+        return result
+
+    lock_fingerprints(session, agent.site_id, {e.fault_key for e in events})
+    known: dict[UUID, int] = {
+        event_id: owner
+        for event_id, owner in session.execute(
+            select(Event.event_id, Event.agent_id).where(Event.event_id.in_(list(unique)))
+        )
+    }
+    alarms = {
+        a.fault_key: a
+        for a in session.scalars(
+            select(Alarm).where(
+                Alarm.site_id == agent.site_id,
+                Alarm.fault_key.in_({e.fault_key for e in events}),
+            )
+        )
+    }
+    who = agent_actor(agent.id)
+    for ev in events:
+        owner = known.get(ev.event_id)
+        if owner is not None:
+            _acknowledge_known(result, ev, owner, agent)
+            continue
+        alarm = alarms.get(ev.fault_key)
+        decision = decide(_view(alarm), ev, agent.id)
+        if not _store(session, agent, ev, now, applied=decision.transition is not None):
+            # Committed by another transaction since the check above (possible only when the
+            # same event_id comes with another fingerprint, i.e. under another lock).
+            owner = session.scalar(select(Event.agent_id).where(Event.event_id == ev.event_id))
+            _acknowledge_known(result, ev, owner if owner is not None else agent.id, agent)
+            continue
+        result.new += 1
+        result.stored.append(ev.event_id)
+        if decision.stale:
+            result.stale += 1
+            continue
+        old_grade = alarm.grade if alarm is not None else None
+        alarm = _apply(session, agent, alarm, ev, decision)
+        if alarm is None or decision.transition is None:
+            continue
+        alarms[ev.fault_key] = alarm
+        transition = AlarmTransition(decision.transition, alarm, old_grade, who)
+        result.transitions.append(transition)
+        outcome = apply_transition(session, transition, now)
+        if outcome is not None:
+            result.tickets.append(outcome)
+
+    max_seq = max(e.seq for e in events)
+    session.execute(
+        update(Agent)
+        .where(Agent.id == agent.id, Agent.last_seq < max_seq)
+        .values(last_seq=max_seq)
+        .execution_options(synchronize_session=False)
+    )
+    agent.last_seen_at = now
+    session.flush()
+    logger.info(
+        "agent=%s site=%s batch: %d new, %d duplicate, %d stale, %d rejected, %d transitions",
+        agent.id,
+        agent.site_id,
+        result.new,
+        result.duplicates,
+        result.stale,
+        len(result.rejected),
+        len(result.transitions),
+    )
+    return result
+
+
+def _acknowledge_known(result: IngestResult, ev: FaultEvent, owner: int, agent: Agent) -> None:
+    if owner == agent.id:
+        result.duplicates += 1
+        result.stored.append(ev.event_id)
+        return
+    logger.warning(
+        "agent=%s site=%s: event %s already stored for agent %s, rejected",
+        agent.id,
+        agent.site_id,
+        ev.event_id,
+        owner,
+    )
+    result.rejected.append(
+        RejectedEvent(event_id=ev.event_id, reason="event_id already used by another agent")
+    )
+
+
+def _view(alarm: Alarm | None) -> AlarmView | None:
+    if alarm is None:
+        return None
+    return AlarmView(
+        active=alarm.active,
+        grade=alarm.grade,
+        last_agent_id=alarm.last_agent_id,
+        last_event_seq=alarm.last_event_seq,
+        last_change_at=alarm.last_change_at,
+    )
+
+
+def _store(session: Session, agent: Agent, ev: FaultEvent, now: datetime, *, applied: bool) -> bool:
+    """Insert the event row; False if its event_id was stored meanwhile."""
+    values = {
+        "event_id": ev.event_id,
+        "agent_id": agent.id,
+        "site_id": agent.site_id,
+        "seq": ev.seq,
+        "kind": ev.kind.value,
+        "fault_key": ev.fault_key,
+        "device_id": ev.device_id,
+        "device_class": ev.device_class,
+        "code": ev.code,
+        "component": ev.component,
+        "grade": ev.grade,
+        "title": ev.title,
+        "detail": ev.detail,
+        "observed_at": _aware(ev.observed_at),
+        "received_at": now,
+        "values": dict(ev.values),
+        "applied": applied,
+    }
+    dialect = session.get_bind().dialect.name
+    stmt = insert_ignoring_conflict(dialect, Event, values, ["event_id"]).returning(Event.id)
+    return session.execute(stmt).scalar_one_or_none() is not None
+
+
+def _apply(
+    session: Session, agent: Agent, alarm: Alarm | None, ev: FaultEvent, decision: Decision
+) -> Alarm | None:
+    """Change the alarm as decided (creating it on a first RAISE); returns the alarm."""
+    observed = _aware(ev.observed_at)
+    kind = decision.transition
+    if alarm is None:
+        if kind is not TransitionKind.RAISED:
+            return None  # a CLEAR for a fault HQ never saw raised: stored, nothing to change
+        alarm = Alarm(
+            site_id=agent.site_id,
+            site=agent.site,
+            fault_key=ev.fault_key,
+            device_id=ev.device_id,
+            device_class=ev.device_class,
+            code=ev.code,
+            component=ev.component,
+            grade=ev.grade,
+            title=ev.title,
+            active=True,
+            first_raised_at=observed,
+            last_change_at=observed,
+            cleared_at=None,
+            raise_count=1,
+            last_agent_id=agent.id,
+            last_event_seq=ev.seq,
+        )
+        session.add(alarm)
+        session.flush()
+        return alarm
+
+    # Bookkeeping for staleness moves on with every fresh event, even one that changes nothing.
+    alarm.last_agent_id = agent.id
+    alarm.last_event_seq = ev.seq
+    if kind is None:
+        return alarm
+    alarm.last_change_at = observed
+    if kind is TransitionKind.CLEARED:
+        alarm.active = False
+        alarm.cleared_at = observed
+    else:
+        if kind is TransitionKind.RAISED:
+            alarm.active = True
+            alarm.cleared_at = None
+            alarm.raise_count += 1
+        alarm.grade = ev.grade
+        alarm.title = ev.title
+        alarm.device_class = ev.device_class
+    session.flush()
+    return alarm

@@ -1,0 +1,5 @@
+"""`python -m simulators run ...`: the same as `stationwatch sim run ...`."""
+
+from simulators.cli import main
+
+main()

@@ -1,0 +1,207 @@
+"""Fixtures for HQ tests: a real database per test (SQLite file or a fresh PostgreSQL schema),
+the real app on it driven by TestClient, and a controllable clock."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import uuid
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+
+from agent.wire import EventKind
+from hq_server.app import create_app
+from hq_server.auth import create_api_token
+from hq_server.clock import ManualClock
+from hq_server.db import Database, upgrade
+from hq_server.domain import Role
+from hq_server.enrollment import create_enrollment_token, ensure_site
+from hq_server.settings import Settings
+from tests.peers import missing_peer
+
+with warnings.catch_warnings():
+    # Starlette 1.x prefers httpx2 for its TestClient and warns once, at import, when it finds
+    # httpx (the project's HTTP client); the client works the same with either.
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    from fastapi.testclient import TestClient
+
+PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+_pg_state: dict[str, str | None] = {}
+
+
+def _pg_unavailable() -> str | None:
+    """None if PostgreSQL answers on 127.0.0.1:5432, else why not (checked once per session)."""
+    if "reason" not in _pg_state:
+        engine = create_engine(PG_SERVER, connect_args={"connect_timeout": 3})
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            _pg_state["reason"] = None
+        except OperationalError as exc:
+            _pg_state["reason"] = str(exc.orig).strip().splitlines()[0]
+        finally:
+            engine.dispose()
+    return _pg_state["reason"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: a temp SQLite file, or a fresh schema in PostgreSQL's `test` database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'hq.sqlite3'}"
+        return
+    reason = _pg_unavailable()
+    if reason is not None:
+        missing_peer(f"PostgreSQL on 127.0.0.1:5432 ({reason})")
+    schema = f"hq_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_SERVER)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        # search_path makes every table (and alembic_version) live in the test's own schema.
+        yield f"{PG_SERVER}?options=-csearch_path%3D{schema}"
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def migrated_url(db_url: str) -> str:
+    """The database of `db_url`, migrated to head."""
+    upgrade(db_url)
+    return db_url
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A clock that only moves when the test says so."""
+    return ManualClock(START)
+
+
+@pytest.fixture
+def database(migrated_url: str) -> Iterator[Database]:
+    """A Database on the migrated test database."""
+    db = Database(migrated_url)
+    yield db
+    db.dispose()
+
+
+@dataclass
+class HQ:
+    """The real app on a real database, plus helpers to act as admin, agent and user."""
+
+    client: TestClient
+    db: Database
+    clock: ManualClock
+    _seq: dict[str, int] = field(default_factory=dict)
+
+    def user_token(self, role: Role = Role.VIEWER, name: str = "test") -> str:
+        """A new API token with `role`."""
+        with self.db.writer() as session, session.begin():
+            return create_api_token(session, name, role, self.clock.now())
+
+    def enrollment_token(self, site: str = "site-a", ttl: timedelta = timedelta(hours=24)) -> str:
+        """A new enrollment token for `site` (created if missing)."""
+        with self.db.writer() as session, session.begin():
+            row, _ = ensure_site(session, site, self.clock.now())
+            return create_enrollment_token(session, row, self.clock.now(), ttl)
+
+    def enroll(self, site: str = "site-a", hostname: str = "box1") -> str:
+        """Enroll a new agent at `site` through the API; returns its token."""
+        body = {
+            "enrollment_token": self.enrollment_token(site),
+            "hostname": hostname,
+            "agent_version": "0.1.0",
+        }
+        response = self.client.post("/api/v1/enroll", json=body)
+        assert response.status_code == 200, response.text
+        token: str = response.json()["agent_token"]
+        return token
+
+    def event(
+        self,
+        kind: EventKind | str = EventKind.RAISE,
+        *,
+        agent: str = "default",
+        device_id: str = "tx1",
+        code: str = "off_air",
+        component: str = "",
+        grade: int = 1,
+        title: str = "Transmitter off air",
+        observed_at: datetime | None = None,
+        seq: int | None = None,
+    ) -> dict[str, Any]:
+        """A FaultEvent as JSON, with the next seq of `agent` unless given."""
+        if seq is None:
+            seq = self._seq.get(agent, 0) + 1
+        self._seq[agent] = max(seq, self._seq.get(agent, 0))
+        return {
+            "event_id": str(uuid.uuid4()),
+            "seq": seq,
+            "kind": str(EventKind(kind)),
+            "device_id": device_id,
+            "device_class": "transmitter",
+            "code": code,
+            "component": component,
+            "grade": grade,
+            "title": title,
+            "detail": "",
+            "observed_at": (observed_at or self.clock.now()).isoformat(),
+            "values": {"forward_power_w": 0.0},
+        }
+
+    def post_events(
+        self, token: str, events: list[dict[str, Any]], *, compress: bool = True
+    ) -> httpx.Response:
+        """POST a batch, gzip-compressed by default, as the agent's uplink does."""
+        raw = json.dumps({"events": events}).encode()
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        if compress:
+            raw = gzip.compress(raw)
+            headers["Content-Encoding"] = "gzip"
+        response: httpx.Response = self.client.post("/api/v1/events", content=raw, headers=headers)
+        return response
+
+    def get(self, token: str, path: str, **params: Any) -> httpx.Response:
+        """GET a user endpoint with a bearer token."""
+        headers = {"Authorization": f"Bearer {token}"}
+        response: httpx.Response = self.client.get(path, params=params, headers=headers)
+        return response
+
+    def tickets(self, token: str, **params: Any) -> list[dict[str, Any]]:
+        """GET /api/v1/tickets, asserting success."""
+        response = self.get(token, "/api/v1/tickets", **params)
+        assert response.status_code == 200, response.text
+        result: list[dict[str, Any]] = response.json()
+        return result
+
+    def alarms(self, token: str, **params: Any) -> list[dict[str, Any]]:
+        """GET /api/v1/alarms, asserting success."""
+        response = self.get(token, "/api/v1/alarms", **params)
+        assert response.status_code == 200, response.text
+        result: list[dict[str, Any]] = response.json()
+        return result
+
+
+@pytest.fixture
+def hq(migrated_url: str, clock: ManualClock, tmp_path: Path) -> Iterator[HQ]:
+    """The HQ app on a migrated database, started (lifespan) and driven by TestClient."""
+    settings = Settings(db_url=migrated_url, data_dir=tmp_path, max_body_bytes=1024 * 1024)
+    app = create_app(settings, clock=clock)
+    with TestClient(app) as client:
+        yield HQ(client=client, db=app.state.db, clock=clock)
+
+
+__all__ = ["HQ", "START", "TestClient"]

@@ -1,0 +1,262 @@
+"""`python -m hq_server.cli` (= `stationwatch hq`) as real subprocesses on a temp data dir."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from hq_server.db import Database
+from hq_server.models import ApiToken, EnrollmentToken, Site
+from hq_server.security import hash_token
+from tests.peers import free_port
+
+CLI = [sys.executable, "-m", "hq_server.cli"]
+TOKEN_LINE = r"(sw[eau]_[A-Za-z0-9_\-]{43})\n"
+
+
+@pytest.fixture
+def env(clean_env: dict[str, str]) -> dict[str, str]:
+    """The child environment, without STATIONWATCH_* settings from the developer's shell."""
+    return {k: v for k, v in clean_env.items() if not k.startswith("STATIONWATCH_")}
+
+
+def hq(
+    args: list[str], env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run one CLI command to completion."""
+    return subprocess.run(
+        [*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def _db(data_dir: Path) -> Database:
+    return Database(f"sqlite:///{data_dir / 'hq.sqlite3'}")
+
+
+def test_token_create_prints_only_the_token(tmp_path: Path, env: dict[str, str]) -> None:
+    result = hq(
+        ["token", "create", "--role", "engineer", "--name", "ops", "--data-dir", str(tmp_path)], env
+    )
+    assert result.returncode == 0, result.stderr
+    match = re.fullmatch(TOKEN_LINE, result.stdout)
+    assert match and match.group(1).startswith("swu_")
+    token = match.group(1)
+    assert token not in result.stderr
+    db = _db(tmp_path)
+    try:
+        with db.session() as session:
+            row = session.scalars(select(ApiToken)).one()
+        assert (row.name, row.role, row.token_hash) == ("ops", "engineer", hash_token(token))
+    finally:
+        db.dispose()
+
+
+def test_site_add_creates_once_and_prints_a_new_enrollment_token(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    data = tmp_path / "nested" / "hq"  # created on demand
+    env = {**env, "STATIONWATCH_DATA_DIR": str(data)}
+    args = ["site", "add", "tx-north", "--customer", "ACME", "--timezone", "Asia/Shanghai"]
+    first = hq(args, env)
+    assert first.returncode == 0, first.stderr
+    assert re.fullmatch(TOKEN_LINE, first.stdout) and first.stdout.startswith("swe_")
+    assert "created" in first.stderr
+    second = hq(args, env)
+    assert second.returncode == 0, second.stderr
+    assert "exists" in second.stderr
+    assert second.stdout != first.stdout
+    db = _db(data)
+    try:
+        with db.session() as session:
+            site = session.scalars(select(Site)).one()
+            assert (site.name, site.customer, site.timezone) == (
+                "tx-north",
+                "ACME",
+                "Asia/Shanghai",
+            )
+            tokens = session.scalars(select(EnrollmentToken)).all()
+        assert {t.token_hash for t in tokens} == {
+            hash_token(first.stdout.strip()),
+            hash_token(second.stdout.strip()),
+        }
+        expiry = tokens[0].expires_at - tokens[0].created_at
+        assert expiry.total_seconds() == 24 * 3600
+    finally:
+        db.dispose()
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["token", "create", "--role", "boss"], 2, "invalid choice"),
+        (["site", "add", "x", "--timezone", "Mars/Olympus"], 1, "unknown timezone"),
+        (["db", "upgrade", "--db-url", "not a url"], 1, "cannot parse database URL"),
+        (["db", "upgrade", "--db-url", "mysql://u@h/db"], 1, "unsupported database"),
+        (["db", "upgrade", "--db-url", "postgresql+pg8000://u@h/db"], 1, "no driver"),
+        (
+            ["db", "upgrade", "--db-url", "postgresql+psycopg://postgres@127.0.0.1:1/x"],
+            1,
+            "cannot use database",
+        ),
+        (["db", "upgrade", "--db-url", "sqlite:////nonexistent/dir/x.db"], 1, "does not exist"),
+        (["serve", "--host", "0.0.0.0"], 2, "--allow-remote"),
+        (["frobnicate"], 2, "invalid choice"),
+    ],
+)
+def test_clear_errors_without_traceback(
+    tmp_path: Path, env: dict[str, str], args: list[str], code: int, message: str
+) -> None:
+    result = hq([*args, "--data-dir", str(tmp_path)] if args[0] != "frobnicate" else args, env)
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_db_upgrade_on_either_database(migrated_url: str, db_url: str, env: dict[str, str]) -> None:
+    # Already migrated by the fixture: upgrading again is a no-op that succeeds.
+    result = hq(["db", "upgrade", "--db-url", db_url], env)
+    assert result.returncode == 0, result.stderr
+    assert "up to date" in result.stderr
+
+
+def test_db_url_from_environment(tmp_path: Path, env: dict[str, str]) -> None:
+    url = f"sqlite:///{tmp_path / 'elsewhere.sqlite3'}"
+    result = hq(["token", "create", "--role", "viewer"], {**env, "STATIONWATCH_DB_URL": url})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "elsewhere.sqlite3").exists()
+
+
+@pytest.fixture
+def server(tmp_path: Path, env: dict[str, str]) -> Iterator[tuple[str, Path]]:
+    """`serve` running as a subprocess on a free loopback port; yields its base URL."""
+    port = free_port()
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--port", str(port), "--data-dir", str(tmp_path)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        with httpx.Client(trust_env=False, timeout=2) as client:
+            while True:
+                try:
+                    if client.get(f"{base}/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                try:
+                    proc.wait(timeout=0.1)  # doubles as the poll interval
+                except subprocess.TimeoutExpired:
+                    pass
+                else:
+                    pytest.fail(
+                        f"serve exited {proc.returncode}: {(tmp_path / 'serve.log').read_text()}"
+                    )
+                if time.monotonic() > deadline:
+                    pytest.fail(
+                        f"serve not healthy in 30 s: {(tmp_path / 'serve.log').read_text()}"
+                    )
+        yield base, tmp_path
+        proc.terminate()
+        # uvicorn shuts down gracefully, then re-raises SIGTERM so the parent sees why it ended
+        # (systemd counts that as a clean stop).
+        assert proc.wait(timeout=20) in (0, -signal.SIGTERM)
+        assert "Application shutdown complete" in (tmp_path / "serve.log").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_serve_answers_health_openapi_and_the_agent_flow(
+    server: tuple[str, Path], env: dict[str, str]
+) -> None:
+    base, data_dir = server
+    enrollment = hq(["site", "add", "tx-north", "--data-dir", str(data_dir)], env).stdout.strip()
+    admin = hq(
+        ["token", "create", "--role", "admin", "--data-dir", str(data_dir)], env
+    ).stdout.strip()
+
+    with httpx.Client(base_url=base, trust_env=False, timeout=10) as client:
+        assert client.get("/healthz").json() == {"status": "ok", "db": "ok"}
+        spec = client.get("/openapi.json").json()
+        assert spec["info"]["title"] == "StationWatch HQ"
+        for path in (
+            "/healthz",
+            "/api/v1/enroll",
+            "/api/v1/events",
+            "/api/v1/heartbeat",
+            "/api/v1/alarms",
+            "/api/v1/tickets",
+            "/api/v1/tickets/{ticket_id}",
+            "/api/v1/sites",
+        ):
+            assert path in spec["paths"], path
+        events_op = spec["paths"]["/api/v1/events"]["post"]
+        assert events_op["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+            "/EventBatch"
+        )
+        assert events_op["responses"]["200"]["content"]["application/json"]["schema"][
+            "$ref"
+        ].endswith("/BatchAck")
+
+        enrolled = client.post(
+            "/api/v1/enroll",
+            json={"enrollment_token": enrollment, "hostname": "box1", "agent_version": "0.1.0"},
+        )
+        assert enrolled.status_code == 200, enrolled.text
+        agent = enrolled.json()["agent_token"]
+        event = {
+            "event_id": str(uuid.uuid4()),
+            "seq": 1,
+            "kind": "raise",
+            "device_id": "tx1",
+            "device_class": "transmitter",
+            "code": "off_air",
+            "grade": 1,
+            "title": "Transmitter off air",
+            "observed_at": datetime.now(UTC).isoformat(),
+        }
+        posted = client.post(
+            "/api/v1/events",
+            content=gzip.compress(json.dumps({"events": [event]}).encode()),
+            headers={
+                "Authorization": f"Bearer {agent}",
+                "Content-Type": "application/json",
+                "Content-Encoding": "gzip",
+            },
+        )
+        assert posted.status_code == 200, posted.text
+        assert posted.json()["stored"] == [event["event_id"]]
+        tickets = client.get("/api/v1/tickets", headers={"Authorization": f"Bearer {admin}"})
+        assert [t["grade"] for t in tickets.json()] == [1]
+
+
+def test_serve_on_a_busy_port_fails_cleanly(tmp_path: Path, env: dict[str, str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = hq(["serve", "--port", str(port), "--data-dir", str(tmp_path)], env)
+    assert result.returncode != 0
+    assert "address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
