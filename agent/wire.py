@@ -132,3 +132,102 @@ class HeartbeatAck(_Wire):
     """HQ's answer to a heartbeat: its clock, so the agent can report skew."""
 
     server_time: datetime
+
+
+# ---- Jobs: HQ asks, the agent runs items of its own catalogue only -------------------------
+
+
+class JobKind(StrEnum):
+    """What a job asks the agent to do; `item` names the catalogue entry."""
+
+    RUN_CHECKLIST = "run_checklist"  # item: checklist name (e.g. daily_inspection)
+    RUN_CHECK = "run_check"  # item: check code on device_id (e.g. vswr_high)
+    BACKUP_CONFIG = "backup_config"  # item: "" ; device_id required
+    POLL_DEVICE = "poll_device"  # item: "" ; device_id required
+    RUN_ACTION = "run_action"  # item: action name (e.g. reboot); change actions need approval
+
+
+class Approval(_Wire):
+    """Written approval of a change action: who approved, the reference, the allowed window."""
+
+    reference: str = Field(min_length=1, max_length=100)
+    approved_by: str = Field(min_length=1, max_length=200)
+    window_start: datetime
+    window_end: datetime
+
+
+ParamValue = str | int | float | bool
+
+
+class Job(_Wire):
+    """One unit of remote work for one agent."""
+
+    job_id: UUID
+    kind: JobKind
+    item: str = Field(default="", max_length=64)
+    device_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+    approval: Approval | None = None
+    timeout_s: int = Field(default=300, ge=1, le=3600)
+    created_at: datetime
+    requested_by: str = Field(default="", max_length=200)
+
+
+class JobPoll(_Wire):
+    """HQ's answer to the agent's long poll: new jobs, and jobs to cancel."""
+
+    jobs: list[Job] = Field(default_factory=list)
+    cancel: list[UUID] = Field(default_factory=list)
+
+
+class JobStatus(StrEnum):
+    """How a job ended."""
+
+    OK = "ok"  # ran; every item passed
+    FAILED = "failed"  # ran; some item failed (see items)
+    REFUSED = "refused"  # not run: outside the catalogue, or a change without valid approval
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    ERROR = "error"  # could not run (device unreachable, ...)
+
+
+class JobItemResult(_Wire):
+    """The outcome of one checklist item / check / action step."""
+
+    name: str = Field(max_length=100)
+    device_id: str | None = None
+    category: str = Field(default="", max_length=32)  # software | hardware | environment
+    passed: bool
+    detail: str = Field(default="", max_length=2000)
+    values: dict[str, float | int | str | bool | None] = Field(default_factory=dict)
+
+
+class JobResult(_Wire):
+    """What the agent reports when a job ends."""
+
+    job_id: UUID
+    status: JobStatus
+    started_at: datetime
+    finished_at: datetime
+    summary: str = Field(default="", max_length=2000)
+    items: list[JobItemResult] = Field(default_factory=list, max_length=2000)
+
+
+# ---- Config backups --------------------------------------------------------------------
+
+
+class ConfigBackup(_Wire):
+    """A device configuration, scrubbed of secrets on the agent before upload."""
+
+    device_id: Ident
+    taken_at: datetime
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    text: str = Field(max_length=5_000_000)
+    job_id: UUID | None = None
+
+
+class BackupAck(_Wire):
+    """HQ stored the backup as `version`; `changed` says whether it differs from the last one."""
+
+    version: int
+    changed: bool
