@@ -190,7 +190,7 @@ def alembic_config() -> Config:
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "heads") -> None:
     """Migrate the database at `url` to `revision` (creates the schema on an empty database)."""
     engine = make_engine(url)
     try:
