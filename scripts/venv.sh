@@ -22,8 +22,13 @@ fi
 stamp=.venv/.stationwatch-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    echo "installing StationWatch and its dependencies into .venv ..." >&2
-    .venv/bin/python -m pip install -q --disable-pip-version-check -U pip
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[hq,dev]'
+    echo "installing StationWatch and its dependencies into .venv (log: .venv/install.log) ..." >&2
+    if ! { .venv/bin/python -m pip install --disable-pip-version-check -U pip &&
+           .venv/bin/python -m pip install --disable-pip-version-check -e '.[hq,dev]'; } \
+           > .venv/install.log 2>&1; then
+        tail -n 30 .venv/install.log >&2
+        echo "error: installing into .venv failed; see .venv/install.log" >&2
+        exit 1
+    fi
     echo "$want" > "$stamp"
 fi
