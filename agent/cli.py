@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     enr = sub.add_parser("enroll", help="exchange a one-time enrollment token with HQ")
     enr.add_argument("--config", type=Path, required=True)
     enr.add_argument("--token", required=True)
+    st = sub.add_parser("status", help="outbox depth, last upload and device states")
+    st.add_argument("--config", type=Path, required=True)
     poll = sub.add_parser("poll", help="poll one device once and print its readings")
     poll.add_argument("--config", type=Path, required=True)
     poll.add_argument("device")
@@ -98,11 +100,53 @@ async def _run(loaded: LoadedConfig, enroll_token: str | None) -> int:
             loaded.agent.site,
         )
     runtime = AgentRuntime(loaded, token)
-    stop = asyncio.Event()
+    if loaded.agent.jobs.enabled:
+        from agent.jobs import JobRunner
+
+        runtime.jobs = JobRunner(runtime)
+    stop, reload = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await runtime.run(stop)
+    loop.add_signal_handler(signal.SIGHUP, reload.set)
+    await runtime.run(stop, reload)
+    return 0
+
+
+def status(loaded: LoadedConfig) -> int:
+    """Print the outbox depth, last upload and per-device state from the agent's state dir."""
+    import json
+    import sqlite3
+    import time
+
+    cfg = loaded.agent
+    db_path = cfg.state_dir / "outbox.sqlite"
+    enrolled = (cfg.state_dir / "agent.token").exists()
+    print(f"site {cfg.site}   HQ {cfg.hq.url}   enrolled: {'yes' if enrolled else 'no'}")
+    if not db_path.exists():
+        print(f"no outbox at {db_path}: the agent has not run yet")
+        return 0
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        meta = dict(db.execute("SELECT k, v FROM meta").fetchall())
+        depth = db.execute("SELECT count(*) FROM events").fetchone()[0]
+        by_grade = db.execute("SELECT grade, count(*) FROM events GROUP BY grade").fetchall()
+        active = db.execute("SELECT count(*) FROM active_faults").fetchone()[0]
+    finally:
+        db.close()
+    last = meta.get("last_upload_at")
+    ago = f"{time.time() - float(last):.0f} s ago" if last else "never"
+    grades = ", ".join(f"grade {g}: {n}" for g, n in by_grade) or "empty"
+    print(
+        f"outbox: {depth} event(s) waiting ({grades}); {meta.get('dropped', '0')} dropped; "
+        f"last upload {ago}; last seq {meta.get('last_seq', '0')}; {active} fault(s) active"
+    )
+    states = json.loads(meta.get("device_states", "{}"))
+    profiles = {d.id: d.profile.name for d in loaded.devices}
+    print(f"{'DEVICE':<16} {'STATE':<12} PROFILE")
+    for dev_id in sorted(set(states) | set(profiles)):
+        state = states.get(dev_id, "unknown")
+        print(f"{dev_id:<16} {state:<12} {profiles.get(dev_id, '(not in config)')}")
     return 0
 
 
@@ -165,6 +209,8 @@ def run(argv: list[str]) -> int:
             asyncio.run(_enroll(loaded, args.token))
             print(f"enrolled; token saved in {loaded.agent.state_dir}")
             return 0
+        if args.cmd == "status":
+            return status(loaded)
         if args.cmd == "poll":
             return asyncio.run(_poll(loaded, args.device))
     except AgentError as exc:

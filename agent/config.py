@@ -59,6 +59,15 @@ class OutboxConfig(_Model):
     max_events: int = Field(default=100_000, ge=100)
 
 
+class JobsConfig(_Model):
+    """Remote jobs from HQ: only items of the agent's own catalogue ever run."""
+
+    enabled: bool = True
+    allow_changes: bool = True  # change actions still need an approval and its window
+    max_concurrent: int = Field(default=2, ge=1, le=16)
+    poll_wait_s: int = Field(default=25, ge=1, le=30)
+
+
 class DeviceConfig(_Model):
     """One device of the site; its secrets live in the credentials file, not here."""
 
@@ -100,6 +109,7 @@ class AgentConfig(_Model):
     credentials_file: Path | None = None
     intervals: Intervals = Field(default_factory=Intervals)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
     log_format: Literal["text", "json"] = "text"
     devices: list[dict[str, Any]] = Field(default_factory=list)
 

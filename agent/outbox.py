@@ -47,6 +47,10 @@ class Outbox:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
 
+    def set_device_classes(self, classes: dict[str, str]) -> None:
+        """Device classes stamped on new events (updated on config reload)."""
+        self._classes = dict(classes)
+
     def close(self) -> None:
         """Close the database."""
         with self._lock:

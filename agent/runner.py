@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import random
@@ -19,13 +20,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import psutil
 
 from agent import __version__
-from agent.config import Device, LoadedConfig
-from agent.errors import UplinkError, UplinkRejected
+from agent.config import Device, LoadedConfig, load_config
+from agent.errors import ConfigError, UplinkError, UplinkRejected
 from agent.outbox import Outbox
 from agent.sdnotify import Notifier
 from agent.uplink import Uplink, backoff_delay
@@ -34,10 +35,13 @@ from checks.base import Finding
 from checks.engine import CONFIG_INVALID, UNREACHABLE, UNREADABLE, DeviceGrader
 from checks.grading import Grade
 from checks.tracker import FaultChange, FaultTracker
-from collectors.base import Collector, ReadingSet
+from collectors.base import Collector, Reading, ReadingSet
 from collectors.build import make_collector
 from collectors.errors import CollectorError, DeviceUnreadable
 from collectors.snmp import SnmpEngineHolder
+
+if TYPE_CHECKING:
+    from agent.jobs import JobRunner
 
 logger = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -78,26 +82,23 @@ class AgentRuntime:
     """Everything the running agent holds: config, outbox, fault memory, collectors."""
 
     def __init__(self, loaded: LoadedConfig, token: str | None) -> None:
-        self.loaded = loaded
         cfg = loaded.agent
-        self.site = cfg.site
-        classes: dict[str, str] = {d.id: d.profile.device_class for d in loaded.devices}
-        classes |= {b.id: "unknown" for b in loaded.bad_devices if b.id}
-        self.outbox = Outbox(cfg.state_dir / "outbox.sqlite", classes, cfg.outbox.max_events)
+        self.outbox = Outbox(cfg.state_dir / "outbox.sqlite", {}, cfg.outbox.max_events)
         self.tracker = FaultTracker(self.outbox.load_active())
-        self.graders = {
-            d.id: DeviceGrader(d.id, d.checks, d.profile.unreachable_grade) for d in loaded.devices
-        }
-        self.device_state: dict[str, DeviceState] = {
-            d.id: DeviceState.UNKNOWN for d in loaded.devices
-        }
-        self.device_state |= {b.id: DeviceState.DISABLED for b in loaded.bad_devices if b.id}
+        self.device_state: dict[str, DeviceState] = {}
+        self.graders: dict[str, DeviceGrader] = {}
+        self.engine = SnmpEngineHolder()
+        self.collectors: dict[str, Collector] = {}
+        self._poll_tasks: dict[str, asyncio.Task[None]] = {}
+        self.jobs: JobRunner | None = None
+        self._install(loaded)
         self.uplink = Uplink(cfg.hq.url, token, ca_file=cfg.hq.ca_file, timeout_s=cfg.hq.timeout_s)
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         self._wake_upload = asyncio.Event()
         self._inflight: dict[str, asyncio.Future[list]] = {}  # type: ignore[type-arg]
         self.polls = 0
         self.last_upload_at: float | None = None
+        self._states_dirty = True
 
     async def _in_db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
@@ -153,41 +154,51 @@ class AgentRuntime:
             )
         await self._commit(changes)
 
-    async def poll_once(self, device: Device, collector: Collector, budget: float) -> None:
-        """Poll one device once, grade the outcome and record what changed."""
+    def _set_state(self, device_id: str, state: DeviceState) -> None:
+        if self.device_state.get(device_id) != state:
+            self.device_state[device_id] = state
+            self._states_dirty = True
+
+    async def poll_once(
+        self, device: Device, collector: Collector, budget: float
+    ) -> list[Reading] | None:
+        """Poll one device once, grade the outcome, record what changed; the readings or None."""
         grader = self.graders[device.id]
         previous = self._inflight.get(device.id)
         now = time.time()
         if previous is not None and not previous.done():
             changes = grader.on_error(UNREACHABLE, "previous poll still hanging", self.tracker, now)
-            self.device_state[device.id] = DeviceState.UNREACHABLE
+            self._set_state(device.id, DeviceState.UNREACHABLE)
             await self._commit(changes)
-            return
+            return None
         task = asyncio.ensure_future(collector.collect())
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
         self._inflight[device.id] = task
         done, _ = await asyncio.wait({task}, timeout=budget)
         self.polls += 1
         now = time.time()
+        readings: list[Reading] | None = None
         if not done:
             msg = f"no answer within {budget:.0f} s"
             changes = grader.on_error(UNREACHABLE, msg, self.tracker, now)
-            self.device_state[device.id] = DeviceState.UNREACHABLE
+            self._set_state(device.id, DeviceState.UNREACHABLE)
         elif (exc := task.exception()) is not None:
             unreadable = isinstance(exc, DeviceUnreadable) or not isinstance(exc, CollectorError)
             if not isinstance(exc, CollectorError):
                 logger.error("site=%s device=%s collector crashed: %r", self.site, device.id, exc)
             code = UNREADABLE if unreadable else UNREACHABLE
             changes = grader.on_error(code, str(exc)[:500] or type(exc).__name__, self.tracker, now)
-            self.device_state[device.id] = (
-                DeviceState.UNREADABLE if unreadable else DeviceState.UNREACHABLE
+            self._set_state(
+                device.id, DeviceState.UNREADABLE if unreadable else DeviceState.UNREACHABLE
             )
         else:
-            changes = grader.on_readings(ReadingSet(task.result()), self.tracker, now)
-            self.device_state[device.id] = DeviceState.OK
+            readings = task.result()
+            changes = grader.on_readings(ReadingSet(readings), self.tracker, now)
+            self._set_state(device.id, DeviceState.OK)
         if done:
             del self._inflight[device.id]
         await self._commit(changes)
+        return readings
 
     async def _poll_loop(self, device: Device, collector: Collector) -> None:
         interval = device.config.poll_interval_s or self.loaded.agent.intervals.poll_s
@@ -219,6 +230,7 @@ class AgentRuntime:
         done = [*ack.stored, *(r.event_id for r in ack.rejected)]
         await self._in_db(self.outbox.ack, done)
         self.last_upload_at = time.time()
+        await self._in_db(self.outbox.set_meta, "last_upload_at", str(self.last_upload_at))
         return len(done)
 
     async def _upload_loop(self) -> None:
@@ -263,9 +275,17 @@ class AgentRuntime:
             host=host,
         )
 
+    def _save_states(self) -> None:
+        """Persist device states for `stationwatch agent status` (a separate process)."""
+        if self._states_dirty:
+            self._states_dirty = False
+            states = {k: v.value for k, v in self.device_state.items()}
+            self.outbox.set_meta("device_states", json.dumps(states))
+
     async def _heartbeat_loop(self) -> None:
         interval = self.loaded.agent.intervals.heartbeat_s
         while True:
+            await self._in_db(self._save_states)
             try:
                 await self.uplink.heartbeat(await self._in_db(self.heartbeat_payload))
             except UplinkError as exc:
@@ -284,62 +304,135 @@ class AgentRuntime:
         ok = sum(s is DeviceState.OK for s in states)
         return f"{ok}/{len(states)} devices OK, outbox {self.outbox.depth()} event(s)"
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Run until `stop` is set; then close everything cleanly."""
+    def _install(self, loaded: LoadedConfig) -> None:
+        """Adopt a (re)loaded config: graders, device states, classes for new events."""
+        self.loaded = loaded
+        self.site = loaded.agent.site
+        self.graders = {
+            d.id: DeviceGrader(d.id, d.checks, d.profile.unreachable_grade) for d in loaded.devices
+        }
+        old = self.device_state
+        self.device_state = {d.id: old.get(d.id, DeviceState.UNKNOWN) for d in loaded.devices}
+        self.device_state |= {b.id: DeviceState.DISABLED for b in loaded.bad_devices if b.id}
+        self._states_dirty = True
+        classes = {d.id: str(d.profile.device_class) for d in loaded.devices}
+        self.outbox.set_device_classes(classes)
+
+    async def _start_devices(self) -> None:
+        """Build collectors, reconcile faults with the config, start one poll loop per device."""
         cfg = self.loaded.agent
+        if any(d.profile.protocol == "snmp" for d in self.loaded.devices):
+            await self.engine.warm_up()
+        for d in self.loaded.devices:
+            if not d.config.enabled:
+                self._set_state(d.id, DeviceState.DISABLED)
+                continue
+            self.collectors[d.id] = make_collector(
+                d.id,
+                d.profile,
+                d.target,
+                snmp_engine=self.engine,
+                known_hosts=cfg.state_dir / "known_hosts",
+            )
+        await self.reconcile()
+        for d in self.loaded.devices:
+            if d.id in self.collectors:
+                task = asyncio.create_task(self._poll_loop(d, self.collectors[d.id]))
+                self._poll_tasks[d.id] = task
+
+    async def _stop_devices(self) -> None:
+        tasks = list(self._poll_tasks.values())
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._poll_tasks.clear()
+        for c in self.collectors.values():
+            with contextlib.suppress(Exception):
+                await c.close()
+        self.collectors.clear()
+        self._inflight.clear()
+
+    async def reload(self) -> bool:
+        """Re-read the config file (SIGHUP); keep the outbox and fault memory. False if refused."""
+        path = self.loaded.path
+        try:
+            loaded = await asyncio.to_thread(load_config, path)
+        except ConfigError as exc:
+            for line in exc.problems:
+                logger.error(
+                    "site=%s reload refused, keeping the running config: %s", self.site, line
+                )
+            return False
+        if loaded.agent.state_dir != self.loaded.agent.state_dir:
+            logger.error(
+                "site=%s reload refused: state_dir changed (restart the agent to move the outbox)",
+                self.site,
+            )
+            return False
+        old_hq = self.loaded.agent.hq
+        await self._stop_devices()
+        self._install(loaded)
+        if loaded.agent.hq != old_hq:
+            await self.uplink.aclose()
+            hq = loaded.agent.hq
+            self.uplink = Uplink(
+                hq.url, self.uplink.token, ca_file=hq.ca_file, timeout_s=hq.timeout_s
+            )
+        await self._start_devices()
+        logger.info(
+            "site=%s config reloaded: %d device(s), %d disabled",
+            self.site,
+            len(self.collectors),
+            len(loaded.bad_devices),
+        )
+        return True
+
+    async def run(self, stop: asyncio.Event, reload: asyncio.Event | None = None) -> None:
+        """Run until `stop` is set, reloading the config whenever `reload` is set."""
         notifier = Notifier()
         # Blocking collectors (SSH, serial) run in threads; a few hung devices must not use up
         # the default pool (5 threads on a 1-core box) and delay every other device.
-        workers = min(256, 4 + 2 * len(self.loaded.devices))
+        workers = min(256, 8 + 2 * len(self.loaded.devices))
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="collect")
         )
-        engine = SnmpEngineHolder()
-        collectors: dict[str, Collector] = {}
+        reload = reload or asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         try:
-            if any(d.profile.protocol == "snmp" for d in self.loaded.devices):
-                await engine.warm_up()
-            for d in self.loaded.devices:
-                if not d.config.enabled:
-                    self.device_state[d.id] = DeviceState.DISABLED
-                    continue
-                collectors[d.id] = make_collector(
-                    d.id,
-                    d.profile,
-                    d.target,
-                    snmp_engine=engine,
-                    known_hosts=cfg.state_dir / "known_hosts",
-                )
-            await self.reconcile()
-            tasks = [
-                asyncio.create_task(self._poll_loop(d, collectors[d.id]), name=f"poll-{d.id}")
-                for d in self.loaded.devices
-                if d.id in collectors
-            ]
+            await self._start_devices()
             tasks.append(asyncio.create_task(self._upload_loop(), name="upload"))
             tasks.append(asyncio.create_task(self._heartbeat_loop(), name="heartbeat"))
+            if self.jobs is not None:
+                tasks.append(asyncio.create_task(self.jobs.run(), name="jobs"))
             if notifier.watchdog_interval_s:
                 wd = self._watchdog_loop(notifier, notifier.watchdog_interval_s)
                 tasks.append(asyncio.create_task(wd, name="watchdog"))
-            notifier.notify(ready="1", status=f"polling {len(collectors)} device(s)")
+            notifier.notify(ready="1", status=f"polling {len(self.collectors)} device(s)")
             logger.info(
                 "site=%s agent %s polling %d device(s) as %s",
                 self.site,
                 __version__,
-                len(collectors),
+                len(self.collectors),
                 socket.gethostname(),
             )
-            await stop.wait()
+            while not stop.is_set():
+                waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(reload.wait())}
+                _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                for w in pending:
+                    w.cancel()
+                if reload.is_set() and not stop.is_set():
+                    reload.clear()
+                    notifier.notify(reloading="1", monotonic_usec=str(time.monotonic_ns() // 1000))
+                    await self.reload()
+                    notifier.notify(ready="1", status=self.status_line())
         finally:
             notifier.notify(stopping="1")
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for c in collectors.values():
-                with contextlib.suppress(Exception):
-                    await c.close()
-            engine.close()
+            await self._stop_devices()
+            await asyncio.to_thread(self._save_states)
+            self.engine.close()
             await self.uplink.aclose()
             self._db.shutdown(wait=True)
             self.outbox.close()

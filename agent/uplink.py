@@ -15,23 +15,33 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from agent import __version__
 from agent.errors import EnrollError, UplinkError, UplinkRejected
 from agent.wire import (
     API_PREFIX,
+    BackupAck,
     BatchAck,
+    ConfigBackup,
     EnrollRequest,
     EnrollResponse,
     EventBatch,
     FaultEvent,
     Heartbeat,
     HeartbeatAck,
+    JobPoll,
+    JobResult,
 )
 
 logger = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
+
+
+class _Ignored(BaseModel):
+    """Any JSON object; for answers whose content the agent does not need."""
+
+    model_config = ConfigDict(extra="allow")
 
 
 def _retry_after(resp: httpx.Response) -> float | None:
@@ -77,6 +87,11 @@ class Uplink:
             trust_env=False,
         )
 
+    @property
+    def token(self) -> str | None:
+        """The agent token in use."""
+        return self._token
+
     async def aclose(self) -> None:
         """Close connections."""
         await self._client.aclose()
@@ -100,6 +115,9 @@ class Uplink:
             resp = await self._client.post(API_PREFIX + path, content=body, headers=headers)
         except httpx.HTTPError as exc:
             raise UplinkError(f"HQ unreachable: {type(exc).__name__}: {exc}") from None
+        return self._answer(resp, path, answer)
+
+    def _answer(self, resp: httpx.Response, path: str, answer: type[M]) -> M:
         if resp.status_code in (429, 503) or resp.status_code >= 500:
             raise UplinkError(f"HQ answered {resp.status_code}", _retry_after(resp))
         if resp.status_code >= 400:
@@ -124,6 +142,28 @@ class Uplink:
             return await self._post("/enroll", req, EnrollResponse, gzip_body=False, auth=False)
         except UplinkError as exc:
             raise EnrollError(f"enrollment failed: {exc}") from None
+
+    async def poll_jobs(self, wait_s: int) -> JobPoll:
+        """Long-poll HQ for jobs (HQ answers at once when it has some)."""
+        try:
+            resp = await self._client.get(
+                API_PREFIX + "/jobs/next",
+                params={"wait": wait_s},
+                headers=self._auth(),
+                timeout=wait_s + 15.0,
+            )
+        except httpx.HTTPError as exc:
+            raise UplinkError(f"HQ unreachable: {type(exc).__name__}: {exc}") from None
+        return self._answer(resp, "/jobs/next", JobPoll)
+
+    async def post_job_result(self, result: JobResult) -> None:
+        """Report how a job ended."""
+        path = f"/jobs/{result.job_id}/result"
+        await self._post(path, result, _Ignored, gzip_body=True)
+
+    async def upload_backup(self, backup: ConfigBackup) -> BackupAck:
+        """Upload a scrubbed config backup."""
+        return await self._post("/backups", backup, BackupAck, gzip_body=True)
 
     def status_info(self) -> dict[str, Any]:
         """Where this uplink points, for status output."""
