@@ -57,6 +57,7 @@ class OutboxConfig(_Model):
     """Bounds of the on-disk event queue."""
 
     max_events: int = Field(default=100_000, ge=100)
+    upload_batch: int = Field(default=500, ge=1, le=5000)
 
 
 class JobsConfig(_Model):

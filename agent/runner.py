@@ -47,7 +47,6 @@ logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 TOKEN_FILE = "agent.token"  # noqa: S105 - a file name, not a secret
-UPLOAD_BATCH = 500
 
 
 def read_token(state_dir: Path) -> str | None:
@@ -219,7 +218,7 @@ class AgentRuntime:
 
     async def upload_once(self) -> int:
         """Send one batch; return how many events HQ acknowledged."""
-        batch = await self._in_db(self.outbox.pending, UPLOAD_BATCH)
+        batch = await self._in_db(self.outbox.pending, self.loaded.agent.outbox.upload_batch)
         if not batch:
             return 0
         ack = await self.uplink.send_events(batch)
@@ -250,7 +249,7 @@ class AgentRuntime:
                 await asyncio.sleep(delay)
                 continue
             attempt = 0
-            if sent >= UPLOAD_BATCH:
+            if sent >= self.loaded.agent.outbox.upload_batch:
                 continue  # more waiting: go on at once
             self._wake_upload.clear()
             with contextlib.suppress(TimeoutError):
@@ -430,10 +429,14 @@ class AgentRuntime:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await self._stop_devices()
-            await asyncio.to_thread(self._save_states)
-            self.engine.close()
-            await self.uplink.aclose()
-            self._db.shutdown(wait=True)
-            self.outbox.close()
+            await self.close()
             logger.info("site=%s agent stopped", self.site)
+
+    async def close(self) -> None:
+        """Stop polling and release everything (the outbox last, after a final state save)."""
+        await self._stop_devices()
+        await asyncio.to_thread(self._save_states)
+        self.engine.close()
+        await self.uplink.aclose()
+        self._db.shutdown(wait=True)
+        self.outbox.close()

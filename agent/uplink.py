@@ -60,8 +60,13 @@ def _retry_after(resp: httpx.Response) -> float | None:
 
 
 def backoff_delay(attempt: int, base: float = 1.0, cap: float = 300.0) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
-    return random.uniform(0, min(cap, base * (2 ** min(attempt, 20))))  # noqa: S311
+    """Exponential backoff with "equal jitter": uniform in [d/2, d], d = min(cap, base * 2**n).
+
+    Half the delay is guaranteed (HQ gets real relief), half is random (agents that lost HQ
+    together don't come back in lockstep).
+    """
+    d = float(min(cap, base * (2 ** min(attempt, 20))))
+    return d / 2 + random.uniform(0, d / 2)  # noqa: S311
 
 
 class Uplink:

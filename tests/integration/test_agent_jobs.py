@@ -1,0 +1,117 @@
+"""Agent jobs against the simulated station: only catalogue items run; changes need approval."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agent.config import load_config
+from agent.jobs import JobRunner, Refused
+from agent.runner import AgentRuntime
+from agent.wire import Approval, Job, JobKind, JobStatus
+from simulators.station import SimulatedStation, load_station_config
+from stationwatch.demo import write_agent_config
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def station(tmp_path: Path) -> Iterator[SimulatedStation]:
+    with SimulatedStation(load_station_config(), tmp_path / "sim", ephemeral_ports=True) as st:
+        yield st
+
+
+@pytest.fixture
+async def runner(station: SimulatedStation, tmp_path: Path) -> AsyncIterator[JobRunner]:
+    site = write_agent_config(station.manifest, tmp_path / "agent", "http://127.0.0.1:9", 600)
+    rt = AgentRuntime(load_config(site), token=None)
+    await rt._start_devices()
+    try:
+        yield JobRunner(rt)
+    finally:
+        await rt.close()
+
+
+def job(kind: JobKind, item: str = "", device: str | None = None, **kw: object) -> Job:
+    return Job(
+        job_id=uuid.uuid4(),
+        kind=kind,
+        item=item,
+        device_id=device,
+        created_at=datetime.now(UTC),
+        **kw,
+    )  # type: ignore[arg-type]
+
+
+def window(start_h: float, end_h: float) -> Approval:
+    now = datetime.now(UTC)
+    return Approval(
+        reference="CHG-2026-0042",
+        approved_by="customer duty manager",
+        window_start=now + timedelta(hours=start_h),
+        window_end=now + timedelta(hours=end_h),
+    )
+
+
+@pytest.mark.parametrize(
+    ("j", "reason"),
+    [
+        (job(JobKind.RUN_CHECKLIST, "rm -rf /"), "no checklist 'rm -rf /'"),
+        (job(JobKind.RUN_CHECK, "reboot_now", "tx1"), "no check 'reboot_now' for device tx1"),
+        (job(JobKind.RUN_ACTION, "shell", "pbx1"), "no action 'shell' for device pbx1"),
+        (job(JobKind.POLL_DEVICE, "", "tx9"), "no device 'tx9'"),
+        (job(JobKind.RUN_ACTION, "clear_alarms", "pbx1"), "without an approval reference"),
+        (
+            job(JobKind.RUN_ACTION, "clear_alarms", "pbx1", approval=window(-3, -1)),
+            "outside the approved window",
+        ),
+        (
+            job(JobKind.RUN_ACTION, "clear_alarms", "pbx1", approval=window(1, 2)),
+            "outside the approved window",
+        ),
+        (job(JobKind.BACKUP_CONFIG, "", "tx1"), "has no config backup"),
+    ],
+)
+async def test_outside_catalogue_or_unapproved_is_refused(
+    runner: JobRunner, j: Job, reason: str
+) -> None:
+    with pytest.raises(Refused, match=reason):
+        runner.check(j, datetime.now(UTC))
+
+
+async def test_approved_change_in_window_and_read_only_actions_run(runner: JobRunner) -> None:
+    runner.check(
+        job(JobKind.RUN_ACTION, "clear_alarms", "pbx1", approval=window(-1, 1)), datetime.now(UTC)
+    )
+    status, summary, items = await runner._dispatch(job(JobKind.RUN_ACTION, "show_trunks", "pbx1"))
+    assert status is JobStatus.OK, summary
+    assert "TRUNK-1" in items[0].detail
+
+
+async def test_checklist_judges_every_device(runner: JobRunner, station: SimulatedStation) -> None:
+    station.set_condition("tx2", "temp_high")
+    status, summary, items = await runner._dispatch(
+        job(JobKind.RUN_CHECKLIST, "routine_inspection")
+    )
+    by = {(i.name, i.device_id): i for i in items}
+    assert by[("device_reachable", "tx1")].passed and by[("device_reachable", "pbx1")].passed
+    assert not by[("transmitter_temperature", "tx2")].passed
+    assert by[("transmitter_temperature", "tx1")].passed
+    assert status is JobStatus.FAILED and "transmitter_temperature@tx2" in summary
+    # A failed inspection item is a grade-4 fault until it passes again.
+    assert "tx2:inspection_transmitter_temperature" in runner.rt.tracker.active
+    station.reset("tx2")
+    await runner._dispatch(job(JobKind.RUN_CHECKLIST, "routine_inspection"))
+    assert "tx2:inspection_transmitter_temperature" not in runner.rt.tracker.active
+
+
+async def test_run_check_and_poll_now(runner: JobRunner, station: SimulatedStation) -> None:
+    station.set_condition("tx1", "off_air")
+    status, summary, _ = await runner._dispatch(job(JobKind.RUN_CHECK, "off_air", "tx1"))
+    assert status is JobStatus.FAILED and "raised" in summary
+    status, _, items = await runner._dispatch(job(JobKind.POLL_DEVICE, "", "tx1"))
+    assert status is JobStatus.OK and items[0].values["op_mode"] == "off"
