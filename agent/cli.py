@@ -201,7 +201,9 @@ def run(argv: list[str]) -> int:
         for line in exc.problems:
             print(line, file=sys.stderr)
         return 1
-    setup_logging(getattr(args, "log_format", None) or loaded.agent.log_format)
+    setup_logging(
+        getattr(args, "log_format", None) or loaded.agent.log_format, site=loaded.agent.site
+    )
     try:
         if args.cmd == "run":
             return asyncio.run(_run(loaded, args.enroll_token))

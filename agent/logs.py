@@ -9,6 +9,21 @@ import sys
 from datetime import UTC, datetime
 
 
+class SiteFilter(logging.Filter):
+    """Stamps every record with the site, so each line says which station it is about."""
+
+    def __init__(self, site: str) -> None:
+        super().__init__()
+        self.site = site
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Add `site` (and an empty `device` when the message has none) to the record."""
+        record.site = self.site
+        if not hasattr(record, "device"):
+            record.device = ""
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line."""
 
@@ -17,17 +32,21 @@ class JsonFormatter(logging.Formatter):
         out = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
+            "site": getattr(record, "site", ""),
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        if getattr(record, "device", ""):
+            out["device"] = str(getattr(record, "device", ""))
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, ensure_ascii=False)
 
 
-def setup_logging(fmt: str = "text", level: int = logging.INFO) -> None:
+def setup_logging(fmt: str = "text", level: int = logging.INFO, site: str = "") -> None:
     """Configure the root logger once for a command-line entry point."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(SiteFilter(site))
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     elif os.environ.get("JOURNAL_STREAM"):
