@@ -69,6 +69,13 @@ class JobsConfig(_Model):
     poll_wait_s: int = Field(default=25, ge=1, le=30)
 
 
+class BackupsConfig(_Model):
+    """Periodic configuration backups of devices whose profile says how to take one."""
+
+    enabled: bool = True
+    interval_s: float = Field(default=3600.0, ge=60, le=7 * 86400)
+
+
 class DeviceConfig(_Model):
     """One device of the site; its secrets live in the credentials file, not here."""
 
@@ -111,6 +118,7 @@ class AgentConfig(_Model):
     intervals: Intervals = Field(default_factory=Intervals)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
+    backups: BackupsConfig = Field(default_factory=BackupsConfig)
     log_format: Literal["text", "json"] = "text"
     devices: list[dict[str, Any]] = Field(default_factory=list)
 

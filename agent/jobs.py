@@ -203,7 +203,7 @@ class JobRunner:
             self._device(job)
         elif kind is JobKind.BACKUP_CONFIG:
             device = self._device(job)
-            if not (device.profile.ssh and device.profile.ssh.config_command):
+            if not self.rt.backups.supports(device):
                 raise Refused(f"profile {device.profile.name} has no config backup")
         elif kind is JobKind.RUN_ACTION:
             device = self._device(job)
@@ -370,7 +370,24 @@ class JobRunner:
 
     async def _backup(self, job: Job) -> tuple[JobStatus, str, list[JobItemResult]]:
         device = self._device(job)
-        return JobStatus.ERROR, f"config backup of {device.id} is not available yet", []
+        try:
+            result = await self.rt.backups.backup(device)
+        except CollectorError as exc:
+            return JobStatus.ERROR, f"{device.id}: {exc}", []
+        detail = {
+            "first": "first version kept",
+            "unchanged": "unchanged",
+            "noise": "only noise lines changed",
+            "changed": "significant change",
+        }
+        item = JobItemResult(
+            name="config_backup",
+            device_id=device.id,
+            passed=True,
+            detail=f"{detail[result.status]} (sha256 {result.sha256[:12]})",
+            values={"sha256": result.sha256, "status": result.status},
+        )
+        return JobStatus.OK, f"{device.id}: {detail[result.status]}", [item]
 
     async def _action(self, job: Job) -> tuple[JobStatus, str, list[JobItemResult]]:
         device = self._device(job)

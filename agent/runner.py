@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 import psutil
 
 from agent import __version__
+from agent.backups import BackupManager
 from agent.config import Device, LoadedConfig, load_config
 from agent.errors import ConfigError, UplinkError, UplinkRejected
 from agent.outbox import Outbox
@@ -91,6 +92,7 @@ class AgentRuntime:
         self._poll_tasks: dict[str, asyncio.Task[None]] = {}
         self.jobs: JobRunner | None = None
         self._install(loaded)
+        self.backups = BackupManager(self)
         self.uplink = Uplink(cfg.hq.url, token, ca_file=cfg.hq.ca_file, timeout_s=cfg.hq.timeout_s)
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         self._wake_upload = asyncio.Event()
@@ -403,6 +405,8 @@ class AgentRuntime:
             tasks.append(asyncio.create_task(self._heartbeat_loop(), name="heartbeat"))
             if self.jobs is not None:
                 tasks.append(asyncio.create_task(self.jobs.run(), name="jobs"))
+            if self.loaded.agent.backups.enabled:
+                tasks.append(asyncio.create_task(self.backups.run(), name="backups"))
             if notifier.watchdog_interval_s:
                 wd = self._watchdog_loop(notifier, notifier.watchdog_interval_s)
                 tasks.append(asyncio.create_task(wd, name="watchdog"))

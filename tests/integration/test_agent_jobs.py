@@ -115,3 +115,27 @@ async def test_run_check_and_poll_now(runner: JobRunner, station: SimulatedStati
     assert status is JobStatus.FAILED and "raised" in summary
     status, _, items = await runner._dispatch(job(JobKind.POLL_DEVICE, "", "tx1"))
     assert status is JobStatus.OK and items[0].values["op_mode"] == "off"
+
+
+async def test_backup_job_scrubs_and_raises_config_changed(
+    runner: JobRunner, station: SimulatedStation
+) -> None:
+    status, summary, _ = await runner._dispatch(job(JobKind.BACKUP_CONFIG, "", "pbx1"))
+    assert status is JobStatus.OK and "first version kept" in summary
+    station.set_condition("pbx1", "config_noise")
+    _, summary, _ = await runner._dispatch(job(JobKind.BACKUP_CONFIG, "", "pbx1"))
+    assert "only noise lines changed" in summary
+    assert "pbx1:config_changed" not in runner.rt.tracker.active
+    station.set_condition("pbx1", "config_changed")
+    _, summary, _ = await runner._dispatch(job(JobKind.BACKUP_CONFIG, "", "pbx1"))
+    assert "significant change" in summary
+    fault = runner.rt.tracker.active["pbx1:config_changed"]
+    assert int(fault.grade) == 4
+    events = runner.rt.outbox.pending()
+    detail = next(e.detail for e in events if e.code == "config_changed")
+    assert "\n+" in detail or "\n-" in detail  # the scrubbed diff travels with the fault
+    kept = "\n".join(
+        p.read_text() for p in (runner.rt.loaded.agent.state_dir / "backups").rglob("*.cfg")
+    )
+    for secret in ("pbx1-secret", "s3cr3tRO", "$1$mERr$"):
+        assert secret not in kept and secret not in detail
