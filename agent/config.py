@@ -19,13 +19,24 @@ from agent.errors import ConfigError
 from agent.wire import ID_PATTERN
 from agent.yamlsrc import Loc, YamlSource, load_yaml
 from checks.spec import CheckOverride, CheckSpec, apply_overrides
-from collectors.profiles import Profile, builtin_profiles
+from collectors.profiles import Profile, SnmpSource, builtin_profiles
 from collectors.targets import SerialTarget, SnmpTarget, SshTarget
 
 SECRET_KEYS = frozenset({"community", "password", "auth_key", "priv_key", "username", "key_file"})
 Transport = Literal["snmp", "ssh", "serial"]
 Target = SnmpTarget | SshTarget | SerialTarget
 TARGETS: dict[str, type[Target]] = {"snmp": SnmpTarget, "ssh": SshTarget, "serial": SerialTarget}
+
+
+# Stands in for the profile of a device not identified yet: polls nothing, checks nothing.
+AUTO_PROFILE = Profile(
+    name="auto",
+    vendor="unknown",
+    model="not identified yet",
+    device_class="unknown",
+    protocol="snmp",
+    snmp=SnmpSource(),
+)
 
 
 class _Model(BaseModel):
@@ -81,7 +92,7 @@ class DeviceConfig(_Model):
 
     id: str = Field(pattern=ID_PATTERN)
     name: str = ""
-    profile: str
+    profile: str = "auto"  # "auto": recognised by SNMP sysObjectID / sysDescr at first contact
     credentials: str | None = None
     poll_interval_s: float | None = Field(default=None, ge=1, le=86400)
     enabled: bool = True
@@ -290,6 +301,14 @@ def _load_device(
         dev = DeviceConfig.model_validate(raw)
     except ValidationError as exc:
         return _format_errors(src, loc, exc)
+    transport = dev.transport
+    if dev.profile == AUTO_PROFILE.name:
+        if transport != "snmp":
+            return [
+                f"{src.where((*loc, 'profile'))}: {_path_str((*loc, 'profile'))}: "
+                "name a profile; only SNMP devices can be recognised automatically"
+            ]
+        profiles = profiles | {AUTO_PROFILE.name: AUTO_PROFILE}
     if dev.profile not in profiles:
         known = ", ".join(sorted(profiles))
         return [
@@ -297,7 +316,6 @@ def _load_device(
             f"unknown profile {dev.profile!r}; expected one of: {known}"
         ]
     profile = profiles[dev.profile]
-    transport = dev.transport
     if transport is None:
         return [f"{where}: {_path_str(loc)}: give exactly one of snmp, ssh or serial"]
     if profile.protocol != transport:
@@ -306,7 +324,8 @@ def _load_device(
             f"but the device has a {transport} section"
         ]
     try:
-        checks = apply_overrides(profile.checks, dev.checks)
+        # An unidentified device gets its overrides once its profile is known.
+        checks = [] if profile is AUTO_PROFILE else apply_overrides(profile.checks, dev.checks)
     except (ValueError, ValidationError) as exc:
         return [f"{src.where((*loc, 'checks'))}: {_path_str((*loc, 'checks'))}: {exc}"]
     secrets: dict[str, Any] = {}

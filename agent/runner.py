@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -26,7 +27,7 @@ import psutil
 
 from agent import __version__
 from agent.backups import BackupManager
-from agent.config import Device, LoadedConfig, load_config
+from agent.config import AUTO_PROFILE, Device, LoadedConfig, load_config
 from agent.errors import ConfigError, UplinkError, UplinkRejected
 from agent.outbox import Outbox
 from agent.sdnotify import Notifier
@@ -35,16 +36,20 @@ from agent.wire import DeviceState, FaultEvent, Heartbeat
 from checks.base import Finding
 from checks.engine import CONFIG_INVALID, UNREACHABLE, UNREADABLE, DeviceGrader
 from checks.grading import Grade
+from checks.spec import apply_overrides
 from checks.tracker import FaultChange, FaultTracker
 from collectors.base import Collector, Reading, ReadingSet
 from collectors.build import make_collector
 from collectors.errors import CollectorError, DeviceUnreadable
-from collectors.snmp import SnmpEngineHolder
+from collectors.profiles import builtin_profiles, identify
+from collectors.snmp import SnmpClient, SnmpEngineHolder
+from collectors.values import as_text
 
 if TYPE_CHECKING:
     from agent.jobs import JobRunner
 
 logger = logging.getLogger(__name__)
+SYS_DESCR, SYS_OBJECT_ID = "1.3.6.1.2.1.1.1.0", "1.3.6.1.2.1.1.2.0"
 P = ParamSpec("P")
 T = TypeVar("T")
 TOKEN_FILE = "agent.token"  # noqa: S105 - a file name, not a secret
@@ -143,8 +148,10 @@ class AgentRuntime:
                     detail,
                 )
                 changes += self.tracker.apply(bad.id, [finding], now)
+        unidentified = {d.id for d in self.loaded.devices if d.profile is AUTO_PROFILE}
         for dev_id, grader in self.graders.items():
-            changes += grader.retire_unknown(self.tracker, now)
+            if dev_id not in unidentified:  # its checks are not known yet: keep its faults
+                changes += grader.retire_unknown(self.tracker, now)
             if self.tracker.view(dev_id).is_active(CONFIG_INVALID):
                 changes += self.tracker.apply(
                     dev_id, [Finding(CONFIG_INVALID, "", False, Grade.GENERAL, "", "fixed")], now
@@ -201,6 +208,51 @@ class AgentRuntime:
         await self._commit(changes)
         return readings
 
+    async def identify(self, device: Device) -> Device | None:
+        """Recognise an SNMP device's profile from sysObjectID/sysDescr; adopt it if found."""
+        client = SnmpClient(device.target, self.engine, device_id=device.id)  # type: ignore[arg-type]
+        grader, now = self.graders[device.id], time.time()
+        try:
+            got = await client.get([SYS_OBJECT_ID, SYS_DESCR])
+        except CollectorError as exc:
+            code = UNREADABLE if isinstance(exc, DeviceUnreadable) else UNREACHABLE
+            await self._commit(grader.on_error(code, str(exc)[:500], self.tracker, now))
+            self._set_state(device.id, DeviceState.UNREACHABLE)
+            return None
+        oid, descr = as_text(got.get(SYS_OBJECT_ID, "")), as_text(got.get(SYS_DESCR, ""))
+        profile = identify(oid, descr, builtin_profiles())
+        if profile is None:
+            msg = f"no profile matches sysObjectID {oid or '?'} / sysDescr {descr[:80]!r}"
+            await self._commit(grader.on_error(UNREADABLE, msg, self.tracker, now))
+            self._set_state(device.id, DeviceState.UNREADABLE)
+            return None
+        known = dataclasses.replace(
+            device, profile=profile, checks=apply_overrides(profile.checks, device.config.checks)
+        )
+        for i, d in enumerate(self.loaded.devices):
+            if d.id == device.id:
+                self.loaded.devices[i] = known
+        self.graders[device.id] = DeviceGrader(known.id, known.checks, profile.unreachable_grade)
+        self.collectors[device.id] = make_collector(
+            known.id,
+            profile,
+            known.target,
+            snmp_engine=self.engine,
+            known_hosts=self.loaded.agent.state_dir / "known_hosts",
+        )
+        self.outbox.set_device_classes(
+            {d.id: str(d.profile.device_class) for d in self.loaded.devices}
+        )
+        logger.info(
+            "site=%s device=%s identified as %s (%s %s)",
+            self.site,
+            device.id,
+            profile.name,
+            profile.vendor,
+            profile.model,
+        )
+        return known
+
     async def _poll_loop(self, device: Device, collector: Collector) -> None:
         interval = device.config.poll_interval_s or self.loaded.agent.intervals.poll_s
         budget = poll_budget(device, interval)
@@ -210,7 +262,12 @@ class AgentRuntime:
         while True:
             await asyncio.sleep(max(0.0, next_due - loop.time()))
             try:
-                await self.poll_once(device, collector, budget)
+                if device.profile is AUTO_PROFILE:
+                    known = await self.identify(device)
+                    if known is not None:
+                        device, collector = known, self.collectors[device.id]
+                if device.profile is not AUTO_PROFILE:
+                    await self.poll_once(device, collector, budget)
             except Exception:
                 logger.exception("site=%s device=%s poll failed", self.site, device.id)
             next_due += interval
