@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING
 
 from agent.errors import UplinkError
 from agent.wire import ConfigBackup
-from collectors.backups import CONFIG_CHANGED, BackupResult, ConfigStore
+from collectors.backups import CONFIG_CHANGED, BackupResult, ConfigSource, ConfigStore
 from collectors.errors import CollectorError
 from collectors.scrub import Scrubber
+from collectors.ssh import SshCollector
+from collectors.targets import SshTarget
 
 if TYPE_CHECKING:
     from agent.config import Device
@@ -32,18 +34,30 @@ class BackupManager:
         self.rt = runtime
         self.store = ConfigStore(runtime.loaded.agent.state_dir)
 
-    def supports(self, device: Device) -> bool:
-        """Whether this device's configuration can be backed up now."""
-        spec = device.profile.backup
-        collector = self.rt.collectors.get(device.id)
-        return bool(spec and spec.via == "ssh" and hasattr(collector, "fetch_config"))
+    def source(self, device: Device) -> ConfigSource | None:
+        """Where this device's configuration comes from, if its profile says how to take one."""
+        spec, ssh = device.profile.backup, device.profile.ssh
+        if spec is None or spec.via != "ssh" or ssh is None:
+            return None
+        if spec.command:
+            ssh = ssh.model_copy(update={"config_command": spec.command})
+        target = device.target if isinstance(device.target, SshTarget) else device.backup_target
+        if target is None:
+            return None  # an SNMP-polled device without an ssh: section for its backups
+        known_hosts = self.rt.loaded.agent.state_dir / "known_hosts"
+        return SshCollector(device.id, target, ssh, known_hosts)
 
-    async def backup(self, device: Device, job_id: object = None) -> BackupResult:
+    def supports(self, device: Device) -> bool:
+        """Whether this device's configuration can be backed up."""
+        return self.source(device) is not None
+
+    async def backup(self, device: Device) -> BackupResult:
         """Take one backup; raise or clear the config_changed fault; upload when new."""
-        collector = self.rt.collectors[device.id]
-        fetch = collector.fetch_config  # type: ignore[attr-defined]
+        source = self.source(device)
+        if source is None:
+            raise ValueError(f"{device.id}: no way to back up this device's configuration")
         timeout = getattr(device.target, "timeout_s", 10.0) * 6
-        raw = await asyncio.wait_for(fetch(), timeout)
+        raw = await asyncio.wait_for(source.fetch_config(), timeout)
         scrubber = Scrubber.for_backup(device.profile.backup)
         result = await asyncio.to_thread(self.store.record, device.id, raw, scrubber)
         del raw

@@ -20,12 +20,15 @@ from agent.wire import ID_PATTERN
 from agent.yamlsrc import Loc, YamlSource, load_yaml
 from checks.spec import CheckOverride, CheckSpec, apply_overrides
 from collectors.profiles import Profile, SnmpSource, builtin_profiles
-from collectors.targets import SerialTarget, SnmpTarget, SshTarget
+from collectors.targets import HostTarget, SerialTarget, SnmpTarget, SshTarget
 
 SECRET_KEYS = frozenset({"community", "password", "auth_key", "priv_key", "username", "key_file"})
-Transport = Literal["snmp", "ssh", "serial"]
-Target = SnmpTarget | SshTarget | SerialTarget
-TARGETS: dict[str, type[Target]] = {"snmp": SnmpTarget, "ssh": SshTarget, "serial": SerialTarget}
+Target = SnmpTarget | SshTarget | SerialTarget | HostTarget
+TARGETS: dict[str, type[SnmpTarget | SshTarget | SerialTarget]] = {
+    "snmp": SnmpTarget,
+    "ssh": SshTarget,
+    "serial": SerialTarget,
+}
 
 
 # Stands in for the profile of a device not identified yet: polls nothing, checks nothing.
@@ -99,6 +102,7 @@ class DeviceConfig(_Model):
     snmp: dict[str, Any] | None = None
     ssh: dict[str, Any] | None = None
     serial: dict[str, Any] | None = None
+    host: dict[str, Any] | None = None  # the agent's own host (profile "host")
     checks: list[CheckOverride] = Field(default_factory=list)
 
     @field_validator("snmp", "ssh", "serial")
@@ -113,10 +117,9 @@ class DeviceConfig(_Model):
         return v
 
     @property
-    def transport(self) -> Transport | None:
-        """The one transport section given, if exactly one is."""
-        given = [t for t in ("snmp", "ssh", "serial") if getattr(self, t) is not None]
-        return given[0] if len(given) == 1 else None  # type: ignore[return-value]
+    def transports(self) -> list[str]:
+        """The transport sections given."""
+        return [t for t in ("snmp", "ssh", "serial", "host") if getattr(self, t) is not None]
 
 
 class AgentConfig(_Model):
@@ -142,6 +145,7 @@ class Device:
     profile: Profile
     target: Target
     checks: list[CheckSpec]
+    backup_target: SshTarget | None = None  # SSH login for config backups of a non-SSH device
 
     @property
     def id(self) -> str:
@@ -168,8 +172,8 @@ class LoadedConfig:
 
     @property
     def problems(self) -> list[str]:
-        """Every problem found, one line each."""
-        return [p for bad in self.bad_devices for p in bad.problems]
+        """Every problem found, one line each (a shared one, e.g. the credentials file, once)."""
+        return list(dict.fromkeys(p for bad in self.bad_devices for p in bad.problems))
 
 
 def _path_str(loc: Loc) -> str:
@@ -301,9 +305,9 @@ def _load_device(
         dev = DeviceConfig.model_validate(raw)
     except ValidationError as exc:
         return _format_errors(src, loc, exc)
-    transport = dev.transport
+    given = dev.transports
     if dev.profile == AUTO_PROFILE.name:
-        if transport != "snmp":
+        if "snmp" not in given:
             return [
                 f"{src.where((*loc, 'profile'))}: {_path_str((*loc, 'profile'))}: "
                 "name a profile; only SNMP devices can be recognised automatically"
@@ -316,12 +320,21 @@ def _load_device(
             f"unknown profile {dev.profile!r}; expected one of: {known}"
         ]
     profile = profiles[dev.profile]
-    if transport is None:
-        return [f"{where}: {_path_str(loc)}: give exactly one of snmp, ssh or serial"]
-    if profile.protocol != transport:
+    transport = profile.protocol
+    if transport not in given:
         return [
-            f"{where}: {_path_str(loc)}: profile {profile.name!r} speaks {profile.protocol}, "
-            f"but the device has a {transport} section"
+            f"{where}: {_path_str(loc)}: profile {profile.name!r} speaks {transport}: "
+            f"give a {transport} section"
+        ]
+    # Besides its polling transport, a device may have an ssh section for config backups.
+    backup_ssh = (
+        profile is AUTO_PROFILE or (profile.backup is not None and profile.backup.via == "ssh")
+    ) and transport != "ssh"
+    extra = [t for t in given if t != transport and not (t == "ssh" and backup_ssh)]
+    if extra:
+        return [
+            f"{where}: {_path_str(loc)}: profile {profile.name!r} speaks {transport}; "
+            f"the {' and '.join(extra)} section is not used by it"
         ]
     try:
         # An unidentified device gets its overrides once its profile is known.
@@ -329,7 +342,7 @@ def _load_device(
     except (ValueError, ValidationError) as exc:
         return [f"{src.where((*loc, 'checks'))}: {_path_str((*loc, 'checks'))}: {exc}"]
     secrets: dict[str, Any] = {}
-    if transport != "serial":
+    if (transport in TARGETS and transport != "serial") or "ssh" in given:
         if creds is None:
             return creds_problem
         cred_name = dev.credentials or dev.id
@@ -339,9 +352,22 @@ def _load_device(
                 f"{creds_path}"
             ]
         secrets = creds[cred_name]
-    settings = dict(getattr(dev, transport) or {})
-    try:
-        target = TARGETS[transport].model_validate(settings | secrets)
-    except ValidationError as exc:
-        return _format_errors(src, (*loc, transport), exc)
-    return Device(dev, profile, target, checks)
+    if transport == "host":
+        target: Target = HostTarget.model_validate(dev.host or {})
+    else:
+        # A device polled by SNMP and backed up over SSH keeps its SSH login under `ssh:`.
+        own = {k: v for k, v in secrets.items() if k != "ssh"} if transport != "ssh" else secrets
+        try:
+            target = TARGETS[transport].model_validate(dict(getattr(dev, transport)) | own)
+        except ValidationError as exc:
+            return _format_errors(src, (*loc, transport), exc)
+    backup_target: SshTarget | None = None
+    if "ssh" in given and transport != "ssh":
+        ssh_secrets = secrets.get("ssh") or {}
+        if not isinstance(ssh_secrets, dict):
+            return [f"{where}: {_path_str(loc)}: credentials entry's ssh: must be a mapping"]
+        try:
+            backup_target = SshTarget.model_validate(dict(dev.ssh or {}) | ssh_secrets)
+        except ValidationError as exc:
+            return _format_errors(src, (*loc, "ssh"), exc)
+    return Device(dev, profile, target, checks, backup_target)

@@ -71,3 +71,9 @@ class SerialTarget(_Target):
     parity: Literal["N", "E", "O", "M", "S"] = "N"
     stopbits: Literal[1, 2] = 1
     timeout_s: float = Field(default=2.0, gt=0, le=60)
+
+
+class HostTarget(_Target):
+    """The agent's own host: which extra paths get a disk reading (the state dir always does)."""
+
+    extra_paths: list[Path] = Field(default_factory=list)

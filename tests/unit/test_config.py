@@ -32,7 +32,11 @@ def edit(path: Path, fn) -> None:  # type: ignore[no-untyped-def]
 def test_example_loads(site: Path) -> None:
     loaded = load_config(site)
     assert loaded.problems == []
-    assert [d.id for d in loaded.devices] == ["tx1", "sw1", "pbx1", "tx2"]
+    ids = ["tx1", "tx2", "sw1", "sw2", "pbx1", "mcu1", "ups1", "env1", "agent"]
+    assert [d.id for d in loaded.devices] == ids
+    sw1 = loaded.devices[2]
+    assert sw1.backup_target is not None and sw1.backup_target.username == "backup"
+    assert sw1.target.community.get_secret_value() == "change-me"  # type: ignore[union-attr]
     tx1 = loaded.devices[0]
     assert tx1.target.community.get_secret_value() == "change-me"  # type: ignore[union-attr]
     assert "change-me" not in repr(tx1)
@@ -44,7 +48,7 @@ def test_bad_device_names_file_line_field_and_expectation(site: Path) -> None:
     text = site.read_text().replace("port: 161, version: 2c", "port: abc, version: 2c")
     site.write_text(text)
     loaded = load_config(site)
-    assert [d.id for d in loaded.devices] == ["sw1", "pbx1", "tx2"]
+    assert "tx1" not in [d.id for d in loaded.devices] and len(loaded.devices) == 8
     (problem,) = loaded.problems
     line = next(i for i, s in enumerate(text.splitlines(), 1) if "port: abc" in s)
     assert problem.startswith(f"{site}:{line}: devices[0].snmp.port: ")
@@ -52,9 +56,9 @@ def test_bad_device_names_file_line_field_and_expectation(site: Path) -> None:
 
 
 def test_unknown_profile_lists_known_ones(site: Path) -> None:
-    edit(site, lambda d: d["devices"][1].update(profile="cisco_nope"))
+    edit(site, lambda d: d["devices"][2].update(profile="cisco_nope"))
     (problem,) = load_config(site).problems
-    assert "devices[1].profile: unknown profile 'cisco_nope'; expected one of:" in problem
+    assert "devices[2].profile: unknown profile 'cisco_nope'; expected one of:" in problem
     assert "cisco_ios_switch" in problem
 
 
@@ -67,17 +71,20 @@ def test_secret_in_site_config_is_refused(site: Path) -> None:
 def test_missing_credentials_entry_and_no_secret_echo(site: Path) -> None:
     creds = site.parent / "credentials.yaml"
     creds.write_text("tx1: {community: s3cret}\nsw1: {community: x}\npbx1: {username: maint}\n")
-    (problem,) = load_config(site).problems
-    assert "devices[2].ssh" in problem and "password or a key_file" in problem
-    assert "s3cret" not in problem and "maint" not in problem
+    problems = load_config(site).problems
+    (problem,) = [p for p in problems if "devices[4]" in p]
+    assert "devices[4].ssh" in problem and "password or a key_file" in problem
+    assert any("no entry 'ups1' in credentials file" in p for p in problems)
+    assert not any("s3cret" in p or "maint" in p for p in problems)
 
 
 def test_world_readable_credentials_refused(site: Path) -> None:
     creds = site.parent / "credentials.yaml"
     creds.chmod(0o644)
     loaded = load_config(site)
-    assert [d.id for d in loaded.devices] == ["tx2"]  # serial needs no credentials
-    assert any("mode 644" in p and "chmod 600" in p for p in loaded.problems)
+    assert [d.id for d in loaded.devices] == ["tx2", "agent"]  # they need no credentials
+    (problem,) = loaded.problems  # said once, not once per device
+    assert "mode 644" in problem and "chmod 600" in problem
 
 
 def test_top_level_errors_stop_the_agent(site: Path) -> None:
@@ -97,9 +104,15 @@ def test_yaml_syntax_error_has_line(tmp_path: Path) -> None:
 
 
 def test_unknown_field_is_named(site: Path) -> None:
-    edit(site, lambda d: d["devices"][3]["serial"].update(baud=9600))
+    edit(site, lambda d: d["devices"][1]["serial"].update(baud=9600))
     (problem,) = load_config(site).problems
-    assert "devices[3].serial.baud: unknown field" in problem
+    assert "devices[1].serial.baud: unknown field" in problem
+
+
+def test_unused_transport_section_is_named(site: Path) -> None:
+    edit(site, lambda d: d["devices"][0].update(ssh={"host": "127.0.0.1"}))
+    (problem,) = load_config(site).problems
+    assert "profile 'ecreso_fm' speaks snmp; the ssh section is not used by it" in problem
 
 
 def test_duplicate_device_id(site: Path) -> None:
@@ -119,7 +132,7 @@ def test_check_config_command(
         check=False,
     )
     assert ok.returncode == 0, ok.stderr
-    assert "OK, 4 device(s)" in ok.stdout
+    assert "OK, 9 device(s)" in ok.stdout
     site.write_text(site.read_text().replace("port: 161, version: 2c", "port: 99999, version: 2c"))
     bad = subprocess.run(
         [*stationwatch_cmd, "agent", "check-config", str(site)],
