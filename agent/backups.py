@@ -37,6 +37,10 @@ class BackupManager:
     def source(self, device: Device) -> ConfigSource | None:
         """Where this device's configuration comes from, if its profile says how to take one."""
         spec, ssh = device.profile.backup, device.profile.ssh
+        if spec is not None and spec.via == "serial":
+            # The port is opened exclusively: the polling collector itself takes the dump.
+            collector = self.rt.collectors.get(device.id)
+            return collector if hasattr(collector, "fetch_config") else None  # type: ignore[return-value]
         if spec is None or spec.via != "ssh" or ssh is None:
             return None
         if spec.command:

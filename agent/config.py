@@ -22,6 +22,7 @@ from checks.spec import CheckOverride, CheckSpec, apply_overrides
 from collectors.profiles import Profile, SnmpSource, builtin_profiles
 from collectors.targets import HostTarget, SerialTarget, SnmpTarget, SshTarget
 
+TRAP_CREDENTIALS = "_traps"  # credentials entry of the trap receiver (not a device id)
 SECRET_KEYS = frozenset({"community", "password", "auth_key", "priv_key", "username", "key_file"})
 Target = SnmpTarget | SshTarget | SerialTarget | HostTarget
 TARGETS: dict[str, type[SnmpTarget | SshTarget | SerialTarget]] = {
@@ -90,6 +91,31 @@ class BackupsConfig(_Model):
     interval_s: float = Field(default=3600.0, ge=60, le=7 * 86400)
 
 
+class TrapsConfig(_Model):
+    """The SNMP trap/inform receiver; communities and v3 users go in the credentials file
+    under the entry `_traps` ({communities: [...], v3_users: [...]})."""
+
+    enabled: bool = False
+    host: str = "0.0.0.0"
+    port: int = Field(default=162, ge=0, le=65535)
+    rate_per_s: float = Field(default=20.0, gt=0)
+    burst: int = Field(default=50, ge=1)
+
+
+class SyslogConfig(_Model):
+    """The syslog (UDP) listener; senders are matched to devices by their configured address."""
+
+    enabled: bool = False
+    host: str = "0.0.0.0"
+    port: int = Field(default=514, ge=0, le=65535)
+
+
+class LogsConfig(_Model):
+    """How often device logs read over SSH/serial (profile log_commands) are fetched."""
+
+    interval_s: float = Field(default=60.0, ge=5, le=86400)
+
+
 class DeviceConfig(_Model):
     """One device of the site; its secrets live in the credentials file, not here."""
 
@@ -133,6 +159,9 @@ class AgentConfig(_Model):
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     backups: BackupsConfig = Field(default_factory=BackupsConfig)
+    traps: TrapsConfig = Field(default_factory=TrapsConfig)
+    syslog: SyslogConfig = Field(default_factory=SyslogConfig)
+    logs: LogsConfig = Field(default_factory=LogsConfig)
     log_format: Literal["text", "json"] = "text"
     devices: list[dict[str, Any]] = Field(default_factory=list)
 
@@ -169,6 +198,7 @@ class LoadedConfig:
     agent: AgentConfig
     devices: list[Device] = field(default_factory=list)
     bad_devices: list[BadDevice] = field(default_factory=list)
+    trap_secrets: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def problems(self) -> list[str]:
@@ -265,7 +295,8 @@ def load_config(path: Path, profiles: dict[str, Profile] | None = None) -> Loade
     except ConfigError as exc:
         creds_problem = exc.problems
     profiles = builtin_profiles() if profiles is None else profiles
-    loaded = LoadedConfig(path, agent)
+    traps = (creds or {}).get(TRAP_CREDENTIALS, {})
+    loaded = LoadedConfig(path, agent, trap_secrets=traps if isinstance(traps, dict) else {})
     seen: set[str] = set()
     for i, raw in enumerate(agent.devices):
         loc: Loc = ("devices", i)

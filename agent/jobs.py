@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from agent.errors import UplinkError, UplinkRejected
+from agent.runner import AGENT_DEVICE
 from agent.uplink import backoff_delay
 from agent.wire import Job, JobItemResult, JobKind, JobResult, JobStatus
 from checks.base import Finding
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from agent.runner import AgentRuntime
 
 logger = logging.getLogger(__name__)
-AGENT_DEVICE = "agent"  # device id of findings about the agent host itself
 
 
 class Refused(Exception):

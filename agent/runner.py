@@ -29,11 +29,13 @@ from agent import __version__
 from agent.backups import BackupManager
 from agent.config import AUTO_PROFILE, Device, LoadedConfig, load_config
 from agent.errors import ConfigError, UplinkError, UplinkRejected
+from agent.listeners import Listeners
 from agent.outbox import Outbox
 from agent.sdnotify import Notifier
 from agent.uplink import Uplink, backoff_delay
 from agent.wire import DeviceState, FaultEvent, Heartbeat
 from checks.base import Finding
+from checks.checklists import builtin_checklists
 from checks.engine import CONFIG_INVALID, UNREACHABLE, UNREADABLE, DeviceGrader
 from checks.grading import Grade
 from checks.spec import apply_overrides
@@ -48,7 +50,12 @@ from collectors.values import as_text
 if TYPE_CHECKING:
     from agent.jobs import JobRunner
 
+AGENT_DEVICE = "agent"  # device id of findings about the agent host itself
+
 logger = logging.getLogger(__name__)
+INSPECTION_CODES = frozenset(
+    f"inspection_{item.name}"[:48] for cl in builtin_checklists().values() for item in cl.items
+)
 SYS_DESCR, SYS_OBJECT_ID = "1.3.6.1.2.1.1.1.0", "1.3.6.1.2.1.1.2.0"
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -98,6 +105,8 @@ class AgentRuntime:
         self.jobs: JobRunner | None = None
         self._install(loaded)
         self.backups = BackupManager(self)
+        self.listeners = Listeners(self)
+        self._listener_tasks: list[asyncio.Task[None]] = []
         self.uplink = Uplink(cfg.hq.url, token, ca_file=cfg.hq.ca_file, timeout_s=cfg.hq.timeout_s)
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         self._wake_upload = asyncio.Event()
@@ -132,7 +141,7 @@ class AgentRuntime:
         """At start: raise faults for broken devices; clear those of removed devices/checks."""
         changes: list[FaultChange] = []
         now = time.time()
-        known = set(self.graders)
+        known = set(self.graders) | {AGENT_DEVICE}  # inspection items about the agent host
         for bad in self.loaded.bad_devices:
             for problem in bad.problems:
                 logger.error("site=%s device=%s disabled: %s", self.site, bad.id or "?", problem)
@@ -232,7 +241,7 @@ class AgentRuntime:
         for i, d in enumerate(self.loaded.devices):
             if d.id == device.id:
                 self.loaded.devices[i] = known
-        self.graders[device.id] = DeviceGrader(known.id, known.checks, profile.unreachable_grade)
+        self.graders[device.id] = self._grader(known)
         self.collectors[device.id] = make_collector(
             known.id,
             profile,
@@ -323,6 +332,7 @@ class AgentRuntime:
         }
         with contextlib.suppress(OSError):
             host["disk_percent"] = psutil.disk_usage(str(self.loaded.agent.state_dir)).percent
+        host |= self.listeners.suppressed()
         return Heartbeat(
             agent_version=__version__,
             sent_at=datetime.now(UTC),
@@ -344,6 +354,7 @@ class AgentRuntime:
         interval = self.loaded.agent.intervals.heartbeat_s
         while True:
             await self._in_db(self._save_states)
+            await self.listeners.quiet_clears()
             try:
                 await self.uplink.heartbeat(await self._in_db(self.heartbeat_payload))
             except UplinkError as exc:
@@ -362,13 +373,18 @@ class AgentRuntime:
         ok = sum(s is DeviceState.OK for s in states)
         return f"{ok}/{len(states)} devices OK, outbox {self.outbox.depth()} event(s)"
 
+    @staticmethod
+    def _grader(device: Device) -> DeviceGrader:
+        # Faults raised outside polling (traps, logs, config changes, inspections) must
+        # survive a restart: the grader must not retire them as "unknown checks".
+        extra = device.profile.event_codes() | INSPECTION_CODES
+        return DeviceGrader(device.id, device.checks, device.profile.unreachable_grade, extra)
+
     def _install(self, loaded: LoadedConfig) -> None:
         """Adopt a (re)loaded config: graders, device states, classes for new events."""
         self.loaded = loaded
         self.site = loaded.agent.site
-        self.graders = {
-            d.id: DeviceGrader(d.id, d.checks, d.profile.unreachable_grade) for d in loaded.devices
-        }
+        self.graders = {d.id: self._grader(d) for d in loaded.devices}
         old = self.device_state
         self.device_state = {d.id: old.get(d.id, DeviceState.UNKNOWN) for d in loaded.devices}
         self.device_state |= {b.id: DeviceState.DISABLED for b in loaded.bad_devices if b.id}
@@ -464,6 +480,7 @@ class AgentRuntime:
                 tasks.append(asyncio.create_task(self.jobs.run(), name="jobs"))
             if self.loaded.agent.backups.enabled:
                 tasks.append(asyncio.create_task(self.backups.run(), name="backups"))
+            self._listener_tasks = await self.listeners.start()
             if notifier.watchdog_interval_s:
                 wd = self._watchdog_loop(notifier, notifier.watchdog_interval_s)
                 tasks.append(asyncio.create_task(wd, name="watchdog"))
@@ -483,7 +500,8 @@ class AgentRuntime:
                 if reload.is_set() and not stop.is_set():
                     reload.clear()
                     notifier.notify(reloading="1", monotonic_usec=str(time.monotonic_ns() // 1000))
-                    await self.reload()
+                    if await self.reload():
+                        await self._restart_listeners()
                     notifier.notify(ready="1", status=self.status_line())
         finally:
             notifier.notify(stopping="1")
@@ -493,8 +511,20 @@ class AgentRuntime:
             await self.close()
             logger.info("site=%s agent stopped", self.site)
 
+    async def _restart_listeners(self) -> None:
+        for t in self._listener_tasks:
+            t.cancel()
+        await asyncio.gather(*self._listener_tasks, return_exceptions=True)
+        self.listeners.close()
+        self.listeners = Listeners(self)
+        self._listener_tasks = await self.listeners.start()
+
     async def close(self) -> None:
         """Stop polling and release everything (the outbox last, after a final state save)."""
+        for t in self._listener_tasks:
+            t.cancel()
+        await asyncio.gather(*self._listener_tasks, return_exceptions=True)
+        self.listeners.close()
         await self._stop_devices()
         await asyncio.to_thread(self._save_states)
         self.engine.close()
