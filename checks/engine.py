@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from checks.base import Finding
 from checks.grading import Grade
 from checks.rules import Rule
@@ -23,15 +25,18 @@ class DeviceGrader:
         device_id: str,
         checks: list[CheckSpec],
         unreachable_grade: Grade = Grade.SEVERE,
+        extra_codes: Iterable[str] = (),
     ) -> None:
         self.device_id = device_id
         self.rules = [Rule(c) for c in checks if c.enabled]
         self.unreachable_grade = unreachable_grade
+        # Codes raised outside polling (traps, log patterns, config_changed): kept at restart.
+        self.extra_codes = frozenset(extra_codes)
 
     @property
     def codes(self) -> set[str]:
-        """Codes this grader may raise (its rules and reachability)."""
-        return {r.code for r in self.rules} | REACHABILITY_CODES
+        """Codes this grader may raise (its rules, reachability and the extra codes)."""
+        return {r.code for r in self.rules} | REACHABILITY_CODES | self.extra_codes
 
     def on_readings(
         self, readings: ReadingSet, tracker: FaultTracker, now: float | None = None

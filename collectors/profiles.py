@@ -29,7 +29,11 @@ from checks.spec import CheckSpec
 PROFILE_DIR = Path(__file__).with_name("profiles")
 OID_RE = re.compile(r"^1(\.\d+)+$")
 
-DeviceClass = Literal["transmitter", "mcu", "pbx", "switch", "ups", "environment", "host"]
+CONFIG_CHANGED = "config_changed"  # the fault code of a significant configuration change
+
+DeviceClass = Literal[
+    "transmitter", "mcu", "pbx", "switch", "ups", "environment", "host", "unknown"
+]
 
 
 class _Model(BaseModel):
@@ -44,11 +48,21 @@ class ValueMap(_Model):
     scale: float = 1.0
     states: dict[str, str] | None = None  # raw value as text -> state name
     text: bool = False  # keep the raw text (identity strings); no number conversion
+    missing: list[str] = Field(default_factory=list)  # raw values meaning "not available"
 
     @property
     def is_state(self) -> bool:
         """Whether readings of this value are states rather than numbers."""
         return self.states is not None or self.text
+
+
+def _regex(v: str) -> str:
+    """Refuse a pattern that is not a valid regex (as a ValueError pydantic reports)."""
+    try:
+        re.compile(v)
+    except re.error as exc:
+        raise ValueError(f"not a valid regex {v!r}: {exc}") from None
+    return v
 
 
 def _check_oid(v: str) -> str:
@@ -77,7 +91,8 @@ class SnmpTable(_Model):
     """A conceptual table walked column by column with GETBULK."""
 
     name: str
-    component_oid: Oid  # column whose value names the row (ifName, fan description, ...)
+    # Column whose value names the row (ifName, fan description, ...); None: the row index.
+    component_oid: Oid | None = None
     columns: list[SnmpColumn] = Field(min_length=1)
 
 
@@ -108,6 +123,13 @@ class RowSpec(ValueMap):
         return v
 
 
+class LogCommand(_Model):
+    """A CLI command printing a log (error log, call log); only new lines are evaluated."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    command: str
+
+
 class SshCommand(_Model):
     """A CLI command and how to read its output."""
 
@@ -124,6 +146,7 @@ class SshSource(_Model):
     pager_off: str | None = None
     commands: list[SshCommand] = Field(default_factory=list)
     config_command: str | None = None
+    log_commands: list[LogCommand] = Field(default_factory=list)
 
 
 class SerialField(ValueMap):
@@ -139,6 +162,17 @@ class SerialSource(_Model):
     terminator: str = "\r\n"
     response_prefix: str = ""
     fields: list[SerialField] = Field(min_length=1)
+    # Text dumps (configuration, alarm/event log): a command, then lines until `dump_end`
+    # matches a line or the line stays quiet for `dump_idle_s` after the first bytes.
+    config_command: str | None = None
+    log_commands: list[LogCommand] = Field(default_factory=list)
+    dump_end: str = r"^(END|OK)$"
+    dump_idle_s: float = Field(default=1.0, gt=0, le=30)
+
+    @field_validator("dump_end")
+    @classmethod
+    def _end_regex(cls, v: str) -> str:
+        return _regex(v)
 
 
 class Match(_Model):
@@ -146,6 +180,78 @@ class Match(_Model):
 
     sys_object_id: list[str] = Field(default_factory=list)
     sys_descr: str | None = None
+
+
+Code = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
+
+
+class TrapSpec(_Model):
+    """What a trap (by its snmpTrapOID) means: raise or clear a fault."""
+
+    oid: Oid
+    action: Literal["raise", "clear"] = "raise"
+    code: Code
+    title: str = ""
+    grade: Grade = Grade.GENERAL
+    component_oid: Oid | None = None  # varbind (by OID prefix) whose value names the component
+
+
+class LogPattern(_Model):
+    """A log line pattern raising a graded fault; `clear` lines end it."""
+
+    code: Code
+    title: str = Field(min_length=1, max_length=200)
+    pattern: str  # regex; a named group `component` names the component
+    grade: Grade
+    clear: str | None = None  # regex of a line that ends the condition
+    clear_after_s: float | None = Field(default=None, gt=0)  # or: no matching line for this long
+
+    @field_validator("pattern", "clear")
+    @classmethod
+    def _compiles(cls, v: str | None) -> str | None:
+        return None if v is None else _regex(v)
+
+
+class BackupSpec(_Model):
+    """How a device's configuration is captured and which of its lines are secret or noise."""
+
+    via: Literal["ssh", "serial"] = "ssh"
+    command: str | None = None  # default: the ssh section's config_command
+    secrets: list[str] = Field(default_factory=list)  # regexes; group `secret` is removed
+    noise: list[str] = Field(default_factory=list)  # regexes of lines that never count
+    default_rules: bool = True  # also apply the built-in secret and noise rules
+
+    @field_validator("secrets", "noise")
+    @classmethod
+    def _patterns(cls, v: list[str]) -> list[str]:
+        return [_regex(p) for p in v]
+
+
+# Metrics the host collector (collectors.host) can produce, for profiles of protocol "host".
+HOST_METRICS = frozenset(
+    {
+        "cpu_percent",
+        "load_1m_per_cpu",
+        "memory_percent",
+        "swap_percent",
+        "disk_percent",
+        "temperature_c",
+        "uptime_s",
+        "clock_synced",
+    }
+)
+
+
+class Action(_Model):
+    """A maintenance action the agent may run on this device model (its catalogue).
+
+    `change` actions alter the device and run only with an approval inside its window.
+    """
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")
+    title: str
+    change: bool
+    ssh_command: str
 
 
 class Profile(_Model):
@@ -163,6 +269,33 @@ class Profile(_Model):
     ssh: SshSource | None = None
     serial: SerialSource | None = None
     checks: list[CheckSpec] = Field(default_factory=list)
+    traps: list[TrapSpec] = Field(default_factory=list)
+    log_patterns: list[LogPattern] = Field(default_factory=list)
+    actions: list[Action] = Field(default_factory=list)
+    backup: BackupSpec | None = None
+
+    @model_validator(mode="after")
+    def _traps_paired(self) -> Self:
+        raised = {t.code for t in self.traps if t.action == "raise"}
+        for t in self.traps:
+            if t.action == "clear" and t.code not in raised:
+                raise ValueError(f"trap {t.oid} clears {t.code!r}, which no trap raises")
+        per_component = {c.code for c in self.checks if c.per_component}
+        for code in sorted({t.code for t in self.traps} | {p.code for p in self.log_patterns}):
+            if code in per_component:
+                raise ValueError(
+                    f"{code!r} is a per-component check; a trap or log pattern raising it would "
+                    "be cleared by the next poll when its component is not a polled row: give "
+                    "it a code of its own"
+                )
+        backup = self.backup
+        if backup and not backup.command:
+            section = self.ssh if backup.via == "ssh" else self.serial
+            if section is None or not section.config_command:
+                raise ValueError(
+                    f"backup via {backup.via} needs backup.command or {backup.via}.config_command"
+                )
+        return self
 
     @model_validator(mode="after")
     def _source_present(self) -> Self:
@@ -181,6 +314,13 @@ class Profile(_Model):
                     raise ValueError(f"check {check.code!r} uses unknown metric {needed!r}")
         return self
 
+    def event_codes(self) -> set[str]:
+        """Fault codes raised outside polling: traps, log patterns, configuration changes."""
+        codes = {t.code for t in self.traps} | {p.code for p in self.log_patterns}
+        if self.backup is not None:
+            codes.add(CONFIG_CHANGED)
+        return codes
+
     def metrics(self) -> set[str]:
         """Every metric this profile can produce."""
         names: set[str] = set()
@@ -194,6 +334,8 @@ class Profile(_Model):
                     names.add(cmd.rows.metric)
         if self.serial:
             names |= {f.metric for f in self.serial.fields}
+        if self.protocol == "host":
+            names |= HOST_METRICS
         return names
 
 

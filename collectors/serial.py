@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import termios
 import threading
 import time
@@ -27,6 +28,7 @@ from collectors.targets import SerialTarget
 
 logger = logging.getLogger(__name__)
 
+MAX_DUMP_BYTES = 2_000_000  # a configuration or log dump larger than this is a runaway
 MAX_LINE_BYTES = 4096  # a "line" longer than this is noise; keep reading for a real one
 # pyserial raises SerialException or OSError, but lets termios.error from tcflush through.
 _PORT_ERRORS = (serial.SerialException, OSError, termios.error)
@@ -161,6 +163,62 @@ class SerialCollector:
                 self.target.port,
             )
 
+    def _dump(self, commands: list[str]) -> list[str]:
+        """Blocking: run text-dump commands (config, logs) one after the other."""
+        with self._lock:
+            port = self._open()
+            try:
+                return [self._read_dump(port, command) for command in commands]
+            except _PORT_ERRORS as exc:
+                self._drop_port()
+                raise DeviceUnreachable(f"serial port {self.target.port} failed: {exc}") from None
+
+    def _read_dump(self, port: serial.Serial, command: str) -> str:
+        """Send a command; collect lines until the end marker, or quiet after the first bytes."""
+        src = self.source
+        end = re.compile(src.dump_end)
+        port.reset_input_buffer()
+        port.write((command + src.terminator).encode("ascii", errors="replace"))
+        port.flush()
+        started = time.monotonic()
+        last_data = started
+        lines: list[str] = []
+        pending = bytearray()
+        received = 0
+        while True:
+            while b"\n" in pending:
+                cut = pending.find(b"\n")
+                raw, pending = bytes(pending[:cut]), pending[cut + 1 :]
+                text = raw.decode("utf-8", errors="replace").rstrip("\r")
+                if end.match(text.strip()):
+                    return "\n".join(lines) + "\n"
+                if text.strip() != command:  # the device's echo of our command
+                    lines.append(text)
+            now = time.monotonic()
+            if received and now - last_data >= src.dump_idle_s:
+                break
+            if now - started >= self.target.timeout_s * (10 if received else 1):
+                break
+            if received > MAX_DUMP_BYTES:
+                raise DeviceUnreadable(
+                    f"serial dump of {command!r} on {self.target.port} exceeds "
+                    f"{MAX_DUMP_BYTES} bytes"
+                )
+            port.timeout = 0.1
+            chunk = port.read(max(1, port.in_waiting))
+            if chunk:
+                received += len(chunk)
+                last_data = time.monotonic()
+                pending += chunk
+        if not received:
+            raise DeviceUnreachable(
+                f"no answer to {command!r} on serial port {self.target.port} "
+                f"within {self.target.timeout_s:g}s"
+            )
+        if pending:
+            lines.append(pending.decode("utf-8", errors="replace").rstrip("\r"))
+        return "\n".join(lines) + "\n"
+
     # -- async interface ----------------------------------------------------------------------
 
     async def collect(self) -> list[Reading]:
@@ -183,6 +241,19 @@ class SerialCollector:
                 )
             )
         return readings
+
+    async def run_commands(self, commands: list[str]) -> list[str]:
+        """Text dumps of the commands (e.g. the profile's log_commands), in order."""
+        return await asyncio.to_thread(self._dump, commands)
+
+    async def fetch_config(self) -> str:
+        """The raw configuration dump of the profile's serial config_command.
+
+        Not scrubbed: pass it straight to collectors.backups (ConfigStore.record scrubs it).
+        """
+        if not self.source.config_command:
+            raise ValueError(f"{self.device_id}: the profile has no serial config_command")
+        return (await self.run_commands([self.source.config_command]))[0]
 
     def _close_blocking(self) -> None:
         with self._lock:

@@ -436,10 +436,13 @@ class SnmpCollector:
 
     async def _table(self, table: SnmpTable, ts: float) -> tuple[list[Reading], int]:
         """Readings of one table plus a row count per column metric; returns (readings, rows)."""
-        walked = await self.client.walk_columns(
-            [table.component_oid] + [c.oid for c in table.columns]
+        name_col = [table.component_oid] if table.component_oid else []
+        walked = await self.client.walk_columns(name_col + [c.oid for c in table.columns])
+        names = (
+            self._component_names(walked.get(table.component_oid, {}))
+            if table.component_oid
+            else {}
         )
-        names = self._component_names(walked.get(table.component_oid, {}))
         readings: list[Reading] = []
         rows = 0
         for col in table.columns:

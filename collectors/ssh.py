@@ -444,5 +444,9 @@ class SshCollector:
         outputs = await asyncio.to_thread(self._run, [self.source.config_command])
         return outputs[0]
 
+    async def run_commands(self, commands: list[str]) -> list[str]:
+        """Run catalogue commands (profile actions) in one session; their outputs in order."""
+        return await asyncio.to_thread(self._run, commands)
+
     async def close(self) -> None:
         """Nothing to release: a session lasts one poll."""

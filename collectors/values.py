@@ -32,10 +32,13 @@ def convert(vm: ValueMap, raw: object) -> Value:
     """Map one raw value through a ValueMap: state name, kept text, or scaled number.
 
     An unknown state reads as "unknown(<raw>)"; a numeric metric whose raw value is not a
-    number raises DeviceUnreadable naming the metric. None (no value) stays None.
+    number raises DeviceUnreadable naming the metric. None (no value) and the profile's
+    `missing` sentinels read as None.
     """
     if raw is None:
         return None
+    if vm.missing and as_text(raw) in vm.missing:
+        return None  # the device's "not available" sentinel (e.g. 65535 for no sensor)
     if vm.states is not None:
         key = as_text(raw)
         return vm.states.get(key, f"unknown({key})")
