@@ -17,7 +17,6 @@ from agent.wire import ConfigBackup
 from collectors.backups import CONFIG_CHANGED, BackupResult, ConfigSource, ConfigStore
 from collectors.errors import CollectorError
 from collectors.scrub import Scrubber
-from collectors.ssh import SshCollector
 from collectors.targets import SshTarget
 
 if TYPE_CHECKING:
@@ -48,6 +47,8 @@ class BackupManager:
         target = device.target if isinstance(device.target, SshTarget) else device.backup_target
         if target is None:
             return None  # an SNMP-polled device without an ssh: section for its backups
+        from collectors.ssh import SshCollector  # paramiko only where SSH is used
+
         known_hosts = self.rt.loaded.agent.state_dir / "known_hosts"
         return SshCollector(device.id, target, ssh, known_hosts)
 

@@ -266,8 +266,8 @@ class AgentRuntime:
         interval = device.config.poll_interval_s or self.loaded.agent.intervals.poll_s
         budget = poll_budget(device, interval)
         loop = asyncio.get_running_loop()
-        # Spread the first polls so devices don't all fire at once.
-        next_due = loop.time() + random.uniform(0, min(interval, 2.0))  # noqa: S311
+        # Spread the first polls over the interval so a thousand devices don't fire at once.
+        next_due = loop.time() + random.uniform(0, interval)  # noqa: S311
         while True:
             await asyncio.sleep(max(0.0, next_due - loop.time()))
             try:

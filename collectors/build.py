@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from collectors.base import Collector
-from collectors.host import HostCollector
 from collectors.profiles import Profile
-from collectors.serial import SerialCollector
-from collectors.snmp import SnmpCollector, SnmpEngineHolder
-from collectors.ssh import SshCollector
 from collectors.targets import HostTarget, SerialTarget, SnmpTarget, SshTarget
+
+if TYPE_CHECKING:
+    from collectors.snmp import SnmpEngineHolder
 
 _TARGET_PROTOCOL: dict[type, str] = {
     SnmpTarget: "snmp",
@@ -35,14 +35,24 @@ def make_collector(
             f"device {device_id!r}: profile {profile.name!r} speaks {profile.protocol}, "
             f"but the device's connection settings are for {given}"
         )
+    # Imported on demand: a site without SSH or serial devices never loads paramiko/pyserial
+    # (the agent's memory budget on a small station box).
     if isinstance(target, SnmpTarget):
+        from collectors.snmp import SnmpCollector
+
         assert profile.snmp is not None  # Profile validates the section for its protocol
         return SnmpCollector(device_id, target, profile.snmp, snmp_engine)
     if isinstance(target, SshTarget):
+        from collectors.ssh import SshCollector
+
         assert profile.ssh is not None
         return SshCollector(device_id, target, profile.ssh, known_hosts)
     if isinstance(target, HostTarget):
+        from collectors.host import HostCollector
+
         # The agent's state dir (next to known_hosts) always gets a disk reading.
         return HostCollector(device_id, [known_hosts.parent, *target.extra_paths])
+    from collectors.serial import SerialCollector
+
     assert profile.serial is not None
     return SerialCollector(device_id, target, profile.serial)

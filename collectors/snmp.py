@@ -40,6 +40,7 @@ from collectors.profiles import SnmpSource, SnmpTable, ValueMap
 from collectors.targets import SnmpTarget
 
 logger = logging.getLogger(__name__)
+MAX_IN_FLIGHT = 32  # SNMP requests outstanding per agent
 
 MAX_OIDS_PER_GET = 40  # many agents refuse or truncate larger PDUs
 MAX_ROWS_PER_COLUMN = 20_000  # a walk past this is a runaway agent, not a device table
@@ -117,6 +118,7 @@ class SnmpEngineHolder:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._v3_credentials: dict[str, set[str]] = {}  # user name -> digests of its key sets
         self._v3_locks: dict[str, asyncio.Lock] = {}
+        self.in_flight: asyncio.Semaphore = asyncio.Semaphore(MAX_IN_FLIGHT)
 
     def engine(self) -> Any:
         """The engine for the running event loop (created on first call)."""
@@ -126,6 +128,7 @@ class SnmpEngineHolder:
             self._engine = hlapi.SnmpEngine()
             _drop_undecodable_messages(self._engine)
             self._loop = loop
+            self.in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         return self._engine
 
     def register_v3_user(self, username: str, digest: str) -> None:
@@ -265,6 +268,9 @@ class SnmpClient:
             async with contextlib.AsyncExitStack() as stack:
                 if lock is not None:
                     await stack.enter_async_context(lock)
+                # pysnmp is CPU-bound: hundreds of requests at once only make each one late
+                # enough to time out (measured in benchmarks/snmp_poller.py).
+                await stack.enter_async_context(self._holder.in_flight)
                 # pysnmp enforces the timeout itself; this outer bound only guards against a
                 # lost callback, so a request can never hang the poll.
                 async with asyncio.timeout(self._budget_s + 1.0):

@@ -14,6 +14,8 @@ INTEGER = 0x02
 OCTET_STRING = 0x04
 OBJECT_IDENTIFIER = 0x06
 GET_RESPONSE = 0xA2
+INFORM_REQUEST = 0xA6
+SNMPV2_TRAP = 0xA7
 NULL = b"\x05\x00"
 NO_SUCH_OBJECT = b"\x80\x00"
 NO_SUCH_INSTANCE = b"\x81\x00"
@@ -67,10 +69,25 @@ def response(
     varbinds: list[bytes],
 ) -> bytes:
     """A whole GetResponse message around pre-encoded varbinds."""
+    return message(
+        version, community, GET_RESPONSE, request_id, varbinds, error_status, error_index
+    )
+
+
+def message(
+    version: int,
+    community: bytes,
+    pdu_tag: int,
+    request_id: int,
+    varbinds: list[bytes],
+    error_status: int = 0,
+    error_index: int = 0,
+) -> bytes:
+    """A v1/v2c message with a PDU of that tag (response, SNMPv2-Trap, InformRequest)."""
     pdu = (
         integer(request_id)
         + integer(error_status)
         + integer(error_index)
         + tlv(SEQUENCE, b"".join(varbinds))
     )
-    return tlv(SEQUENCE, integer(version) + tlv(OCTET_STRING, community) + tlv(GET_RESPONSE, pdu))
+    return tlv(SEQUENCE, integer(version) + tlv(OCTET_STRING, community) + tlv(pdu_tag, pdu))

@@ -3,6 +3,8 @@
 run [--config FILE] [--workdir DIR] [--manifest FILE] [--ephemeral-ports]
 set DEVICE CONDITION [--value V]      clear DEVICE CONDITION
 reset [DEVICE]                        status [--json]
+trap DEVICE (PRESET | --oid OID [--varbind OID TYPE VALUE]...) [--target H:P] [--inform]
+storm DEVICE (PRESET | --oid OID) --count N --rate PER_S [--target H:P]
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="start the station and run until SIGINT/SIGTERM")
-    p.add_argument("--config", type=Path, help="station file (default: the bundled demo station)")
+    p.add_argument(
+        "--config",
+        help="station file, or a bundled station name: demo (default) or full",
+    )
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="default: ./var/sim")
     p.add_argument("--manifest", type=Path, help="default: <workdir>/manifest.json")
     p.add_argument("--ephemeral-ports", action="store_true", help="pick free ports (see manifest)")
@@ -70,6 +75,31 @@ def _parser() -> argparse.ArgumentParser:
     p = client("status", "show devices, endpoints and active conditions")
     p.add_argument("--json", action="store_true", help="print the raw JSON")
     p.set_defaults(func=_cmd_status)
+
+    def trap_args(q: argparse.ArgumentParser) -> None:
+        q.add_argument("device")
+        q.add_argument("preset", nargs="?", help="a trap preset of the device (e.g. linkDown)")
+        q.add_argument("--oid", help="snmpTrapOID instead of a preset")
+        q.add_argument(
+            "--varbind",
+            nargs=3,
+            action="append",
+            metavar=("OID", "TYPE", "VALUE"),
+            help="extra varbind (TYPE: net-snmp letter i s x o a c u t C, or a tag number)",
+        )
+        q.add_argument("--target", help="receiver 127.0.0.1:PORT (default: the station's)")
+        q.add_argument("--community", help="trap community (default: the station's)")
+
+    p = client("trap", "make an SNMP device send a v2c trap or inform")
+    trap_args(p)
+    p.add_argument("--inform", action="store_true", help="send an inform, retried until acked")
+    p.set_defaults(func=_cmd_trap)
+
+    p = client("storm", "make an SNMP device send many traps at a rate")
+    trap_args(p)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--rate", type=float, required=True, help="traps per second")
+    p.set_defaults(func=_cmd_storm)
     return parser
 
 
@@ -214,6 +244,45 @@ def _cmd_status(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[4])
+    return 0
+
+
+def _trap_body(args: argparse.Namespace) -> dict[str, Any]:
+    if not args.preset and not args.oid:
+        raise CliError("give a trap preset or --oid")
+    body: dict[str, Any] = {"preset": args.preset, "trap_oid": args.oid}
+    if args.varbind:
+        numeric = {"i", "c", "u", "t", "C", "2", "65", "66", "67", "70"}
+        body["varbinds"] = [
+            [oid, kind, int(value) if kind in numeric and value.lstrip("-").isdigit() else value]
+            for oid, kind, value in args.varbind
+        ]
+    for key in ("target", "community"):
+        if getattr(args, key):
+            body[key] = getattr(args, key)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def _cmd_trap(args: argparse.Namespace) -> int:
+    body = _trap_body(args) | {"inform": bool(args.inform)}
+    args.timeout = max(args.timeout, 30.0)  # an inform may be retried for a while
+    result = _call(args, "POST", f"/devices/{quote(args.device, safe='')}/traps", body)
+    if result.get("inform"):
+        state = "acknowledged" if result.get("acked") else "NOT acknowledged"
+        print(f"{args.device}: inform to {result['target']} {state} after {result['sent']} send(s)")
+        return 0 if result.get("acked") else 1
+    print(f"{args.device}: trap sent to {result['target']}")
+    return 0
+
+
+def _cmd_storm(args: argparse.Namespace) -> int:
+    body = _trap_body(args) | {"count": args.count, "rate": args.rate}
+    args.timeout = max(args.timeout, args.count / max(args.rate, 0.001) * 2 + 30)
+    result = _call(args, "POST", f"/devices/{quote(args.device, safe='')}/trap_storm", body)
+    print(
+        f"{args.device}: {result['sent']} traps to {result['target']} in {result['seconds']} s "
+        f"({result['rate']}/s)"
+    )
     return 0
 
 

@@ -1,8 +1,9 @@
-"""The station definition (station.yaml): devices, their data and their fault conditions.
+"""The station definition (station.yaml, stations/*.yaml): devices, data, conditions, traps.
 
 Everything a simulated device answers comes from here or from the snmprec files it names:
-SNMP conditions are OID overrides, serial conditions are status-field overrides, PBX conditions
-change trunks, alarms and the running configuration.
+SNMP conditions are OID overrides, serial conditions are status-field overrides, CLI conditions
+change trunks, alarms, logs and the running configuration. A device may be served `replicas`
+times (ids `<id>-01`, `<id>-02`, ...), which is how load tests get 50 devices cheaply.
 """
 
 from __future__ import annotations
@@ -16,32 +17,84 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
+    Tag,
     ValidationError,
     model_validator,
 )
 
 from simulators.errors import StationConfigError
-from simulators.snmprec import SUPPORTED_TAGS, format_oid, parse_line, parse_oid
+from simulators.snmprec import (
+    SUPPORTED_TAGS,
+    Record,
+    convert_value,
+    format_oid,
+    parse_line,
+    parse_oid,
+)
 
 BUNDLED_STATION = Path(__file__).with_name("station.yaml")
+STATIONS_DIR = Path(__file__).with_name("stations")
 
-DeviceClass = Literal["transmitter", "switch", "pbx"]
+DeviceClass = Literal["transmitter", "switch", "pbx", "codec", "ups", "environment"]
 DEVICE_CLASS_CONDITIONS: dict[str, frozenset[str]] = {
     "transmitter": frozenset(
-        {"off_air", "power_down", "reflected_high", "fan_alarm", "temp_high", "psu_fault"}
+        {
+            "off_air",
+            "power_down",
+            "reflected_high",
+            "fan_alarm",
+            "temp_high",
+            "psu_fault",
+            "tx_fault",
+            "input_lost",
+        }
     ),
-    "switch": frozenset({"port_down", "fan_alarm", "psu_fault"}),
+    "switch": frozenset({"port_down", "fan_alarm", "psu_fault", "temp_high", "cpu_high"}),
     "pbx": frozenset(
         {"trunk_down", "all_trunks_down", "pbx_alarm", "config_changed", "config_noise"}
     ),
+    "codec": frozenset(
+        {
+            "camera_fault",
+            "error_burst",
+            "call_failed",
+            "config_changed",
+            "config_noise",
+            "mcu_alarm",
+            "ports_exhausted",
+        }
+    ),
+    "ups": frozenset({"on_battery", "battery_low"}),
+    "environment": frozenset({"temp_high", "humidity_high", "flood"}),
 }
-BEHAVIOURS = ("hang", "garbage")  # every device, built in: no data needed
+# Built into every device of a protocol (no data needed), in this order after the declared ones.
+PROTOCOL_BEHAVIOURS: dict[str, tuple[str, ...]] = {
+    "snmp": ("hang", "garbage"),
+    "ssh": ("hang", "garbage", "disconnect", "host_key_changed"),
+    "serial": ("hang", "garbage", "disconnect", "unplugged"),
+}
+BEHAVIOURS = ("hang", "garbage", "disconnect", "host_key_changed", "unplugged")
 RESET_CONDITION = "normal"  # a synonym for reset
 KNOWN_CONDITIONS = frozenset(
     {*BEHAVIOURS, RESET_CONDITION}.union(*DEVICE_CLASS_CONDITIONS.values())
 )
+MAX_REPLICAS = 1000
+# net-snmp's varbind type letters (snmptrap/snmpset) -> snmprec type tags
+TYPE_LETTERS: dict[str, int] = {
+    "i": 2,
+    "s": 4,
+    "x": 4,
+    "o": 6,
+    "n": 5,
+    "a": 64,
+    "c": 65,
+    "u": 66,
+    "t": 67,
+    "C": 70,
+}
 
 
 def _normal_oid(text: Any) -> str:
@@ -57,6 +110,23 @@ def _keys_as_text(value: Any) -> Any:
 
 
 OidText = Annotated[str, BeforeValidator(_normal_oid)]
+
+
+def varbind_tag(kind: int | str) -> int:
+    """An snmprec type tag from a tag number or a net-snmp type letter; ValueError if unknown."""
+    if isinstance(kind, int) or (isinstance(kind, str) and kind.isdigit()):
+        tag = int(kind)
+    elif isinstance(kind, str) and kind in TYPE_LETTERS:
+        tag = TYPE_LETTERS[kind]
+    else:
+        raise ValueError(
+            f"unknown varbind type {kind!r}; use a tag number or one of {''.join(TYPE_LETTERS)}"
+        )
+    if tag not in SUPPORTED_TAGS:
+        raise ValueError(f"unsupported SNMP type tag {tag}")
+    return tag
+
+
 Port = Annotated[int, Field(ge=0, le=65535)]
 SnmpValue = int | str
 FieldValue = int | float | str
@@ -82,6 +152,8 @@ class SnmpCondition(_Model):
 
     set: dict[OidText, SnmpValue] = Field(default_factory=dict)
     rows: RowTarget | None = None
+    trap: str | None = None  # a trap preset sent when the condition is set (if a target is set)
+    clear_trap: str | None = None  # ... and when it is cleared
 
     @model_validator(mode="after")
     def _something(self) -> Self:
@@ -123,8 +195,9 @@ class SnmpOverlay(_Model):
 class _DeviceBase(_Model):
     id: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
     device_class: DeviceClass
-    profile: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    profile: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,63}$")  # None: none yet
     description: str = ""
+    replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS)  # served N times: <id>-01 ...
 
     def condition_names(self) -> list[str]:
         """Conditions declared for this device, in declaration order."""
@@ -145,8 +218,35 @@ class _DeviceBase(_Model):
         return self
 
 
+def varbind_record(item: Any) -> Record:
+    """A trap varbind `[oid, type, value]` (type: tag number or net-snmp letter) as a Record."""
+    if not isinstance(item, list | tuple) or len(item) != 3:
+        raise ValueError("a varbind is [oid, type, value]")
+    oid, kind, value = item
+    if not isinstance(value, int | str) or isinstance(value, bool):
+        raise ValueError("a varbind value is a number or a string")
+    tag = varbind_tag(kind)
+    return Record(parse_oid(str(oid)), tag, convert_value(tag, value, hexed=kind == "x"))
+
+
+def _check_varbind(item: Any) -> tuple[str, str, SnmpValue]:
+    varbind_record(item)
+    oid, kind, value = item
+    return (_normal_oid(oid), str(kind), value)
+
+
+Varbind = Annotated[tuple[str, str, SnmpValue], BeforeValidator(_check_varbind)]
+
+
+class TrapPreset(_Model):
+    """A named notification a device can send: its snmpTrapOID and extra varbinds."""
+
+    oid: OidText
+    varbinds: list[Varbind] = Field(default_factory=list)
+
+
 class SnmpDeviceSpec(_DeviceBase):
-    """An SNMP v1/v2c agent serving an snmprec capture."""
+    """An SNMP v1/v2c agent serving an snmprec capture (and sending v2c traps/informs)."""
 
     protocol: Literal["snmp"]
     port: Port = 0
@@ -154,6 +254,17 @@ class SnmpDeviceSpec(_DeviceBase):
     data: str  # snmprec file, relative to the station file
     overlays: list[SnmpOverlay] = Field(default_factory=list)
     conditions: dict[str, SnmpCondition] = Field(default_factory=dict)
+    traps: dict[Annotated[str, Field(pattern=r"^[A-Za-z][\w-]{0,63}$")], TrapPreset] = Field(
+        default_factory=dict
+    )
+
+    @model_validator(mode="after")
+    def _trap_names(self) -> Self:
+        for name, cond in self.conditions.items():
+            for preset in (cond.trap, cond.clear_trap):
+                if preset is not None and preset not in self.traps:
+                    raise ValueError(f"condition {name!r} names unknown trap preset {preset!r}")
+        return self
 
 
 # --- serial ---------------------------------------------------------------------------------
@@ -182,7 +293,7 @@ class SerialDeviceSpec(_DeviceBase):
         return self
 
 
-# --- SSH PBX CLI ----------------------------------------------------------------------------
+# --- SSH CLIs (PBX, video codec) -------------------------------------------------------------
 
 Severity = Literal["CRITICAL", "MAJOR", "MINOR", "WARNING"]
 TrunkState = Literal["UP", "DOWN"]
@@ -208,6 +319,7 @@ class Alarm(_Model):
 class PbxCli(_Model):
     """The normal state of the PBX CLI."""
 
+    kind: Literal["pbx"] = "pbx"
     trunks: list[Trunk] = Field(min_length=1)
     alarms: list[Alarm] = Field(default_factory=list)
     last_change: str
@@ -220,14 +332,55 @@ class PbxCli(_Model):
         return self
 
 
+LogLine = Annotated[str, Field(min_length=1, pattern=r"^[^\r\n]+$")]
+
+
+class CodecCli(_Model):
+    """The normal state of a video codec's SSH CLI: logs, version text, running config."""
+
+    kind: Literal["codec"]
+    version: str = Field(min_length=1)  # `show version` output
+    ports_licensed: int = Field(default=0, ge=0)  # `show conference ports`
+    ports_in_use: int = Field(default=0, ge=0)
+    alarms: list[Alarm] = Field(default_factory=list)  # `show alarms`, as on the PBX
+    error_log: list[LogLine] = Field(default_factory=list)  # `show log errors`, oldest first
+    call_log: list[LogLine] = Field(default_factory=list)  # `show log calls`, oldest first
+    log_capacity: int = Field(default=500, ge=10, le=100_000)  # oldest lines drop off
+    last_change: str
+    running_config: str
+
+    @model_validator(mode="after")
+    def _placeholder(self) -> Self:
+        if "{last_change}" not in self.running_config:
+            raise ValueError("running_config must contain the {last_change} placeholder")
+        return self
+
+
 class PbxCondition(_Model):
-    """Changes to the PBX state while the condition is active."""
+    """Changes to a CLI's state while the condition is active (log lines: added when set)."""
 
     trunks: dict[str, TrunkState] = Field(default_factory=dict)
     alarms: list[Alarm] = Field(default_factory=list)
     config_replace: dict[str, str] = Field(default_factory=dict)  # whole line -> new line
     config_append: list[str] = Field(default_factory=list)  # inserted before `end`
     last_change: str | None = None
+    error_log: list[LogLine] = Field(default_factory=list)  # codec: timestamped when set
+    call_log: list[LogLine] = Field(default_factory=list)
+    ports_in_use: int | None = Field(default=None, ge=0)  # codec
+
+
+CliCondition = PbxCondition
+
+
+def _cli_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("kind", "pbx"))
+    return str(getattr(value, "kind", "pbx"))
+
+
+CliSpec = Annotated[
+    Annotated[PbxCli, Tag("pbx")] | Annotated[CodecCli, Tag("codec")], Discriminator(_cli_kind)
+]
 
 
 class SshDeviceSpec(_DeviceBase):
@@ -238,14 +391,20 @@ class SshDeviceSpec(_DeviceBase):
     username: str = Field(min_length=1)
     password: str = Field(min_length=1)
     hostname: str = Field(pattern=r"^[\w.\-]+$")
-    cli: PbxCli
+    cli: CliSpec
     conditions: dict[str, PbxCondition] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _references(self) -> Self:
-        trunks = {t.name for t in self.cli.trunks}
-        lines = {line.strip() for line in self.cli.running_config.splitlines()}
+        cli = self.cli
+        trunks = {t.name for t in cli.trunks} if isinstance(cli, PbxCli) else set()
+        lines = {line.strip() for line in cli.running_config.splitlines()}
         for name, cond in self.conditions.items():
+            codec_only = cond.error_log or cond.call_log or cond.ports_in_use is not None
+            if isinstance(cli, PbxCli) and codec_only:
+                raise ValueError(f"condition {name!r}: a PBX CLI has no logs or conference ports")
+            if isinstance(cli, CodecCli) and cond.trunks:
+                raise ValueError(f"condition {name!r}: a codec CLI has no trunks")
             unknown = set(cond.trunks) - trunks
             if unknown:
                 raise ValueError(f"condition {name!r} names unknown trunks: {sorted(unknown)}")
@@ -268,11 +427,58 @@ class ControlSpec(_Model):
     port: Port = 18081
 
 
+def _check_target(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or host not in ("127.0.0.1", "localhost") or not port.isdigit():
+        raise ValueError(f"a trap target is 127.0.0.1:PORT on loopback, not {text!r}")
+    if not 0 < int(port) < 65536:
+        raise ValueError(f"bad port in trap target {text!r}")
+    return f"127.0.0.1:{int(port)}"
+
+
+TrapTarget = Annotated[str, AfterValidator(_check_target)]
+
+
+class TrapSettings(_Model):
+    """Where and how SNMP devices send notifications unless a request says otherwise."""
+
+    target: TrapTarget | None = None  # None: traps need an explicit target
+    community: str = Field(default="public", min_length=1)
+    inform_timeout_s: float = Field(default=1.0, gt=0, le=60)
+    inform_retries: int = Field(default=3, ge=0, le=20)
+
+
+AnyDeviceSpec = SnmpDeviceSpec | SshDeviceSpec | SerialDeviceSpec
+
+
+def replica_id(device_id: str, n: int, count: int) -> str:
+    """The id of the n-th (1-based) of `count` replicas: sw1-01 ... sw1-50."""
+    return f"{device_id}-{n:0{max(2, len(str(count)))}d}"
+
+
+def expand_device(spec: AnyDeviceSpec) -> list[AnyDeviceSpec]:
+    """A device definition as the devices served: itself, or its replicas."""
+    count = spec.replicas
+    if count == 1:
+        return [spec]
+    out: list[AnyDeviceSpec] = []
+    for n in range(1, count + 1):
+        update: dict[str, Any] = {"id": replica_id(spec.id, n, count), "replicas": 1}
+        if isinstance(spec, SnmpDeviceSpec | SshDeviceSpec) and spec.port:
+            update["port"] = spec.port + n - 1
+        if isinstance(spec, SerialDeviceSpec):
+            stem = (spec.link or f"{spec.id}.tty").removesuffix(".tty")
+            update["link"] = f"{replica_id(stem, n, count)}.tty"
+        out.append(spec.model_copy(update=update))
+    return out
+
+
 class StationConfig(_Model):
     """A whole simulated station."""
 
     name: str = "demo-station"
     control: ControlSpec = Field(default_factory=ControlSpec)
+    traps: TrapSettings = Field(default_factory=TrapSettings)
     devices: list[DeviceSpec] = Field(min_length=1)
     _source: Path = PrivateAttr(default=BUNDLED_STATION)
 
@@ -281,20 +487,53 @@ class StationConfig(_Model):
         """The file this station was loaded from (data paths are relative to it)."""
         return self._source
 
+    def expanded(self) -> list[AnyDeviceSpec]:
+        """Every device actually served: replicas expanded into <id>-01, <id>-02, ..."""
+        return [one for spec in self.devices for one in expand_device(spec)]
+
     @model_validator(mode="after")
     def _unique(self) -> Self:
-        ids = [d.id for d in self.devices]
+        devices = self.expanded()
+        ids = [d.id for d in devices]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"duplicate device ids: {', '.join(dupes)}")
-        tcp = [self.control.port] + [d.port for d in self.devices if d.protocol == "ssh"]
-        udp = [d.port for d in self.devices if d.protocol == "snmp"]
+        tcp = [self.control.port] + [d.port for d in devices if isinstance(d, SshDeviceSpec)]
+        udp = [d.port for d in devices if isinstance(d, SnmpDeviceSpec)]
         for kind, ports in (("TCP", tcp), ("UDP", udp)):
             used = [p for p in ports if p]
             clash = sorted({p for p in used if used.count(p) > 1})
             if clash:
                 raise ValueError(f"{kind} ports used twice: {clash}")
+            if any(p > 65535 for p in used):
+                raise ValueError(f"{kind} ports of replicas run past 65535")
         return self
+
+    def with_replicas(
+        self, counts: dict[str, int], *, ephemeral_ports: bool = False
+    ) -> StationConfig:
+        """A copy of this station where the named devices are served that many times.
+
+        With ephemeral_ports every fixed port is dropped (the station picks free ones), so
+        replicas cannot run into their neighbours' ports.
+        """
+        unknown = set(counts) - {d.id for d in self.devices}
+        if unknown:
+            raise StationConfigError(f"no device(s) {', '.join(sorted(unknown))} to replicate")
+        data = self.model_dump(mode="python")
+        for device in data["devices"]:
+            if device["id"] in counts:
+                device["replicas"] = counts[device["id"]]
+            if ephemeral_ports and "port" in device and device["protocol"] != "serial":
+                device["port"] = 0
+        if ephemeral_ports:
+            data["control"]["port"] = 0
+        try:
+            config = StationConfig.model_validate(data)
+        except ValidationError as exc:
+            raise StationConfigError(f"{self.source}: with replicas {counts}: {exc}") from None
+        config._source = self._source
+        return config
 
     def device(self, device_id: str) -> SnmpDeviceSpec | SshDeviceSpec | SerialDeviceSpec:
         """The device with that id (KeyError if none)."""
@@ -323,9 +562,21 @@ def _where(loc: tuple[int | str, ...], data: Any) -> str:
     return ".".join(parts) or "<top>"
 
 
+def station_path(name: Path | str | None) -> Path:
+    """A station file: None or "demo" the bundled demo, a bare name one of stations/*.yaml."""
+    if name is None or str(name) == "demo":
+        return BUNDLED_STATION
+    text = str(name)
+    if "/" not in text and not text.endswith((".yaml", ".yml")):
+        bundled = STATIONS_DIR / f"{text}.yaml"
+        if bundled.exists() or not Path(text).exists():
+            return bundled
+    return Path(name)
+
+
 def load_station_config(path: Path | str | None = None) -> StationConfig:
-    """Load and validate a station file (None: the bundled demo station)."""
-    source = Path(path) if path is not None else BUNDLED_STATION
+    """Load and validate a station file (None: the demo station; "full": stations/full.yaml)."""
+    source = station_path(path)
     try:
         data = yaml.safe_load(source.read_text(encoding="utf-8"))
     except OSError as exc:

@@ -7,6 +7,10 @@
     DELETE /devices/{id}/conditions/{condition}
     POST   /devices/{id}/reset
     POST   /reset                                    every device
+    POST   /devices/{id}/traps                       send a v2c trap or inform, body:
+           {"preset": "linkDown"} or {"trap_oid": "1.3.6...", "varbinds": [[oid, type, value]]},
+           optional "target": "127.0.0.1:PORT", "inform": false, "community": "public"
+    POST   /devices/{id}/trap_storm                  {"count": N, "rate": per_s, + as above}
 
 A device is {"id", "protocol", "endpoint", "profile", "active_conditions": {name: value},
 "allowed_conditions": [...]}. Errors are {"error": message} with 400 or 404.
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
+_TRAP_FIELDS = {"preset", "trap_oid", "varbinds", "target", "community"}
 
 
 class _ApiError(Exception):
@@ -92,6 +97,18 @@ class _Handler(BaseHTTPRequestHandler):
             case "DELETE", ["devices", device_id, "conditions", condition]:
                 station.clear_condition(device_id, condition)
                 return ok, station.device_info(device_id)
+            case "POST", ["devices", device_id, "traps"]:
+                body = self._json_body(_TRAP_FIELDS | {"inform"})
+                return ok, station.send_trap(device_id, **body)
+            case "POST", ["devices", device_id, "trap_storm"]:
+                body = self._json_body(_TRAP_FIELDS | {"count", "rate"})
+                for key in ("count", "rate"):
+                    if not isinstance(body.get(key), int | float) or isinstance(body[key], bool):
+                        raise _ApiError(HTTPStatus.BAD_REQUEST, f"{key!r} must be a number")
+                count, rate = body.pop("count"), body.pop("rate")
+                if count != int(count):
+                    raise _ApiError(HTTPStatus.BAD_REQUEST, "'count' must be a whole number")
+                return ok, station.trap_storm(device_id, count=int(count), rate=float(rate), **body)
             case "POST", ["devices", device_id, "reset"]:
                 station.reset(device_id)
                 return ok, station.device_info(device_id)
@@ -113,6 +130,28 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise _ApiError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {MAX_BODY} bytes")
         return self.rfile.read(length) if length else b""
+
+    def _json_body(self, allowed: set[str]) -> dict[str, Any]:
+        """The JSON object body with only `allowed` keys, types checked for the trap fields."""
+        try:
+            body = json.loads(self._body or b"{}")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _ApiError(HTTPStatus.BAD_REQUEST, f"body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise _ApiError(HTTPStatus.BAD_REQUEST, "body must be a JSON object")
+        unknown = set(body) - allowed
+        if unknown:
+            raise _ApiError(HTTPStatus.BAD_REQUEST, f"unknown fields: {', '.join(sorted(unknown))}")
+        for key in ("preset", "trap_oid", "target", "community"):
+            if body.get(key) is not None and not isinstance(body[key], str):
+                raise _ApiError(HTTPStatus.BAD_REQUEST, f"{key!r} must be a string")
+        if "inform" in body and not isinstance(body["inform"], bool):
+            raise _ApiError(HTTPStatus.BAD_REQUEST, "'inform' must be true or false")
+        if body.get("varbinds") is not None and not isinstance(body["varbinds"], list):
+            raise _ApiError(
+                HTTPStatus.BAD_REQUEST, "'varbinds' must be a list of [oid, type, value]"
+            )
+        return body
 
     def _condition_body(self) -> tuple[str, str | None]:
         if not self._body:

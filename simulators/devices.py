@@ -11,12 +11,14 @@ import logging
 import random
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Literal
 
 from simulators.config import (
     BEHAVIOURS,
     DEVICE_CLASS_CONDITIONS,
     KNOWN_CONDITIONS,
+    PROTOCOL_BEHAVIOURS,
     RESET_CONDITION,
     FieldValue,
     SerialDeviceSpec,
@@ -27,8 +29,10 @@ from simulators.errors import ConditionError
 
 logger = logging.getLogger(__name__)
 
-Behaviour = Literal["hang", "garbage"]
+Behaviour = Literal["hang", "garbage", "disconnect"]
 ConditionValue = str | None
+_BEHAVIOUR_ORDER: tuple[Behaviour, ...] = ("hang", "disconnect", "garbage")  # first one wins
+Listener = Callable[["SimDevice"], None]
 
 
 class SimDevice(ABC):
@@ -40,13 +44,32 @@ class SimDevice(ABC):
         self.spec = spec
         self.id = spec.id
         self.behaviour: Behaviour | None = None  # read by endpoint threads without a lock
+        self.flags: frozenset[str] = frozenset()  # active built-ins (host_key_changed, ...)
         self._active: dict[str, ConditionValue] = {}
         self._lock = threading.Lock()
+        self._listeners: list[Listener] = []
+
+    def replica(self, spec: SnmpDeviceSpec | SshDeviceSpec | SerialDeviceSpec) -> SimDevice:
+        """Another device like this one under the spec of a replica (data may be shared)."""
+        return type(self)(spec)
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call listener(device) after every change of the conditions (in the caller's thread)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling a listener."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            listener(self)
 
     @property
     def allowed_conditions(self) -> list[str]:
-        """Conditions this device accepts (declared ones, then the built-in behaviours)."""
-        return [*self.spec.condition_names(), *BEHAVIOURS]
+        """Conditions this device accepts (declared ones, then its protocol's built-ins)."""
+        return [*self.spec.condition_names(), *PROTOCOL_BEHAVIOURS[self.protocol]]
 
     def active_conditions(self) -> dict[str, ConditionValue]:
         """The active conditions with their values, in declaration order."""
@@ -65,6 +88,7 @@ class SimDevice(ABC):
             self._apply(active)
             self._active = active
         logger.info("%s: condition %s set%s", self.id, condition, f" ({value})" if value else "")
+        self._notify()
 
     def clear_condition(self, condition: str) -> None:
         """Deactivate a condition (no error if it was not active)."""
@@ -77,6 +101,7 @@ class SimDevice(ABC):
             self._apply(active)
             self._active = active
         logger.info("%s: condition %s cleared", self.id, condition)
+        self._notify()
 
     def reset(self) -> None:
         """Clear every condition: the device is back to its captured, healthy state."""
@@ -84,6 +109,7 @@ class SimDevice(ABC):
             self._apply({})
             self._active = {}
         logger.info("%s: reset to normal", self.id)
+        self._notify()
 
     def _check_name(self, condition: str) -> None:
         if condition not in KNOWN_CONDITIONS:
@@ -94,6 +120,12 @@ class SimDevice(ABC):
         if condition not in self.allowed_conditions:
             allowed = ", ".join(self.allowed_conditions)
             device_class = self.spec.device_class
+            if condition in BEHAVIOURS:
+                protocols = [p for p, names in PROTOCOL_BEHAVIOURS.items() if condition in names]
+                raise ConditionError(
+                    f"condition {condition!r} does not apply to {self.id} (an {self.protocol} "
+                    f"device; it is for {', '.join(protocols)} devices); allowed: {allowed}"
+                )
             if condition in DEVICE_CLASS_CONDITIONS[device_class]:
                 raise ConditionError(
                     f"condition {condition!r} is not simulated by {self.id} (no data for it in "
@@ -120,7 +152,8 @@ class SimDevice(ABC):
     def _apply(self, active: dict[str, ConditionValue]) -> None:
         data = [(k, v) for k, v in self._ordered(active) if k not in BEHAVIOURS]
         self._rebuild(data)
-        self.behaviour = "hang" if "hang" in active else "garbage" if "garbage" in active else None
+        self.behaviour = next((b for b in _BEHAVIOUR_ORDER if b in active), None)
+        self.flags = frozenset(k for k in active if k in BEHAVIOURS)
 
     @abstractmethod
     def _rebuild(self, active: list[tuple[str, ConditionValue]]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from simulators.config import Alarm, SshDeviceSpec, Trunk, TrunkState
+from simulators.config import Alarm, PbxCli, PbxCondition, SshDeviceSpec, Trunk, TrunkState
 from simulators.devices import ConditionValue, SimDevice
 
 UNKNOWN_COMMAND = "% Unknown command"
@@ -25,6 +25,20 @@ class PbxState:
     trunks: tuple[tuple[Trunk, TrunkState], ...]
     alarms: tuple[Alarm, ...]
     running_config: str
+
+
+def render_config(running_config: str, last_change: str, conditions: list[PbxCondition]) -> str:
+    """The running config with the conditions' line replacements, additions and timestamp."""
+    replace: dict[str, str] = {}
+    append: list[str] = []
+    for cond in conditions:
+        replace.update({old.strip(): new for old, new in cond.config_replace.items()})
+        append.extend(cond.config_append)
+        last_change = cond.last_change or last_change
+    lines = [replace.get(line.strip(), line) for line in running_config.splitlines()]
+    end = max((i for i, line in enumerate(lines) if line.strip() == "end"), default=len(lines))
+    lines[end:end] = append
+    return "\n".join(lines).replace("{last_change}", last_change)
 
 
 def render_alarms(alarms: tuple[Alarm, ...]) -> list[str]:
@@ -54,27 +68,21 @@ class PbxDevice(SimDevice):
 
     def __init__(self, spec: SshDeviceSpec) -> None:
         super().__init__(spec)
+        assert isinstance(spec.cli, PbxCli)
+        self.cli: PbxCli = spec.cli
         self.prompt = f"{spec.hostname}> "
+        self.banner = f"{spec.hostname} maintenance CLI"
         self.state = self._state([])
 
     def _state(self, active: list[tuple[str, ConditionValue]]) -> PbxState:
-        cli = self.spec.cli
+        cli = self.cli
         trunk_states: dict[str, TrunkState] = {t.name: "UP" for t in cli.trunks}
         alarms: dict[int, Alarm] = {a.id: a for a in cli.alarms}
-        replace: dict[str, str] = {}
-        append: list[str] = []
-        last_change = cli.last_change
-        for name, _ in active:
-            cond = self.spec.conditions[name]
+        conditions = [self.spec.conditions[name] for name, _ in active]
+        for cond in conditions:
             trunk_states.update(cond.trunks)
             alarms.update({a.id: a for a in cond.alarms})
-            replace.update({old.strip(): new for old, new in cond.config_replace.items()})
-            append.extend(cond.config_append)
-            last_change = cond.last_change or last_change
-        lines = [replace.get(line.strip(), line) for line in cli.running_config.splitlines()]
-        end = max((i for i, line in enumerate(lines) if line.strip() == "end"), default=len(lines))
-        lines[end:end] = append
-        config = "\n".join(lines).replace("{last_change}", last_change)
+        config = render_config(cli.running_config, cli.last_change, conditions)
         return PbxState(
             trunks=tuple((t, trunk_states[t.name]) for t in cli.trunks),
             alarms=tuple(alarms[i] for i in sorted(alarms)),

@@ -1,16 +1,22 @@
-"""A fast SNMP v1/v2c command responder (GET, GETNEXT, GETBULK) on an asyncio loop.
+"""A fast SNMP v1/v2c command responder (GET, GETNEXT, GETBULK) on an asyncio loop,
+and the notification originator (v2c traps, informs retried until acknowledged, storms).
 
 Requests are decoded with pysnmp.proto.api / pyasn1; responses are framed around the
 pre-encoded varbinds of the device's current `MibView`. A wrong community gets no answer,
 as on a real agent. All agents of a station share one event loop in a background thread.
+Notifications leave from the device's own UDP socket, so a receiver sees each simulated
+device as its own source (127.0.0.1:<device port>); inform acknowledgements come back there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import threading
+import time
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from pyasn1.codec.ber import decoder
@@ -21,7 +27,7 @@ from pysnmp.proto.error import ProtocolError
 from simulators import ber
 from simulators.errors import SimulatorError
 from simulators.snmp_data import MibView, SnmpDevice
-from simulators.snmprec import Oid
+from simulators.snmprec import TAG_OID, TAG_TIMETICKS, Oid, Record, parse_oid
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +44,10 @@ _NO_SUCH_NAME = 2  # SNMPv1 error-status
 _TOO_BIG = 1
 _NOT_WRITABLE = 17
 
+SYS_UPTIME = (1, 3, 6, 1, 2, 1, 1, 3, 0)
+SNMP_TRAP_OID = (1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0)
+MAX_STORM_TRAPS = 1_000_000
+MAX_STORM_RATE = 100_000.0  # traps per second
 MAX_RESPONSE_BYTES = 16_384  # a GETBULK reply is cut (at a row boundary) before this size
 MAX_REPETITIONS = 512  # bounds the work one request can put on the event loop
 
@@ -169,6 +179,33 @@ class SnmpResponder:
         return out
 
 
+@dataclass(frozen=True)
+class Notification:
+    """One notification to send: where to, as what, with which varbinds."""
+
+    target: tuple[str, int]
+    community: str
+    trap_oid: str
+    varbinds: list[Record] = field(default_factory=list)
+    inform: bool = False
+    timeout_s: float = 1.0
+    retries: int = 3
+
+
+def _response_request_id(data: bytes) -> int | None:
+    """The request-id of a v2c Response PDU (an inform acknowledgement), else None."""
+    try:
+        if _message_version(data) != api.SNMP_VERSION_2C:
+            return None
+        msg, _ = decoder.decode(data, asn1Spec=_V2C.Message())
+        pdu = _V2C.apiMessage.get_pdu(msg)
+        if pdu.tagSet != _V2C.ResponsePDU.tagSet:
+            return None
+        return int(_V2C.apiPDU.get_request_id(pdu))
+    except (PyAsn1Error, ProtocolError, ValueError, TypeError):
+        return None
+
+
 class SnmpProtocol(asyncio.DatagramProtocol):
     """The UDP endpoint of one simulated agent."""
 
@@ -176,13 +213,79 @@ class SnmpProtocol(asyncio.DatagramProtocol):
         self.responder = SnmpResponder(device)
         self.device = device
         self.transport: asyncio.DatagramTransport | None = None
+        self.started = time.monotonic()
+        self.informs: dict[int, asyncio.Future[None]] = {}  # request-id -> acknowledged
+        self._ids = itertools.count(random.randint(1, 2**20))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Keep the transport to send replies on."""
         self.transport = cast(asyncio.DatagramTransport, transport)
 
+    def encode(self, note: Notification, request_id: int | None = None) -> tuple[int, bytes]:
+        """(request-id, datagram) of a notification; sysUpTime.0 and snmpTrapOID.0 first."""
+        rid = next(self._ids) & 0x7FFFFFFF if request_id is None else request_id
+        uptime = int((time.monotonic() - self.started) * 100) & 0xFFFFFFFF
+        records = [
+            Record(SYS_UPTIME, TAG_TIMETICKS, uptime),
+            Record(SNMP_TRAP_OID, TAG_OID, parse_oid(note.trap_oid)),
+            *note.varbinds,
+        ]
+        varbinds = [ber.varbind(r.oid, r.encoded_value()) for r in records]
+        tag = ber.INFORM_REQUEST if note.inform else ber.SNMPV2_TRAP
+        return rid, ber.message(api.SNMP_VERSION_2C, note.community.encode(), tag, rid, varbinds)
+
+    async def notify(self, note: Notification) -> dict[str, Any]:
+        """Send a trap (once) or an inform (until acknowledged or out of retries)."""
+        if self.transport is None:
+            raise SimulatorError(f"{self.device.id}: the SNMP endpoint is closed")
+        rid, datagram = self.encode(note)
+        if not note.inform:
+            self.transport.sendto(datagram, note.target)
+            return {"sent": 1, "inform": False, "request_id": rid}
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.informs[rid] = future
+        attempts = 0
+        try:
+            for attempts in range(1, note.retries + 2):
+                self.transport.sendto(datagram, note.target)
+                try:
+                    await asyncio.wait_for(asyncio.shield(future), note.timeout_s)
+                except TimeoutError:
+                    continue
+                return {"sent": attempts, "inform": True, "acked": True, "request_id": rid}
+            return {"sent": attempts, "inform": True, "acked": False, "request_id": rid}
+        finally:
+            self.informs.pop(rid, None)
+            future.cancel()
+
+    async def storm(self, note: Notification, count: int, rate: float) -> dict[str, Any]:
+        """Send `count` traps at `rate` per second (paced, bounded); returns what was sent."""
+        if self.transport is None:
+            raise SimulatorError(f"{self.device.id}: the SNMP endpoint is closed")
+        loop = asyncio.get_running_loop()
+        _, template = self.encode(note, request_id=0x7FFFFFFF)  # varbinds encoded once
+        marker = ber.integer(0x7FFFFFFF)
+        head, _, tail = template.partition(marker)
+        started = loop.time()
+        for n in range(count):
+            rid = 0x01000000 | (next(self._ids) & 0x00FFFFFF)  # always 4 minimal BER bytes
+            self.transport.sendto(head + b"\x02\x04" + rid.to_bytes(4, "big") + tail, note.target)
+            due = started + (n + 1) / rate
+            delay = due - loop.time()
+            if delay > 0.002 or n % 64 == 63:
+                await asyncio.sleep(max(0.0, delay))  # pace, and let other endpoints run
+        elapsed = loop.time() - started
+        return {"sent": count, "seconds": round(elapsed, 3), "rate": round(count / elapsed, 1)}
+
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         """Answer one request (or not: hang, wrong community, undecodable)."""
+        if self.informs and data[:1] == b"\x30":
+            rid = _response_request_id(data)
+            if rid is not None:
+                future = self.informs.get(rid)
+                if future is not None and not future.done():
+                    future.set_result(None)
+                return
         behaviour = self.device.behaviour
         if behaviour == "hang" or self.transport is None:
             return
@@ -205,6 +308,7 @@ class SnmpServer:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="sim-snmp-loop", daemon=True)
         self._transports: list[asyncio.DatagramTransport] = []
+        self._protocols: dict[str, SnmpProtocol] = {}
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -225,14 +329,57 @@ class SnmpServer:
             ) from None
 
     async def _bind(self, device: SnmpDevice, port: int) -> int:
-        transport, _ = await self._loop.create_datagram_endpoint(
+        transport, protocol = await self._loop.create_datagram_endpoint(
             lambda: SnmpProtocol(device), local_addr=("127.0.0.1", port)
         )
         self._transports.append(transport)
+        self._protocols[device.id] = protocol
         return int(transport.get_extra_info("sockname")[1])
+
+    def _protocol(self, device_id: str) -> SnmpProtocol:
+        protocol = self._protocols.get(device_id)
+        if protocol is None:
+            raise SimulatorError(f"{device_id}: no SNMP endpoint is running")
+        return protocol
+
+    def notify(self, device_id: str, note: Notification, wait_s: float | None = None) -> Any:
+        """Send a trap or inform from a device; blocks until sent (informs: acked or given up)."""
+        protocol = self._protocol(device_id)
+        future = asyncio.run_coroutine_threadsafe(protocol.notify(note), self._loop)
+        limit = wait_s if wait_s is not None else note.timeout_s * (note.retries + 1) + 5
+        try:
+            return future.result(timeout=limit)
+        except TimeoutError:
+            future.cancel()
+            raise SimulatorError(f"{device_id}: notification not sent within {limit:g} s") from None
+
+    def notify_later(self, device_id: str, note: Notification) -> None:
+        """Send a trap from a device without waiting (condition-triggered traps)."""
+        protocol = self._protocol(device_id)
+
+        def done(fut: Any) -> None:
+            if not fut.cancelled() and fut.exception() is not None:
+                logger.warning("%s: trap not sent: %s", device_id, fut.exception())
+
+        asyncio.run_coroutine_threadsafe(protocol.notify(note), self._loop).add_done_callback(done)
+
+    def storm(self, device_id: str, note: Notification, count: int, rate: float) -> Any:
+        """Send `count` traps at `rate`/s from a device; blocks until all are sent."""
+        if not 1 <= count <= MAX_STORM_TRAPS:
+            raise ValueError(f"count must be 1..{MAX_STORM_TRAPS}")
+        if not 0 < rate <= MAX_STORM_RATE:
+            raise ValueError(f"rate must be > 0 and <= {MAX_STORM_RATE:g} per second")
+        protocol = self._protocol(device_id)
+        future = asyncio.run_coroutine_threadsafe(protocol.storm(note, count, rate), self._loop)
+        try:
+            return future.result(timeout=count / rate * 2 + 30)
+        except TimeoutError:
+            future.cancel()
+            raise SimulatorError(f"{device_id}: trap storm did not finish in time") from None
 
     def stop(self) -> None:
         """Close every endpoint and stop the loop thread."""
+        self._protocols.clear()
         if not self._thread.is_alive():
             if not self._loop.is_closed():
                 self._loop.close()

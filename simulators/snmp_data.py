@@ -6,12 +6,19 @@ and a list index. Each condition change builds a new `MibView` and swaps it in.
 
 from __future__ import annotations
 
+import copy
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from pathlib import Path
 
 from simulators import ber
-from simulators.config import SnmpCondition, SnmpDeviceSpec, SnmpOverlay
+from simulators.config import (
+    SerialDeviceSpec,
+    SnmpCondition,
+    SnmpDeviceSpec,
+    SnmpOverlay,
+    SshDeviceSpec,
+)
 from simulators.devices import ConditionValue, SimDevice
 from simulators.errors import ConditionError, StationConfigError
 from simulators.snmprec import (
@@ -88,6 +95,15 @@ class SnmpDevice(SimDevice):
         self._row_names = self._index_row_names()
         self._check_conditions()
         self.view = self._base
+
+    def replica(self, spec: SnmpDeviceSpec | SshDeviceSpec | SerialDeviceSpec) -> SnmpDevice:
+        """A device serving the same data under another spec (id, port); nothing is re-parsed."""
+        assert isinstance(spec, SnmpDeviceSpec)
+        twin = copy.copy(self)
+        SimDevice.__init__(twin, spec)
+        twin.spec = spec
+        twin.view = self._base
+        return twin
 
     def _build_view(self, overrides: dict[Oid, Record]) -> MibView:
         if not hasattr(self, "_base"):

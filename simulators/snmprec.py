@@ -103,6 +103,8 @@ def convert_value(tag: int, value: object, *, hexed: bool = False) -> RawValue:
     if hexed or (
         tag in (TAG_OCTET_STRING, TAG_OPAQUE, TAG_IP_ADDRESS) and isinstance(value, bytes)
     ):
+        if not isinstance(value, bytes) and len(text) % 2:
+            text = text[:-1] + "0" + text[-1]  # as snmpsim/pyasn1 read an odd-length hex value
         raw = value if isinstance(value, bytes) else bytes.fromhex(text)
         if tag in _INT_RANGES:
             return _in_range(tag, int.from_bytes(raw, "big"))

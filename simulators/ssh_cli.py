@@ -1,7 +1,10 @@
-"""An SSH server (paramiko) giving the PBX CLI: password login, interactive shell and exec.
+"""An SSH server (paramiko) giving a device CLI (PBX, codec): password login, shell and exec.
 
 Each connection is served in its own thread. The host key is generated once into the work
 directory and reused, so a client that pins it keeps trusting the simulator across restarts.
+While `host_key_changed` is set the server presents a second, equally persistent key (as after
+a device swap or a man in the middle); `disconnect` drops the TCP connection halfway through
+a command's output.
 """
 
 from __future__ import annotations
@@ -21,9 +24,12 @@ from paramiko.common import (
     OPEN_SUCCEEDED,
 )
 
+from simulators.codec import CodecDevice
 from simulators.devices import line_noise
 from simulators.errors import SimulatorError
 from simulators.pbx import EXIT_COMMANDS, PbxDevice
+
+CliDevice = PbxDevice | CodecDevice
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +64,7 @@ class _ChannelRequest:
 class _Session(paramiko.ServerInterface):
     """What one SSH connection may do: password login, sessions with a shell or exec."""
 
-    def __init__(self, device: PbxDevice) -> None:
+    def __init__(self, device: CliDevice) -> None:
         self.device = device
         self.channels: dict[int, _ChannelRequest] = {}
 
@@ -112,12 +118,20 @@ class _Session(paramiko.ServerInterface):
         return True
 
 
-class SshCliServer:
-    """Listens on 127.0.0.1 and serves the PBX CLI to every connection in its own thread."""
+class _Dropped(Exception):
+    """The `disconnect` condition cut the connection."""
 
-    def __init__(self, device: PbxDevice, host_key_path: Path) -> None:
+
+class SshCliServer:
+    """Listens on 127.0.0.1 and serves a device CLI to every connection in its own thread."""
+
+    def __init__(self, device: CliDevice, host_key_path: Path) -> None:
         self.device = device
         self.host_key = load_or_create_host_key(host_key_path)
+        # The key shown while `host_key_changed` is set; as persistent as the normal one.
+        self.changed_host_key = load_or_create_host_key(
+            host_key_path.with_name(host_key_path.name + "_changed")
+        )
         self.port = 0
         self._stop = threading.Event()
         self._sock: socket.socket | None = None
@@ -190,7 +204,7 @@ class SshCliServer:
             self._transports.add(transport)
         try:
             self._session(transport)
-        except _GONE as exc:
+        except (*_GONE, _Dropped) as exc:
             logger.debug("%s: session ended: %s", self.device.id, exc)
         finally:
             transport.close()
@@ -216,8 +230,26 @@ class SshCliServer:
             with self._lock:
                 self._raw.discard(conn)
 
+    def current_host_key(self) -> paramiko.PKey:
+        """The key a new connection is shown (the changed one while host_key_changed is set)."""
+        return self.changed_host_key if "host_key_changed" in self.device.flags else self.host_key
+
+    def _drop(self, channel: paramiko.Channel, partial: bytes) -> None:
+        """Send part of an answer, then cut the TCP connection without an SSH goodbye."""
+        with contextlib.suppress(*_GONE):
+            channel.sendall(partial)
+        transport = channel.get_transport()
+        sock = getattr(transport, "sock", None)
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        if transport is not None:
+            transport.close()
+        logger.info("%s: connection dropped mid-command (disconnect)", self.device.id)
+        raise _Dropped("disconnect")
+
     def _session(self, transport: paramiko.Transport) -> None:
-        transport.add_server_key(self.host_key)
+        transport.add_server_key(self.current_host_key())
         session = _Session(self.device)
         transport.start_server(server=session)
         while not self._stop.is_set() and transport.is_active():
@@ -241,7 +273,7 @@ class SshCliServer:
                 self._exec(channel, request.exec_command)
             else:
                 self._shell(channel, echo=request.pty)
-        except _GONE as exc:
+        except (*_GONE, _Dropped) as exc:
             logger.debug("%s: channel ended: %s", self.device.id, exc)
         finally:
             with contextlib.suppress(*_GONE):  # the client may have left already
@@ -257,7 +289,10 @@ class SshCliServer:
             channel.send_exit_status(0)
             return
         output, known = self.device.run(command)
-        channel.sendall(output.encode("utf-8"))
+        data = output.encode("utf-8")
+        if self.device.behaviour == "disconnect":
+            self._drop(channel, data[: len(data) // 2])
+        channel.sendall(data)
         channel.send_exit_status(0 if known else 1)
 
     def _wait_closed(self, channel: paramiko.Channel) -> None:
@@ -274,7 +309,7 @@ class SshCliServer:
         if device.behaviour == "garbage":
             channel.sendall(line_noise())
         elif device.behaviour != "hang":
-            channel.sendall(f"\r\n{device.spec.hostname} maintenance CLI\r\n\r\n".encode())
+            channel.sendall(f"\r\n{device.banner}\r\n\r\n".encode())
             channel.sendall(device.prompt.encode())
         channel.settimeout(ACCEPT_POLL_S)
         buffer = bytearray()
@@ -315,5 +350,8 @@ class SshCliServer:
             channel.send_exit_status(0)
             return False
         output, _ = self.device.run(line)
-        channel.sendall(output.encode("utf-8") + self.device.prompt.encode())
+        data = output.encode("utf-8")
+        if behaviour == "disconnect" and line.strip():
+            self._drop(channel, data[: len(data) // 2])
+        channel.sendall(data + self.device.prompt.encode())
         return True

@@ -7,6 +7,13 @@
 
 `start()` returns once every endpoint listens; the work runs in background threads (one
 asyncio loop for all SNMP agents, a thread per SSH session and per serial port).
+
+Many devices: `config.with_replicas({"tx1": 50})` (or `replicas: 50` in the station file)
+serves tx1-01 ... tx1-50, each with its own port and conditions; SNMP replicas share the
+parsed capture, so 50 cost little more than one.
+
+Traps: `station.send_trap("sw1", preset="linkDown", target="127.0.0.1:1162")`, informs with
+`inform=True` (retried until acknowledged), `station.trap_storm(...)` for storm tests.
 """
 
 from __future__ import annotations
@@ -16,20 +23,25 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from simulators.codec import CodecDevice
 from simulators.config import (
-    SerialDeviceSpec,
+    AnyDeviceSpec,
+    CodecCli,
     SnmpDeviceSpec,
     SshDeviceSpec,
     StationConfig,
+    expand_device,
     load_station_config,
+    varbind_record,
 )
 from simulators.control import ControlServer
 from simulators.devices import ConditionValue, SerialTxDevice, SimDevice
-from simulators.errors import SimulatorError, UnknownDeviceError
+from simulators.errors import ConditionError, SimulatorError, UnknownDeviceError
 from simulators.pbx import PbxDevice
 from simulators.serial_port import SerialPortServer
-from simulators.snmp_agent import SnmpServer
+from simulators.snmp_agent import Notification, SnmpServer
 from simulators.snmp_data import SnmpDevice
+from simulators.snmprec import Record
 from simulators.ssh_cli import SshCliServer
 
 __all__ = ["SimulatedStation", "load_station_config"]
@@ -37,14 +49,35 @@ __all__ = ["SimulatedStation", "load_station_config"]
 logger = logging.getLogger(__name__)
 
 
-def _make_device(
-    spec: SnmpDeviceSpec | SshDeviceSpec | SerialDeviceSpec, source: Path
-) -> SimDevice:
+def _make_device(spec: AnyDeviceSpec, source: Path) -> SimDevice:
     if isinstance(spec, SnmpDeviceSpec):
         return SnmpDevice(spec, source)
     if isinstance(spec, SshDeviceSpec):
-        return PbxDevice(spec)
+        return CodecDevice(spec) if isinstance(spec.cli, CodecCli) else PbxDevice(spec)
     return SerialTxDevice(spec)
+
+
+def _make_devices(config: StationConfig) -> dict[str, SimDevice]:
+    """Every served device; replicas of one definition share its parsed data."""
+    devices: dict[str, SimDevice] = {}
+    for spec in config.devices:
+        first: SimDevice | None = None
+        for one in expand_device(spec):
+            device = _make_device(one, config.source) if first is None else first.replica(one)
+            first = first or device
+            devices[one.id] = device
+    return devices
+
+
+def parse_target(text: str) -> tuple[str, int]:
+    """'127.0.0.1:1162' -> ('127.0.0.1', 1162); only loopback targets (ConditionError)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or host not in ("127.0.0.1", "localhost") or not port.isdigit():
+        raise ConditionError(f"a trap target is 127.0.0.1:PORT, not {text!r}")
+    number = int(port)
+    if not 0 < number < 65536:
+        raise ConditionError(f"bad port in trap target {text!r}")
+    return "127.0.0.1", number
 
 
 class SimulatedStation:
@@ -56,9 +89,7 @@ class SimulatedStation:
         self.config = config
         self.workdir = Path(workdir).resolve()
         self.ephemeral_ports = ephemeral_ports
-        self.devices: dict[str, SimDevice] = {
-            spec.id: _make_device(spec, config.source) for spec in config.devices
-        }
+        self.devices: dict[str, SimDevice] = _make_devices(config)
         self._endpoints: dict[str, dict[str, Any]] = {}
         self._snmp: SnmpServer | None = None
         self._ssh: list[SshCliServer] = []
@@ -102,8 +133,9 @@ class SimulatedStation:
                     "port": port,
                     "community": spec.community,
                     "profile": spec.profile,
+                    "traps": sorted(spec.traps),
                 }
-            elif isinstance(device, PbxDevice):
+            elif isinstance(device, PbxDevice | CodecDevice):
                 ssh = SshCliServer(device, self.workdir / f"{device.id}_host_key")
                 self._ssh.append(ssh)
                 port = ssh.start(self._port(device.spec.port))
@@ -114,6 +146,7 @@ class SimulatedStation:
                     "username": device.spec.username,
                     "password": device.spec.password,
                     "profile": device.spec.profile,
+                    "host_key": str(self.workdir / f"{device.id}_host_key"),
                 }
             elif isinstance(device, SerialTxDevice):
                 link = self.workdir / (device.spec.link or f"{device.id}.tty")
@@ -184,11 +217,131 @@ class SimulatedStation:
 
     def set_condition(self, device_id: str, condition: str, value: ConditionValue = None) -> None:
         """Activate a fault condition on a device (ConditionError if it does not apply)."""
-        self.device(device_id).set_condition(condition, value)
+        device = self.device(device_id)
+        device.set_condition(condition, value)
+        self._condition_trap(device, condition, cleared=False)
 
     def clear_condition(self, device_id: str, condition: str) -> None:
         """Deactivate a fault condition on a device."""
-        self.device(device_id).clear_condition(condition)
+        device = self.device(device_id)
+        was_active = condition in device.active_conditions()
+        device.clear_condition(condition)
+        if was_active:
+            self._condition_trap(device, condition, cleared=True)
+
+    def _condition_trap(self, device: SimDevice, condition: str, *, cleared: bool) -> None:
+        """Send the trap a condition declares (if the station has a default trap target)."""
+        spec = device.spec
+        target = self.config.traps.target
+        if not isinstance(spec, SnmpDeviceSpec) or target is None or self._snmp is None:
+            return
+        cond = spec.conditions.get(condition)
+        preset = None if cond is None else cond.clear_trap if cleared else cond.trap
+        if preset is not None:
+            note = self._notification(device.id, preset=preset, target=target)
+            self._snmp.notify_later(device.id, note)
+
+    # --- notifications ----------------------------------------------------------------------
+
+    def _notification(
+        self,
+        device_id: str,
+        *,
+        preset: str | None = None,
+        trap_oid: str | None = None,
+        varbinds: list[Any] | None = None,
+        target: str | None = None,
+        inform: bool = False,
+        community: str | None = None,
+    ) -> Notification:
+        device = self.device(device_id)
+        spec = device.spec
+        if not isinstance(spec, SnmpDeviceSpec):
+            raise ConditionError(f"{device_id} is an {device.protocol} device: it sends no traps")
+        extra: list[Record] = []
+        if preset is not None:
+            found = spec.traps.get(preset)
+            if found is None:
+                known = ", ".join(spec.traps) or "none"
+                raise ConditionError(f"{device_id} has no trap preset {preset!r}; presets: {known}")
+            trap_oid = trap_oid or found.oid
+            extra = [varbind_record(list(vb)) for vb in found.varbinds]
+        if trap_oid is None:
+            raise ConditionError("give a trap_oid or a preset")
+        try:
+            if varbinds is not None:
+                extra = [varbind_record(vb) for vb in varbinds]
+            where = target or self.config.traps.target
+            if where is None:
+                raise ConditionError("no trap target given and the station file sets none")
+            host_port = parse_target(where)
+            settings = self.config.traps
+            return Notification(
+                target=host_port,
+                community=community or settings.community,
+                trap_oid=".".join(str(int(p)) for p in trap_oid.strip(".").split(".")),
+                varbinds=extra,
+                inform=inform,
+                timeout_s=settings.inform_timeout_s,
+                retries=settings.inform_retries,
+            )
+        except ValueError as exc:
+            raise ConditionError(f"bad trap for {device_id}: {exc}") from None
+
+    def send_trap(
+        self,
+        device_id: str,
+        *,
+        preset: str | None = None,
+        trap_oid: str | None = None,
+        varbinds: list[Any] | None = None,
+        target: str | None = None,
+        inform: bool = False,
+        community: str | None = None,
+    ) -> dict[str, Any]:
+        """Send a v2c trap (or an inform, retried until acknowledged) from an SNMP device."""
+        note = self._notification(
+            device_id,
+            preset=preset,
+            trap_oid=trap_oid,
+            varbinds=varbinds,
+            target=target,
+            inform=inform,
+            community=community,
+        )
+        if self._snmp is None:
+            raise SimulatorError("the station is not running")
+        result: dict[str, Any] = self._snmp.notify(device_id, note)
+        return {"device": device_id, "target": f"{note.target[0]}:{note.target[1]}", **result}
+
+    def trap_storm(
+        self,
+        device_id: str,
+        *,
+        count: int,
+        rate: float,
+        preset: str | None = None,
+        trap_oid: str | None = None,
+        varbinds: list[Any] | None = None,
+        target: str | None = None,
+        community: str | None = None,
+    ) -> dict[str, Any]:
+        """Send `count` identical traps at `rate` per second; returns once all are sent."""
+        note = self._notification(
+            device_id,
+            preset=preset,
+            trap_oid=trap_oid,
+            varbinds=varbinds,
+            target=target,
+            community=community,
+        )
+        if self._snmp is None:
+            raise SimulatorError("the station is not running")
+        try:
+            result: dict[str, Any] = self._snmp.storm(device_id, note, count, rate)
+        except ValueError as exc:
+            raise ConditionError(f"bad trap storm: {exc}") from None
+        return {"device": device_id, "target": f"{note.target[0]}:{note.target[1]}", **result}
 
     def reset(self, device_id: str | None = None) -> None:
         """Clear every condition of one device, or of all devices."""
@@ -214,6 +367,11 @@ class SimulatedStation:
             "endpoint": endpoint,
             "active_conditions": device.active_conditions(),
             "allowed_conditions": device.allowed_conditions,
+            **(
+                {"trap_presets": sorted(device.spec.traps)}
+                if isinstance(device.spec, SnmpDeviceSpec)
+                else {}
+            ),
         }
 
     def device_status(self) -> list[dict[str, Any]]:
