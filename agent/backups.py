@@ -68,7 +68,7 @@ class BackupManager:
         del raw
         active = self.rt.tracker.view(device.id).is_active(CONFIG_CHANGED)
         changes = self.rt.tracker.apply(device.id, result.findings(active))
-        await self.rt._commit(changes)
+        await self.rt.commit(changes)
         await self.upload_latest(device.id)
         return result
 

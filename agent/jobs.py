@@ -366,7 +366,7 @@ class JobRunner:
                 res.detail,
             )
             changes += self.rt.tracker.apply(device, [finding], now)
-        await self.rt._commit(changes)
+        await self.rt.commit(changes)
 
     async def _backup(self, job: Job) -> tuple[JobStatus, str, list[JobItemResult]]:
         device = self._device(job)

@@ -122,7 +122,7 @@ class Listeners:
             return
         view = self.rt.tracker.view(device_id)
         changes = self.rt.tracker.apply(device_id, checker.evaluate(lines, view))
-        await self.rt._commit(changes)
+        await self.rt.commit(changes)
 
     async def _trap_loop(self, rx: TrapReceiver) -> None:
         while True:
@@ -130,7 +130,7 @@ class Listeners:
             changes = []
             for ev in batch:
                 changes += self.rt.tracker.apply(ev.device_id, [ev.finding], ev.received_at)
-            await self.rt._commit(changes)
+            await self.rt.commit(changes)
 
     async def _syslog_loop(self, listener: SyslogListener) -> None:
         while True:
@@ -159,7 +159,7 @@ class Listeners:
         for device_id, checker in self.checkers.items():
             view = self.rt.tracker.view(device_id)
             changes = self.rt.tracker.apply(device_id, checker.evaluate([], view, now), now)
-            await self.rt._commit(changes)
+            await self.rt.commit(changes)
 
     def suppressed(self) -> dict[str, float]:
         """Counts of what storm protection dropped, for the heartbeat."""

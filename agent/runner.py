@@ -110,7 +110,7 @@ class AgentRuntime:
         self.uplink = Uplink(cfg.hq.url, token, ca_file=cfg.hq.ca_file, timeout_s=cfg.hq.timeout_s)
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         self._wake_upload = asyncio.Event()
-        self._inflight: dict[str, asyncio.Future[list]] = {}  # type: ignore[type-arg]
+        self._inflight: dict[str, asyncio.Future[list[Reading]]] = {}
         self.polls = 0
         self.last_upload_at: float | None = None
         self._states_dirty = True
@@ -119,7 +119,7 @@ class AgentRuntime:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._db, lambda: fn(*args, **kwargs))
 
-    async def _commit(self, changes: list[FaultChange]) -> list[FaultEvent]:
+    async def commit(self, changes: list[FaultChange]) -> list[FaultEvent]:
         """Write changes and the active set to disk, then wake the uploader."""
         if not changes:
             return []
@@ -169,7 +169,7 @@ class AgentRuntime:
             changes += self.tracker.clear_all(
                 dev_id, set(), "device removed from configuration", now
             )
-        await self._commit(changes)
+        await self.commit(changes)
 
     def _set_state(self, device_id: str, state: DeviceState) -> None:
         if self.device_state.get(device_id) != state:
@@ -186,7 +186,7 @@ class AgentRuntime:
         if previous is not None and not previous.done():
             changes = grader.on_error(UNREACHABLE, "previous poll still hanging", self.tracker, now)
             self._set_state(device.id, DeviceState.UNREACHABLE)
-            await self._commit(changes)
+            await self.commit(changes)
             return None
         task = asyncio.ensure_future(collector.collect())
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
@@ -214,7 +214,7 @@ class AgentRuntime:
             self._set_state(device.id, DeviceState.OK)
         if done:
             del self._inflight[device.id]
-        await self._commit(changes)
+        await self.commit(changes)
         return readings
 
     async def identify(self, device: Device) -> Device | None:
@@ -225,14 +225,14 @@ class AgentRuntime:
             got = await client.get([SYS_OBJECT_ID, SYS_DESCR])
         except CollectorError as exc:
             code = UNREADABLE if isinstance(exc, DeviceUnreadable) else UNREACHABLE
-            await self._commit(grader.on_error(code, str(exc)[:500], self.tracker, now))
+            await self.commit(grader.on_error(code, str(exc)[:500], self.tracker, now))
             self._set_state(device.id, DeviceState.UNREACHABLE)
             return None
         oid, descr = as_text(got.get(SYS_OBJECT_ID, "")), as_text(got.get(SYS_DESCR, ""))
         profile = identify(oid, descr, builtin_profiles())
         if profile is None:
             msg = f"no profile matches sysObjectID {oid or '?'} / sysDescr {descr[:80]!r}"
-            await self._commit(grader.on_error(UNREADABLE, msg, self.tracker, now))
+            await self.commit(grader.on_error(UNREADABLE, msg, self.tracker, now))
             self._set_state(device.id, DeviceState.UNREADABLE)
             return None
         known = dataclasses.replace(
