@@ -41,21 +41,33 @@ def test_jobs_outside_catalogue_or_approval_are_refused_and_reported(
         job = hq.api.get(f"/api/v1/jobs/{job_id}").json()
         return job if job.get("result_status") else None
 
-    now = datetime.now(UTC)
-    later = {
-        "reference": "CHG-7",
-        "approved_by": "customer",
-        "window_start": (now + timedelta(hours=1)).isoformat(),
-        "window_end": (now + timedelta(hours=2)).isoformat(),
-    }
+    def window(start_h: float, end_h: float) -> dict[str, str]:
+        now = datetime.now(UTC)
+        return {
+            "reference": "CHG-7",
+            "approved_by": "customer duty manager",
+            "window_start": (now + timedelta(hours=start_h)).isoformat(),
+            "window_end": (now + timedelta(hours=end_h)).isoformat(),
+        }
+
+    # HQ refuses an action without an approval before it ever reaches a station ...
+    resp = hq.api.post(
+        f"/api/v1/sites/{site_row['id']}/jobs",
+        json={"kind": "run_action", "item": "clear_alarms", "device_id": "pbx1"},
+    )
+    assert resp.status_code == 422 and "approval" in resp.text
+    # ... and the agent is the final judge of its catalogue and of the approved window.
     jobs = {
         "unknown checklist": submit(kind="run_checklist", item="format_disks"),
-        "unknown action": submit(kind="run_action", item="factory_reset", device_id="pbx1"),
-        "change without approval": submit(kind="run_action", item="clear_alarms", device_id="pbx1"),
-        "change outside window": submit(
-            kind="run_action", item="clear_alarms", device_id="pbx1", approval=later
+        "unknown action": submit(
+            kind="run_action", item="factory_reset", device_id="pbx1", approval=window(-1, 1)
         ),
-        "read-only action": submit(kind="run_action", item="show_trunks", device_id="pbx1"),
+        "change outside window": submit(
+            kind="run_action", item="clear_alarms", device_id="pbx1", approval=window(1, 2)
+        ),
+        "read-only action": submit(
+            kind="run_action", item="show_trunks", device_id="pbx1", approval=window(-1, 1)
+        ),
         "inspection": submit(kind="run_checklist", item="routine_inspection"),
         "backup": submit(kind="backup_config", device_id="pbx1"),
     }
@@ -63,16 +75,11 @@ def test_jobs_outside_catalogue_or_approval_are_refused_and_reported(
         name: procs.wait_for(f"the result of '{name}'", lambda j=jid: finished(j), 60)
         for name, jid in jobs.items()
     }
-    for name in (
-        "unknown checklist",
-        "unknown action",
-        "change without approval",
-        "change outside window",
-    ):
+    for name in ("unknown checklist", "unknown action", "change outside window"):
         assert results[name]["result_status"] == "refused", (name, results[name])
-    assert "no checklist 'format_disks'" in results["unknown checklist"]["summary"]
-    assert "without an approval reference" in results["change without approval"]["summary"]
-    assert "outside the approved window" in results["change outside window"]["summary"]
+    assert "no checklist 'format_disks'" in results["unknown checklist"]["result"]["summary"]
+    assert "no action 'factory_reset'" in results["unknown action"]["result"]["summary"]
+    assert "outside the approved window" in results["change outside window"]["result"]["summary"]
     assert results["read-only action"]["result_status"] == "ok"
     assert results["inspection"]["result_status"] in ("ok", "failed")
     assert {i["name"] for i in results["inspection"]["items"]} >= {"device_reachable"}
