@@ -21,6 +21,8 @@ _COMPONENT_MAX = 128
 
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
 GradeInt = Annotated[int, Field(ge=1, le=5)]
+# Counters fit a signed 64-bit column on every store (SQLite INTEGER, PostgreSQL BIGINT).
+Count = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 
 class _Wire(BaseModel):
@@ -44,7 +46,9 @@ class FaultEvent(_Wire):
     """One change of one fault condition, as graded by the agent's checks."""
 
     event_id: UUID
-    seq: int = Field(ge=1, description="Per-agent monotonically increasing sequence number")
+    seq: int = Field(
+        ge=1, le=2**63 - 1, description="Per-agent monotonically increasing sequence number"
+    )
     kind: EventKind
     device_id: Ident
     device_class: str = Field(max_length=32)
@@ -119,11 +123,11 @@ class DeviceState(StrEnum):
 class Heartbeat(_Wire):
     """Sent at least every 60 s; HQ raises "site unreachable" when they stop."""
 
-    agent_version: str
+    agent_version: str = Field(max_length=32)
     sent_at: datetime
-    outbox_depth: int = Field(ge=0)
-    dropped_events: int = Field(ge=0)
-    last_seq: int = Field(ge=0)
+    outbox_depth: Count
+    dropped_events: Count
+    last_seq: Count
     devices: dict[str, DeviceState] = Field(default_factory=dict)
     host: dict[str, float] = Field(default_factory=dict)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,13 +11,27 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from hq_server.api import agent_routes, health_routes, user_routes
+from hq_server.api import (
+    admin_routes,
+    agent_routes,
+    backup_routes,
+    config_routes,
+    health_routes,
+    job_routes,
+    ticket_routes,
+    user_routes,
+)
+from hq_server.api.audit import AuditMiddleware
 from hq_server.api.errors import install_error_handlers
 from hq_server.clock import Clock, SystemClock
 from hq_server.db import Database, safe_url
+from hq_server.scheduler import Scheduler
 from hq_server.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+# How long shutdown waits for the scheduler's current step to finish.
+STOP_TIMEOUT_S = 30.0
 
 
 def _version() -> str:
@@ -34,13 +49,24 @@ def create_app(
         settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
     )
 
+    the_clock = clock or SystemClock()
+    scheduler = Scheduler(db, the_clock, settings)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(db.check_schema)
         logger.info("HQ ready on database %s", safe_url(db.url))
+        task = asyncio.create_task(scheduler.run()) if settings.scheduler_enabled else None
         try:
             yield
         finally:
+            if task is not None:
+                scheduler.stop()
+                try:
+                    await asyncio.wait_for(task, timeout=STOP_TIMEOUT_S)
+                except TimeoutError:  # a step stuck on a slow SMTP/webhook peer
+                    logger.warning("scheduler did not stop within %s s", STOP_TIMEOUT_S)
+            await run_in_threadpool(scheduler.close)
             if database is None:
                 db.dispose()
 
@@ -52,11 +78,18 @@ def create_app(
     )
     app.state.settings = settings
     app.state.db = db
-    app.state.clock = clock or SystemClock()
+    app.state.clock = the_clock
+    app.state.scheduler = scheduler
     install_error_handlers(app)
     app.include_router(health_routes.router)
     app.include_router(agent_routes.router)
     app.include_router(user_routes.router)
+    app.include_router(admin_routes.router)
+    app.include_router(ticket_routes.router)
+    app.include_router(config_routes.router)
+    app.include_router(job_routes.router)  # its lifespan runs the job schedules
+    app.include_router(backup_routes.router)
+    app.add_middleware(AuditMiddleware)
     return app
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from hq_server.domain import Role
 from hq_server.errors import AuthError, PermissionDenied
 from hq_server.models import Agent, ApiToken
+from hq_server.models_ops import User
 from hq_server.security import TokenKind, hash_token, new_token, token_kind
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class UserPrincipal:
     token_id: int
     name: str
     role: Role
+    user_id: int | None = None
 
     def require(self, role: Role) -> None:
         """Raise PermissionDenied unless this user has at least `role`."""
@@ -61,16 +63,28 @@ def authenticate(session: Session, token: str) -> Principal:
         ).one_or_none()
         if row is None:
             raise AuthError("unknown or revoked API token")
-        return UserPrincipal(token_id=row.id, name=row.name, role=Role(row.role))
+        if row.user_id is None:
+            return UserPrincipal(token_id=row.id, name=row.name, role=Role(row.role))
+        # A user's token carries the user's current role; disabling the user stops the token.
+        user = session.get(User, row.user_id)
+        if user is None or user.disabled:
+            raise AuthError("the user of this API token is disabled")
+        return UserPrincipal(
+            token_id=row.id, name=user.username, role=Role(user.role), user_id=user.id
+        )
     if kind is TokenKind.ENROLLMENT:
         raise AuthError("an enrollment token is not a bearer token: POST it to /api/v1/enroll")
     raise AuthError("malformed bearer token")
 
 
-def create_api_token(session: Session, name: str, role: Role, now: datetime) -> str:
-    """A new API token with `role`; only its hash is stored, so show it to the user once."""
+def create_api_token(
+    session: Session, name: str, role: Role, now: datetime, *, user_id: int | None = None
+) -> str:
+    """A new API token with `role` (of a user, or standalone); only its hash is stored."""
     token = new_token(TokenKind.USER)
-    row = ApiToken(name=name, role=role.value, token_hash=hash_token(token), created_at=now)
+    row = ApiToken(
+        name=name, role=role.value, token_hash=hash_token(token), created_at=now, user_id=user_id
+    )
     session.add(row)
     session.flush()
     logger.info("created API token %s (%r, role %s)", row.id, name, role.value)

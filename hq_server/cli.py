@@ -1,4 +1,4 @@
-"""`stationwatch hq ...`: run HQ, manage its database, create API tokens and enrollment tokens.
+"""`stationwatch hq ...`: run HQ, manage its database, users, API tokens and enrollment tokens.
 
 Commands print secrets (tokens) alone on stdout so scripts can capture them; everything else goes
 to stderr. Every command first migrates the database to the code's revision.
@@ -7,6 +7,7 @@ to stderr. Every command first migrates the database to the code's revision.
 from __future__ import annotations
 
 import argparse
+import getpass
 import ipaddress
 import logging
 import sys
@@ -23,6 +24,7 @@ from hq_server.domain import Role
 from hq_server.enrollment import check_timezone, create_enrollment_token, ensure_site
 from hq_server.errors import ConfigError, HQError
 from hq_server.settings import ENV_DATA_DIR, ENV_DB_URL, Settings
+from hq_server.users import create_user, token_for_user
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
     create = token_commands.add_parser(
         "create", parents=[common], help="create an API token and print it (only it) on stdout"
     )
-    create.add_argument("--role", required=True, choices=[r.value for r in Role])
+    owner = create.add_mutually_exclusive_group(required=True)
+    owner.add_argument("--role", choices=[r.value for r in Role], help="a standalone token")
+    owner.add_argument("--user", help="a token of this user (with the user's role)")
     create.add_argument("--name", default=None, help="what the token is for (default: the role)")
+
+    user = commands.add_parser("user", help="users who log in with a password")
+    user_commands = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    user_add = user_commands.add_parser(
+        "add",
+        parents=[common],
+        help="create a user; the password is read from stdin (or prompted on a terminal)",
+    )
+    user_add.add_argument("name", help="username (unique)")
+    user_add.add_argument("--role", required=True, choices=[r.value for r in Role])
 
     site = commands.add_parser("site", help="sites and their enrollment tokens")
     site_commands = site.add_subparsers(dest="site_command", required=True, metavar="ACTION")
@@ -167,15 +181,42 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
-    role = Role(args.role)
+    url = _prepare(settings)
+    database = dbmod.Database(url)
+    now = SystemClock().now()
+    try:
+        with database.writer() as session, session.begin():
+            if args.user is not None:
+                token = token_for_user(session, args.user, now)
+            else:
+                role = Role(args.role)
+                token = create_api_token(session, args.name or role.value, role, now)
+    finally:
+        database.dispose()
+    print(token)
+    return EXIT_OK
+
+
+def _read_password() -> str:
+    """The new password: prompted twice on a terminal, else the first line of stdin."""
+    if sys.stdin.isatty():
+        first = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != first:
+            raise ConfigError("the two passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
+    password = _read_password()
     url = _prepare(settings)
     database = dbmod.Database(url)
     try:
         with database.writer() as session, session.begin():
-            token = create_api_token(session, args.name or role.value, role, SystemClock().now())
+            user = create_user(session, args.name, Role(args.role), password, SystemClock().now())
+            print(f"user {user.username!r} (id {user.id}, {user.role}) created", file=sys.stderr)
     finally:
         database.dispose()
-    print(token)
     return EXIT_OK
 
 
@@ -223,6 +264,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _cmd_token_create(args, settings)
     if args.command == "site":
         return _cmd_site_add(args, settings)
+    if args.command == "user":
+        return _cmd_user_add(args, settings)
     return _cmd_db_upgrade(args, settings)
 
 

@@ -6,7 +6,7 @@ from enum import StrEnum
 
 
 class TicketStatus(StrEnum):
-    """Life cycle of a ticket; only an engineer moves it past `new` (actions come later)."""
+    """Life cycle of a ticket; engineers move it past `new` (hq_server.ticket_actions)."""
 
     NEW = "new"
     ACKNOWLEDGED = "acknowledged"
@@ -48,6 +48,19 @@ class TicketAction(StrEnum):
     GRADE_CHANGED = "grade_changed"
     ALARM_CLEARED = "alarm_cleared"
     ALARM_RAISED_AGAIN = "alarm_raised_again"
+    ACKNOWLEDGED = "acknowledged"
+    ASSIGNED = "assigned"
+    COMMENT = "comment"
+    STATUS_CHANGED = "status_changed"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+    REOPENED = "reopened"
+    DEADLINES_CHANGED = "deadlines_changed"
+    ESCALATED = "escalated"
+    NOTIFICATION = "notification"
+    FLAPPING_STARTED = "flapping_started"
+    FLAPPING_STOPPED = "flapping_stopped"
+    ALARM_GROUPED = "alarm_grouped"
 
 
 SYSTEM_ACTOR = "system"

@@ -9,7 +9,10 @@
     │   └── EnrollmentTokenInvalid   unknown or expired enrollment token (-> 401)
     ├── EnrollmentTokenUsed          the one-time enrollment token was already used (-> 409)
     ├── PermissionDenied             the caller is known but may not do this (-> 403)
-    └── NotFound                     (-> 404)
+    ├── NotFound                     (-> 404)
+    ├── Conflict                     the object's state forbids this (-> 409)
+    │   └── InvalidTransition        a ticket action not allowed in the ticket's status
+    └── InvalidInput                 well-formed but unacceptable input (-> 422)
 
 Library errors (SQLAlchemy, psycopg, sqlite3) are mapped into these in `hq_server.db`; the
 HTTP status of each is decided in `hq_server.api.errors`, never here. Unreadable request bodies
@@ -57,3 +60,15 @@ class PermissionDenied(HQError):
 
 class NotFound(HQError):
     """The requested object does not exist."""
+
+
+class Conflict(HQError):
+    """The request clashes with the current state (a taken name, a finished ticket, ...)."""
+
+
+class InvalidTransition(Conflict):
+    """A ticket action that its current status does not allow."""
+
+
+class InvalidInput(HQError):
+    """Input that passed schema validation but makes no sense (e.g. end before start)."""

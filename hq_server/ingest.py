@@ -26,9 +26,19 @@ from sqlalchemy.orm import Session
 
 from agent.wire import BatchAck, EventBatch, EventKind, FaultEvent, RejectedEvent
 from hq_server.db import insert_ignoring_conflict
-from hq_server.domain import agent_actor
+from hq_server.domain import TicketAction, agent_actor
+from hq_server.flapping import observe
 from hq_server.models import Agent, Alarm, Event
-from hq_server.tickets import AlarmTransition, TicketOutcome, TransitionKind, apply_transition
+from hq_server.tickets import (
+    DEFAULT_POLICY,
+    AlarmTransition,
+    TicketOutcome,
+    TicketPolicy,
+    TransitionKind,
+    apply_transition,
+    find_open_ticket,
+    history,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +123,13 @@ def lock_fingerprints(session: Session, site_id: int, fault_keys: set[str]) -> N
     )
 
 
-def ingest_batch(session: Session, agent: Agent, batch: EventBatch, now: datetime) -> IngestResult:
+def ingest_batch(
+    session: Session,
+    agent: Agent,
+    batch: EventBatch,
+    now: datetime,
+    policy: TicketPolicy = DEFAULT_POLICY,
+) -> IngestResult:
     """Store and apply a batch from `agent` in the session's transaction (the caller commits)."""
     result = IngestResult()
     unique: dict[UUID, FaultEvent] = {}
@@ -160,12 +176,15 @@ def ingest_batch(session: Session, agent: Agent, batch: EventBatch, now: datetim
             continue
         old_grade = alarm.grade if alarm is not None else None
         alarm = _apply(session, agent, alarm, ev, decision)
-        if alarm is None or decision.transition is None:
+        if alarm is None:
             continue
         alarms[ev.fault_key] = alarm
+        _observe_flapping(session, alarm, ev, now, who, policy)
+        if decision.transition is None:
+            continue
         transition = AlarmTransition(decision.transition, alarm, old_grade, who)
         result.transitions.append(transition)
-        outcome = apply_transition(session, transition, now)
+        outcome = apply_transition(session, transition, now, policy)
         if outcome is not None:
             result.tickets.append(outcome)
 
@@ -272,6 +291,8 @@ def _apply(
             raise_count=1,
             last_agent_id=agent.id,
             last_event_seq=ev.seq,
+            flapping=False,
+            state_log="",
         )
         session.add(alarm)
         session.flush()
@@ -296,3 +317,41 @@ def _apply(
         alarm.device_class = ev.device_class
     session.flush()
     return alarm
+
+
+def _observe_flapping(
+    session: Session, alarm: Alarm, ev: FaultEvent, now: datetime, who: str, policy: TicketPolicy
+) -> None:
+    """Log the alarm's state and mark it flapping (or not); note the change on its ticket."""
+    state = observe(
+        alarm.state_log,
+        ev.kind is not EventKind.CLEAR,
+        alarm.flapping,
+        window=policy.flap_window,
+        high=policy.flap_high,
+        low=policy.flap_low,
+    )
+    alarm.state_log = state.log
+    if state.flapping == alarm.flapping:
+        return
+    alarm.flapping = state.flapping
+    logger.info(
+        "site=%s fault=%s: flapping %s (%.0f%% state change)",
+        alarm.site_id,
+        alarm.fault_key,
+        "started" if state.flapping else "stopped",
+        state.percent,
+    )
+    ticket = find_open_ticket(session, alarm.site_id, alarm.fault_key)
+    if ticket is not None:
+        what = TicketAction.FLAPPING_STARTED if state.flapping else TicketAction.FLAPPING_STOPPED
+        history(
+            session,
+            ticket,
+            now,
+            who,
+            what,
+            f"alarm {'is' if state.flapping else 'stopped'} flapping "
+            f"({state.percent:.0f}% state change over the last {len(state.log)} states)",
+            percent=round(state.percent, 1),
+        )

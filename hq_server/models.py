@@ -27,6 +27,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -88,6 +89,9 @@ class Site(Base):
     contact: Mapped[str] = mapped_column(String(200), default="")
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     created_at: Mapped[datetime]
+    calendar_id: Mapped[int | None] = mapped_column(
+        ForeignKey("calendars.id"), comment="business hours; none: Mon-Fri 08:30-17:30 local"
+    )
 
 
 class Agent(Base):
@@ -144,6 +148,7 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
 
 
 class Event(Base):
@@ -210,6 +215,10 @@ class Alarm(Base):
     raise_count: Mapped[int] = mapped_column(Integer, default=1)
     last_agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
     last_event_seq: Mapped[int] = mapped_column(BigInteger)
+    flapping: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    state_log: Mapped[str] = mapped_column(
+        String(32), default="", comment="last states, 1=raised 0=cleared, newest last"
+    )
 
     site: Mapped[Site] = relationship(lazy="joined", innerjoin=True)
 
@@ -254,6 +263,19 @@ class Ticket(Base):
     closed_at: Mapped[datetime | None]
     alarm_active: Mapped[bool] = mapped_column(Boolean)
     updated_at: Mapped[datetime]
+    # Added by revision 0002 (ticket work, SLA pauses, escalation snapshot).
+    symptom: Mapped[str] = mapped_column(Text, default="")
+    on_duty: Mapped[str] = mapped_column(String(100), default="")
+    assignee: Mapped[str] = mapped_column(String(100), default="")
+    resolution: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    time_spent_minutes: Mapped[int] = mapped_column(Integer, server_default="0")
+    paused_since: Mapped[datetime | None]
+    pauses: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, comment='{"intervals": [[start, end], ...]} spent pending the customer'
+    )
+    escalation: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, comment="the escalation chain copied when the ticket opened"
+    )
 
     site: Mapped[Site] = relationship(lazy="joined", innerjoin=True)
     history: Mapped[list[TicketEvent]] = relationship(
@@ -284,3 +306,8 @@ class TicketCounter(Base):
 
     year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     last_number: Mapped[int] = mapped_column(Integer)
+
+
+# Tables in their own modules, imported so that one metadata holds every table.
+import hq_server.models_ops  # noqa: E402, F401
+from hq_server import models_jobs  # noqa: E402, F401

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from datetime import timedelta
@@ -15,6 +16,26 @@ ENV_DATA_DIR = "STATIONWATCH_DATA_DIR"
 DEFAULT_DATA_DIR = Path("./var/hq")
 SQLITE_FILE_NAME = "hq.sqlite3"
 MiB = 1024 * 1024
+# Settings also read from STATIONWATCH_<NAME> (durations in seconds, webhook_secrets as JSON).
+ENV_TUNABLES = (
+    "scheduler_enabled",
+    "scheduler_interval",
+    "heartbeat_timeout",
+    "reopen_window",
+    "flap_window",
+    "flap_high",
+    "flap_low",
+    "outage_min_devices",
+    "on_duty_engineer",
+    "smtp_host",
+    "smtp_port",
+    "smtp_sender",
+    "smtp_timeout",
+    "webhook_timeout",
+    "webhook_secrets",
+    "notify_max_attempts",
+    "notify_backoff",
+)
 
 
 class Settings(BaseModel):
@@ -41,6 +62,46 @@ class Settings(BaseModel):
     )
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
 
+    # The scheduler loop (escalations, notifications, dead-man's switch, maintenance windows).
+    scheduler_enabled: bool = Field(
+        default=True, description="Run the scheduler loop in this process (tests drive it)"
+    )
+    scheduler_interval: float = Field(default=5.0, gt=0, description="Seconds between steps")
+    job_schedules_enabled: bool = Field(
+        default=True, description="Run APScheduler for job schedules (hq_server.schedules)"
+    )
+    job_poll_max_wait: int = Field(
+        default=30, ge=0, le=30, description="Cap on an agent's job long poll, seconds"
+    )
+    heartbeat_timeout: timedelta = Field(
+        default=timedelta(seconds=180), description="Silence after which a site is unreachable"
+    )
+    # Alarm behaviour.
+    reopen_window: timedelta = Field(
+        default=timedelta(minutes=30),
+        description="A fault raised again this soon after its ticket was resolved reopens it",
+    )
+    flap_window: int = Field(default=11, ge=3, le=32, description="States kept per alarm")
+    flap_high: float = Field(default=50.0, gt=0, le=100, description="Start flapping at %")
+    flap_low: float = Field(default=25.0, ge=0, le=100, description="Stop flapping below %")
+    outage_min_devices: int = Field(
+        default=3, ge=2, description="Unreachable devices at one site grouped as a site outage"
+    )
+    on_duty_engineer: str = Field(default="", description="Set on every new ticket")
+    # Notifications.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_sender: str = "stationwatch-hq@localhost"
+    smtp_timeout: float = Field(default=10.0, gt=0)
+    webhook_timeout: float = Field(default=10.0, gt=0)
+    webhook_secrets: dict[str, str] = Field(
+        default_factory=dict, description="HMAC secret per webhook URL (the chain may set one)"
+    )
+    notify_max_attempts: int = Field(default=5, ge=1, le=50)
+    notify_backoff: timedelta = Field(
+        default=timedelta(seconds=30), description="First retry delay; doubles per attempt"
+    )
+
     @property
     def database_url(self) -> str:
         """The URL to connect to: db_url if set, otherwise the SQLite file in data_dir."""
@@ -62,5 +123,15 @@ class Settings(BaseModel):
             values["data_dir"] = Path(env[ENV_DATA_DIR])
         if env.get(ENV_DB_URL):
             values["db_url"] = env[ENV_DB_URL]
+        for name in ENV_TUNABLES:
+            raw = env.get(f"STATIONWATCH_{name.upper()}")
+            if not raw:
+                continue
+            if name == "webhook_secrets":
+                values[name] = json.loads(raw)
+            elif cls.model_fields[name].annotation in (timedelta, "timedelta"):
+                values[name] = timedelta(seconds=float(raw))
+            else:
+                values[name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

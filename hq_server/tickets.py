@@ -3,7 +3,13 @@
 One condition, one ticket: an alarm that becomes active opens a ticket unless its fingerprint
 (site, fault_key) already has an open one. The database enforces it too (partial unique index
 uq_tickets_open_fingerprint); losing that race is handled by using the ticket that won.
-A CLEAR never resolves a ticket: an engineer does (ticket actions come later).
+A CLEAR never resolves a ticket: an engineer does (hq_server.ticket_actions).
+
+Before a new ticket is opened for a raised alarm, in this order:
+- a maintenance window matching the alarm holds it (the window's end opens the ticket);
+- a device "unreachable" alarm joins the site's outage ticket (hq_server.outage);
+- a ticket of the same fingerprint resolved within the reopen window (or any time, for a
+  flapping alarm) is reopened instead.
 """
 
 from __future__ import annotations
@@ -11,17 +17,18 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hq_server import escalation, ticket_clock
 from hq_server.db import insert_ignoring_conflict
 from hq_server.domain import OPEN_STATUSES, TicketAction, TicketStatus
-from hq_server.models import Alarm, Ticket, TicketCounter, TicketEvent
-from hq_server.sla import deadlines_for
+from hq_server.models import Alarm, Site, Ticket, TicketCounter, TicketEvent
+from hq_server.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +52,63 @@ class AlarmTransition:
     alarm: Alarm
     old_grade: int | None
     who: str
+
+
+@dataclass(frozen=True, slots=True)
+class TicketPolicy:
+    """Settings of the alarm and ticket policy (from hq_server.settings.Settings)."""
+
+    reopen_window: timedelta = timedelta(minutes=30)
+    outage_min_devices: int = 3
+    on_duty: str = ""
+    flap_window: int = 11
+    flap_high: float = 50.0
+    flap_low: float = 25.0
+
+    @classmethod
+    def of(cls, settings: Settings) -> TicketPolicy:
+        """The policy configured in HQ's settings."""
+        return cls(
+            reopen_window=settings.reopen_window,
+            outage_min_devices=settings.outage_min_devices,
+            on_duty=settings.on_duty_engineer,
+            flap_window=settings.flap_window,
+            flap_high=settings.flap_high,
+            flap_low=settings.flap_low,
+        )
+
+
+DEFAULT_POLICY = TicketPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What a new ticket is about: one alarm's fingerprint, or a site outage."""
+
+    site: Site
+    fault_key: str
+    device_id: str
+    code: str
+    component: str
+    grade: int
+    title: str
+    symptom: str
+    alarm_id: int | None
+
+    @classmethod
+    def of(cls, alarm: Alarm) -> Subject:
+        """The subject of an alarm's ticket."""
+        return cls(
+            site=alarm.site,
+            fault_key=alarm.fault_key,
+            device_id=alarm.device_id,
+            code=alarm.code,
+            component=alarm.component,
+            grade=alarm.grade,
+            title=ticket_title(alarm),
+            symptom=alarm.title,
+            alarm_id=alarm.id,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +163,7 @@ def find_open_ticket(session: Session, site_id: int, fault_key: str) -> Ticket |
     return session.scalars(stmt).one_or_none()
 
 
-def _history(
+def history(
     session: Session,
     ticket: Ticket,
     at: datetime,
@@ -113,56 +177,83 @@ def _history(
     )
 
 
-def open_ticket(session: Session, alarm: Alarm, now: datetime, who: str) -> TicketOutcome:
+def open_ticket(
+    session: Session, alarm: Alarm, now: datetime, who: str, on_duty: str = ""
+) -> TicketOutcome:
     """Open a ticket for an active alarm; if another transaction opened one first, return it."""
-    deadlines = deadlines_for(alarm.grade, now, alarm.site)
+    return open_subject(session, Subject.of(alarm), now, who, on_duty, alarm_active=alarm.active)
+
+
+def open_subject(
+    session: Session,
+    subject: Subject,
+    now: datetime,
+    who: str,
+    on_duty: str = "",
+    *,
+    alarm_active: bool = True,
+) -> TicketOutcome:
+    """Open a ticket with deadlines, escalation chain and timers; reuse a concurrent winner."""
+    site = subject.site
     try:
         with session.begin_nested():
             ticket = Ticket(
                 number=allocate_number(session, now.year),
-                site_id=alarm.site_id,
-                alarm_id=alarm.id,
-                fault_key=alarm.fault_key,
-                device_id=alarm.device_id,
-                code=alarm.code,
-                component=alarm.component,
-                grade=alarm.grade,
+                site_id=site.id,
+                site=site,
+                alarm_id=subject.alarm_id,
+                fault_key=subject.fault_key,
+                device_id=subject.device_id,
+                code=subject.code,
+                component=subject.component,
+                grade=subject.grade,
                 status=TicketStatus.NEW.value,
-                title=ticket_title(alarm),
+                title=subject.title[:_TITLE_MAX],
+                symptom=subject.symptom,
+                on_duty=on_duty,
+                assignee="",
+                time_spent_minutes=0,
                 opened_at=now,
-                ack_due_at=deadlines.ack_due_at,
-                restore_due_at=deadlines.restore_due_at,
-                alarm_active=alarm.active,
+                alarm_active=alarm_active,
                 updated_at=now,
+                escalation=escalation.chain_for(session, site.customer, subject.grade),
             )
+            # Deadlines before the INSERT (one statement less per ticket), timers after it.
+            deadlines = ticket_clock.compute(session, ticket)
+            ticket.ack_due_at = deadlines.ack_due_at
+            ticket.restore_due_at = deadlines.restore_due_at
             session.add(ticket)
             session.flush()
-            _history(
+            escalation.schedule(
+                session, ticket, ticket_clock.ticket_clock(session, ticket), new=True
+            )
+            history(
                 session,
                 ticket,
                 now,
                 who,
                 TicketAction.OPENED,
-                f"opened for grade {alarm.grade} alarm {alarm.fault_key}",
-                grade=alarm.grade,
-                alarm_id=alarm.id,
+                f"opened for grade {subject.grade} alarm {subject.fault_key}",
+                grade=subject.grade,
+                alarm_id=subject.alarm_id,
+                escalation_chain=ticket.escalation["name"] if ticket.escalation else None,
             )
             session.flush()
     except IntegrityError:
-        existing = find_open_ticket(session, alarm.site_id, alarm.fault_key)
+        existing = find_open_ticket(session, site.id, subject.fault_key)
         if existing is None:
             raise
         logger.info(
             "site=%s fault=%s: ticket %s was opened concurrently, using it",
-            alarm.site_id,
-            alarm.fault_key,
+            site.id,
+            subject.fault_key,
             existing.number,
         )
         return TicketOutcome(existing, opened=False)
     logger.info(
         "site=%s fault=%s: opened ticket %s grade %s",
-        alarm.site_id,
-        alarm.fault_key,
+        site.id,
+        subject.fault_key,
         ticket.number,
         ticket.grade,
     )
@@ -170,14 +261,12 @@ def open_ticket(session: Session, alarm: Alarm, now: datetime, who: str) -> Tick
 
 
 def _change_grade(session: Session, ticket: Ticket, grade: int, now: datetime, who: str) -> None:
-    """Set a ticket's grade and recompute its deadlines from opened_at."""
+    """Set a ticket's grade and recompute its deadlines and timers from opened_at."""
     old = ticket.grade
-    deadlines = deadlines_for(grade, ticket.opened_at, ticket.site)
     ticket.grade = grade
-    ticket.ack_due_at = deadlines.ack_due_at
-    ticket.restore_due_at = deadlines.restore_due_at
+    deadlines = ticket_clock.refresh(session, ticket)
     ticket.updated_at = now
-    _history(
+    history(
         session,
         ticket,
         now,
@@ -195,7 +284,9 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def apply_transition(session: Session, t: AlarmTransition, now: datetime) -> TicketOutcome | None:
+def apply_transition(
+    session: Session, t: AlarmTransition, now: datetime, policy: TicketPolicy = DEFAULT_POLICY
+) -> TicketOutcome | None:
     """Apply the ticket policy to one alarm transition; returns the ticket touched, if any."""
     alarm = t.alarm
     ticket = find_open_ticket(session, alarm.site_id, alarm.fault_key)
@@ -204,7 +295,8 @@ def apply_transition(session: Session, t: AlarmTransition, now: datetime) -> Tic
             return None if ticket is None else TicketOutcome(ticket, opened=False)
         ticket.alarm_active = False
         ticket.updated_at = now
-        _history(session, ticket, now, t.who, TicketAction.ALARM_CLEARED, "alarm cleared")
+        if not alarm.flapping:  # a flapping alarm changes the flag, not the history
+            history(session, ticket, now, t.who, TicketAction.ALARM_CLEARED, "alarm cleared")
         return TicketOutcome(ticket, opened=False)
 
     if ticket is None:
@@ -212,21 +304,76 @@ def apply_transition(session: Session, t: AlarmTransition, now: datetime) -> Tic
         if t.kind is TransitionKind.RAISED or worsened:
             # An active alarm with no open ticket: someone must look at it. (A grade that got
             # better on an alarm whose ticket an engineer already resolved opens nothing.)
-            return open_ticket(session, alarm, now, t.who)
+            return ticket_for_active_alarm(session, alarm, now, t.who, policy)
         return None
 
     if not ticket.alarm_active:
         ticket.alarm_active = True
         ticket.updated_at = now
-        _history(
-            session,
-            ticket,
-            now,
-            t.who,
-            TicketAction.ALARM_RAISED_AGAIN,
-            f"alarm raised again (grade {alarm.grade})",
-            grade=alarm.grade,
-        )
+        if not alarm.flapping:
+            history(
+                session,
+                ticket,
+                now,
+                t.who,
+                TicketAction.ALARM_RAISED_AGAIN,
+                f"alarm raised again (grade {alarm.grade})",
+                grade=alarm.grade,
+            )
     if alarm.grade != ticket.grade:
         _change_grade(session, ticket, alarm.grade, now, t.who)
     return TicketOutcome(ticket, opened=False)
+
+
+def ticket_for_active_alarm(
+    session: Session, alarm: Alarm, now: datetime, who: str, policy: TicketPolicy
+) -> TicketOutcome | None:
+    """The ticket an active alarm without an open ticket gets: held, grouped, reopened or new."""
+    # Imported here: these modules build on this one.
+    from hq_server import maintenance, outage, ticket_actions
+
+    window = maintenance.active_window(session, alarm, now)
+    if window is not None:
+        logger.info(
+            "site=%s fault=%s: held by maintenance window %s until %s",
+            alarm.site_id,
+            alarm.fault_key,
+            window.id,
+            window.ends_at.isoformat(),
+        )
+        return None
+    grouped = outage.group(session, alarm, now, who, policy)
+    if grouped is not None:
+        return grouped
+    since = None if alarm.flapping else now - policy.reopen_window
+    recent = find_resolved_ticket(session, alarm.site_id, alarm.fault_key, since)
+    if recent is not None:
+        ticket_actions.reopen(
+            session,
+            recent,
+            now,
+            who,
+            reason=f"alarm raised again (grade {alarm.grade}) soon after the ticket was resolved",
+        )
+        if alarm.grade != recent.grade:
+            _change_grade(session, recent, alarm.grade, now, who)
+        recent.alarm_active = True
+        return TicketOutcome(recent, opened=False)
+    outcome = open_ticket(session, alarm, now, who, policy.on_duty)
+    if outcome.opened:
+        outage.after_open(session, alarm, outcome.ticket, now, who)
+    return outcome
+
+
+def find_resolved_ticket(
+    session: Session, site_id: int, fault_key: str, since: datetime | None
+) -> Ticket | None:
+    """The latest ticket of a fingerprint resolved at or after `since` (None: ever)."""
+    stmt = select(Ticket).where(
+        Ticket.site_id == site_id,
+        Ticket.fault_key == fault_key,
+        Ticket.status == TicketStatus.RESOLVED.value,
+    )
+    if since is not None:
+        stmt = stmt.where(Ticket.resolved_at >= since)
+    return session.scalars(stmt.order_by(Ticket.resolved_at.desc()).limit(1)).first()

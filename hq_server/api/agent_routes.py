@@ -16,6 +16,7 @@ from agent.wire import (
     Heartbeat,
     HeartbeatAck,
 )
+from hq_server import deadman
 from hq_server.api.body import BoundedBodyRoute
 from hq_server.api.deps import AgentDep, ClockDep, DbDep, SettingsDep
 from hq_server.api.errors import ERROR_RESPONSES
@@ -24,6 +25,7 @@ from hq_server.db import is_retryable
 from hq_server.enrollment import enroll
 from hq_server.ingest import ingest_batch
 from hq_server.models import Agent
+from hq_server.tickets import TicketPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +72,7 @@ def post_events(
         try:
             with db.writer() as session, session.begin():
                 row = session.get_one(Agent, agent.agent_id)
-                result = ingest_batch(session, row, batch, clock.now())
+                result = ingest_batch(session, row, batch, clock.now(), TicketPolicy.of(settings))
             return result.ack()
         except DBAPIError as exc:
             if attempt == attempts or not is_retryable(exc):
@@ -88,7 +90,7 @@ def post_events(
 
 @router.post("/heartbeat", response_model=HeartbeatAck, responses={**_AUTH_ERRORS, **_BODY_ERRORS})
 def post_heartbeat(
-    heartbeat: Heartbeat, agent: AgentDep, db: DbDep, clock: ClockDep
+    heartbeat: Heartbeat, agent: AgentDep, db: DbDep, clock: ClockDep, settings: SettingsDep
 ) -> HeartbeatAck:
     """Record that the agent is alive, with its version and queue state; answer HQ's time."""
     now = clock.now()
@@ -100,4 +102,5 @@ def post_heartbeat(
         row.dropped_events = heartbeat.dropped_events
         row.reported_seq = heartbeat.last_seq
         row.device_states = {name: state.value for name, state in heartbeat.devices.items()}
+        deadman.heard_from(session, row.site_id, now, TicketPolicy.of(settings))
     return HeartbeatAck(server_time=now)

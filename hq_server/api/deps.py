@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from hq_server.auth import AgentPrincipal, Principal, UserPrincipal, authenticate
@@ -37,21 +37,29 @@ def get_settings(request: Request) -> Settings:
 
 
 DbDep = Annotated[Database, Depends(get_db)]
+# Row ids in paths: a positive 32-bit integer (larger ones could not name a row anyway and
+# would overflow the database's integer types).
+Id = Annotated[int, Path(ge=1, le=2_147_483_647)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def _principal(credentials: HTTPAuthorizationCredentials | None, db: Database) -> Principal:
+def _principal(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, db: Database
+) -> Principal:
     if credentials is None or not credentials.credentials:
         raise AuthError("missing bearer token (Authorization: Bearer ...)")
     with db.session() as session:
-        return authenticate(session, credentials.credentials)
+        principal = authenticate(session, credentials.credentials)
+    # Read back by the audit middleware (hq_server.api.audit) to record who called.
+    request.state.principal = principal
+    return principal
 
 
-def require_agent(credentials: Credentials, db: DbDep) -> AgentPrincipal:
+def require_agent(request: Request, credentials: Credentials, db: DbDep) -> AgentPrincipal:
     """The calling agent; 401 without a valid token, 403 for a user token."""
-    principal = _principal(credentials, db)
+    principal = _principal(request, credentials, db)
     if not isinstance(principal, AgentPrincipal):
         raise PermissionDenied("only agent tokens may call agent endpoints")
     return principal
@@ -59,11 +67,11 @@ def require_agent(credentials: Credentials, db: DbDep) -> AgentPrincipal:
 
 def require_user(
     role: Role,
-) -> Callable[[HTTPAuthorizationCredentials | None, Database], UserPrincipal]:
+) -> Callable[[Request, HTTPAuthorizationCredentials | None, Database], UserPrincipal]:
     """A dependency admitting user tokens with at least `role` (403 for agents or lower roles)."""
 
-    def dependency(credentials: Credentials, db: DbDep) -> UserPrincipal:
-        principal = _principal(credentials, db)
+    def dependency(request: Request, credentials: Credentials, db: DbDep) -> UserPrincipal:
+        principal = _principal(request, credentials, db)
         if not isinstance(principal, UserPrincipal):
             raise PermissionDenied("agent tokens may only call agent endpoints")
         principal.require(role)
@@ -74,3 +82,13 @@ def require_user(
 
 AgentDep = Annotated[AgentPrincipal, Depends(require_agent)]
 ViewerDep = Annotated[UserPrincipal, Depends(require_user(Role.VIEWER))]
+EngineerDep = Annotated[UserPrincipal, Depends(require_user(Role.ENGINEER))]
+AdminDep = Annotated[UserPrincipal, Depends(require_user(Role.ADMIN))]
+
+
+def audit_note(request: Request, summary: str | None = None, **targets: object) -> None:
+    """Add a summary and target ids to the audit record of this call (see api.audit)."""
+    if summary is not None:
+        request.state.audit_summary = summary
+    existing: dict[str, object] = getattr(request.state, "audit_targets", {})
+    request.state.audit_targets = {**existing, **targets}

@@ -6,14 +6,16 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError, StatementError
 
 from hq_server.errors import (
     AuthError,
+    Conflict,
     DatabaseError,
     EnrollmentTokenInvalid,
     EnrollmentTokenUsed,
     HQError,
+    InvalidInput,
     NotFound,
     PermissionDenied,
 )
@@ -26,6 +28,34 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
+_DESCRIPTIONS = {
+    404: "No such object",
+    409: "The object's current state does not allow this",
+}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, object]]:
+    """OpenAPI `responses` entries (ErrorOut bodies) for these error statuses.
+
+    422 is not listed: FastAPI documents it (HTTPValidationError), and InvalidInput is answered
+    in that same shape.
+    """
+    from hq_server.api.schemas import ErrorOut
+
+    return {code: {"model": ErrorOut, "description": _DESCRIPTIONS[code]} for code in codes}
+
+
+def body_errors() -> dict[int | str, dict[str, object]]:
+    """OpenAPI entries for the errors of reading a JSON body (see hq_server.api.body)."""
+    from hq_server.api.schemas import ErrorOut
+
+    return {
+        400: {"model": ErrorOut, "description": "Unreadable body (bad JSON or gzip)"},
+        413: {"model": ErrorOut, "description": "Body larger than the limit"},
+        415: {"model": ErrorOut, "description": "Content-Encoding other than gzip"},
+    }
+
+
 def status_of(exc: HQError) -> int:
     """The HTTP status for an HQ error."""
     if isinstance(exc, AuthError):
@@ -34,8 +64,10 @@ def status_of(exc: HQError) -> int:
         return 403
     if isinstance(exc, NotFound):
         return 404
-    if isinstance(exc, EnrollmentTokenUsed):
+    if isinstance(exc, EnrollmentTokenUsed | Conflict):
         return 409
+    if isinstance(exc, InvalidInput):
+        return 422
     if isinstance(exc, DatabaseError):
         return 503
     return 400
@@ -49,6 +81,10 @@ async def _hq_error(request: Request, exc: Exception) -> JSONResponse:
         headers["WWW-Authenticate"] = "Bearer"
     if status >= 500:
         logger.error("%s %s: %s", request.method, request.url.path, exc)
+    if isinstance(exc, InvalidInput):
+        # The shape of FastAPI's own validation errors, so 422 has one schema in the OpenAPI.
+        body = [{"loc": ["body"], "msg": str(exc), "type": "value_error"}]
+        return JSONResponse({"detail": body}, status_code=422)
     return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
 
@@ -57,7 +93,34 @@ async def _database_down(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "database unavailable"}, status_code=503)
 
 
+async def _integrity(request: Request, exc: Exception) -> JSONResponse:
+    # A concurrent change won a uniqueness race the route did not expect: ask for a retry.
+    logger.warning("%s %s: integrity error: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        {"detail": "a concurrent change conflicts with this one; reload and retry"},
+        status_code=409,
+    )
+
+
+async def _bad_value(request: Request, exc: Exception) -> JSONResponse:
+    # The database refused a value the schema let through (e.g. a NUL character on PostgreSQL,
+    # a number out of the column's range): the input is at fault, not HQ.
+    assert isinstance(exc, StatementError)
+    if not isinstance(exc, DataError) and not isinstance(exc.orig, ValueError | OverflowError):
+        raise exc
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "invalid value"
+    logger.info(
+        "%s %s: value refused by the database: %s", request.method, request.url.path, reason
+    )
+    body = [
+        {"loc": ["body"], "msg": f"value refused by the database: {reason}", "type": "value_error"}
+    ]
+    return JSONResponse({"detail": body}, status_code=422)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers mapping HQ and database errors to responses."""
     app.add_exception_handler(HQError, _hq_error)
+    app.add_exception_handler(IntegrityError, _integrity)
+    app.add_exception_handler(StatementError, _bad_value)
     app.add_exception_handler(OperationalError, _database_down)

@@ -42,6 +42,7 @@ class AlarmOut(_Out):
     grade: int
     title: str
     active: bool
+    flapping: bool
     first_raised_at: datetime
     last_change_at: datetime
     cleared_at: datetime | None
@@ -62,6 +63,7 @@ class AlarmOut(_Out):
             grade=alarm.grade,
             title=alarm.title,
             active=alarm.active,
+            flapping=alarm.flapping,
             first_raised_at=alarm.first_raised_at,
             last_change_at=alarm.last_change_at,
             cleared_at=alarm.cleared_at,
@@ -92,6 +94,15 @@ class TicketOut(_Out):
     closed_at: datetime | None
     alarm_active: bool
     updated_at: datetime
+    customer: str
+    contact: str
+    symptom: str
+    on_duty: str
+    assignee: str
+    paused_since: datetime | None
+    time_spent_minutes: int
+    resolution: dict[str, Any] | None
+    escalation_chain: str | None
 
     @classmethod
     def fields_of(cls, t: Ticket) -> dict[str, Any]:
@@ -117,6 +128,15 @@ class TicketOut(_Out):
             "closed_at": t.closed_at,
             "alarm_active": t.alarm_active,
             "updated_at": t.updated_at,
+            "customer": t.site.customer,
+            "contact": t.site.contact,
+            "symptom": t.symptom,
+            "on_duty": t.on_duty,
+            "assignee": t.assignee,
+            "paused_since": t.paused_since,
+            "time_spent_minutes": t.time_spent_minutes,
+            "resolution": t.resolution,
+            "escalation_chain": (t.escalation or {}).get("name"),
         }
 
     @classmethod
@@ -143,16 +163,38 @@ class TicketHistoryOut(_Out):
 
 
 class TicketDetailOut(TicketOut):
-    """A ticket with its history, oldest entry first."""
+    """A ticket with its history (oldest entry first), escalation chain and grouped alarms."""
 
     history: list[TicketHistoryOut]
+    escalation: dict[str, Any] | None
+    grouped_alarm_ids: list[int]
 
     @classmethod
-    def with_history(cls, ticket: Ticket) -> TicketDetailOut:
+    def with_history(cls, ticket: Ticket, grouped: list[int] | None = None) -> TicketDetailOut:
         """From a stored ticket whose history is loaded."""
         return cls(
-            **cls.fields_of(ticket), history=[TicketHistoryOut.of(h) for h in ticket.history]
+            **cls.fields_of(ticket),
+            history=[TicketHistoryOut.of(h) for h in ticket.history],
+            escalation=_public_chain(ticket.escalation),
+            grouped_alarm_ids=grouped or [],
         )
+
+
+def _public_chain(chain: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The chain copied on a ticket without webhook secrets."""
+    if chain is None:
+        return None
+    levels = [
+        {
+            **level,
+            "contacts": [
+                {k: v for k, v in c.items() if k != "webhook_secret"}
+                for c in level.get("contacts", [])
+            ],
+        }
+        for level in chain.get("levels", [])
+    ]
+    return {**chain, "levels": levels}
 
 
 class AgentOut(_Out):
@@ -194,6 +236,7 @@ class SiteOut(_Out):
     customer: str
     contact: str
     timezone: str
+    calendar_id: int | None
     created_at: datetime
     agents: list[AgentOut]
 
@@ -206,6 +249,17 @@ class SiteOut(_Out):
             customer=site.customer,
             contact=site.contact,
             timezone=site.timezone,
+            calendar_id=site.calendar_id,
             created_at=site.created_at,
             agents=[AgentOut.of(a) for a in agents],
         )
+
+
+class DeviceOut(_Out):
+    """A device at a site, as its agent last reported it, with its active alarm count."""
+
+    site: str
+    device_id: str
+    device_class: str | None
+    state: str
+    active_alarms: int

@@ -1,18 +1,26 @@
-"""User endpoints (API tokens, any role may read): alarms, tickets, sites."""
+"""User endpoints (API tokens, any role may read): alarms, tickets, sites, devices."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import ColumnElement, and_, func, not_, or_, select
 
 from agent.wire import API_PREFIX
 from hq_server.api.body import BoundedBodyRoute
-from hq_server.api.deps import DbDep, ViewerDep
+from hq_server.api.deps import ClockDep, DbDep, Id, ViewerDep
 from hq_server.api.errors import ERROR_RESPONSES
-from hq_server.api.schemas import AlarmOut, ErrorOut, SiteOut, TicketDetailOut, TicketOut
+from hq_server.api.schemas import (
+    AlarmOut,
+    DeviceOut,
+    ErrorOut,
+    SiteOut,
+    TicketDetailOut,
+    TicketOut,
+)
+from hq_server.api.ticket_routes import ticket_detail
 from hq_server.domain import DONE_STATUSES, OPEN_STATUSES, TicketStatus
 from hq_server.errors import NotFound
 from hq_server.models import Agent, Alarm, Site, Ticket
@@ -57,16 +65,33 @@ def list_alarms(
 def list_tickets(
     _user: ViewerDep,
     db: DbDep,
+    clock: ClockDep,
     status: Annotated[list[TicketStatus] | None, Query(description="Any of these")] = None,
     open: Annotated[
         bool | None, Query(description="Only open (true) or finished (false) tickets")
     ] = None,
     site: SiteFilter = None,
     grade: GradeFilter = None,
+    assignee: Annotated[str | None, Query(max_length=100, description="Assigned to")] = None,
+    overdue: Annotated[
+        bool | None,
+        Query(description="Only tickets past their acknowledge or restore deadline (true)"),
+    ] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Text in the title (any case)")
+    ] = None,
     limit: Limit = 200,
 ) -> list[TicketOut]:
     """Tickets, newest first."""
     stmt = select(Ticket)
+    if assignee is not None:
+        stmt = stmt.where(Ticket.assignee == assignee)
+    if q:
+        escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        stmt = stmt.where(func.lower(Ticket.title).like(f"%{escaped}%", escape="\\"))
+    if overdue is not None:
+        late = overdue_clause(clock.now())
+        stmt = stmt.where(late if overdue else not_(late))
     if status:
         stmt = stmt.where(Ticket.status.in_([s.value for s in status]))
     if open is not None:
@@ -85,14 +110,27 @@ def list_tickets(
     response_model=TicketDetailOut,
     responses={404: {"model": ErrorOut, "description": "No such ticket"}},
 )
-def get_ticket(ticket_id: int, _user: ViewerDep, db: DbDep) -> TicketDetailOut:
-    """One ticket with its history."""
-    stmt = select(Ticket).where(Ticket.id == ticket_id).options(selectinload(Ticket.history))
+def get_ticket(ticket_id: Id, _user: ViewerDep, db: DbDep) -> TicketDetailOut:
+    """One ticket with its history, escalation chain and grouped alarms."""
     with db.session() as session:
-        ticket = session.scalars(stmt).one_or_none()
-        if ticket is None:
-            raise NotFound(f"no ticket {ticket_id}")
-        return TicketDetailOut.with_history(ticket)
+        return ticket_detail(session, ticket_id)
+
+
+def overdue_clause(now: datetime) -> ColumnElement[bool]:
+    """Open and past the acknowledge deadline unacknowledged, or past the restore deadline."""
+    return and_(
+        Ticket.status.in_(OPEN_STATUSES),
+        Ticket.paused_since.is_(None),
+        # The IS NOT NULL guards keep the clause two-valued, so NOT(...) works for overdue=false.
+        or_(
+            and_(
+                Ticket.acknowledged_at.is_(None),
+                Ticket.ack_due_at.is_not(None),
+                Ticket.ack_due_at < now,
+            ),
+            and_(Ticket.restore_due_at.is_not(None), Ticket.restore_due_at < now),
+        ),
+    )
 
 
 @router.get("/sites", response_model=list[SiteOut])
@@ -104,3 +142,49 @@ def list_sites(_user: ViewerDep, db: DbDep) -> list[SiteOut]:
         for agent in session.scalars(select(Agent).order_by(Agent.id)):
             agents.setdefault(agent.site_id, []).append(agent)
         return [SiteOut.of(s, agents[s.id]) for s in sites]
+
+
+@router.get(
+    "/sites/{site_id}",
+    response_model=SiteOut,
+    responses={404: {"model": ErrorOut, "description": "No such site"}},
+)
+def get_site(site_id: Id, _user: ViewerDep, db: DbDep) -> SiteOut:
+    """One site with its agents."""
+    with db.session() as session:
+        site = session.get(Site, site_id)
+        if site is None:
+            raise NotFound(f"no site {site_id}")
+        agents = list(session.scalars(select(Agent).where(Agent.site_id == site_id)))
+        return SiteOut.of(site, agents)
+
+
+@router.get("/devices", response_model=list[DeviceOut])
+def list_devices(_user: ViewerDep, db: DbDep, site: SiteFilter = None) -> list[DeviceOut]:
+    """Devices known at each site: from the agents' heartbeats and from alarms, by site and id."""
+    devices: dict[tuple[str, str], dict[str, Any]] = {}
+    with db.session() as session:
+        agents = select(Agent, Site.name).join(Site, Site.id == Agent.site_id)
+        alarms = select(Alarm, Site.name).join(Site, Site.id == Alarm.site_id)
+        if site is not None:
+            agents, alarms = agents.where(Site.name == site), alarms.where(Site.name == site)
+        for agent, site_name in session.execute(agents.where(Agent.revoked_at.is_(None))):
+            for device_id, state in agent.device_states.items():
+                entry = devices.setdefault((site_name, device_id), {"classes": set(), "n": 0})
+                entry["state"] = state
+        for alarm, site_name in session.execute(alarms):
+            if alarm.device_class == "site":
+                continue  # HQ's own "site unreachable" alarm is not a device
+            entry = devices.setdefault((site_name, alarm.device_id), {"classes": set(), "n": 0})
+            entry["classes"].add(alarm.device_class)
+            entry["n"] += int(alarm.active)
+    return [
+        DeviceOut(
+            site=site_name,
+            device_id=device_id,
+            device_class=min(entry["classes"]) if entry["classes"] else None,
+            state=entry.get("state", "unknown"),
+            active_alarms=entry["n"],
+        )
+        for (site_name, device_id), entry in sorted(devices.items())
+    ]

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 import uuid
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,8 +17,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
 
 from agent.wire import EventKind
 from hq_server.app import create_app
@@ -25,6 +28,7 @@ from hq_server.clock import ManualClock
 from hq_server.db import Database, upgrade
 from hq_server.domain import Role
 from hq_server.enrollment import create_enrollment_token, ensure_site
+from hq_server.scheduler import StepReport
 from hq_server.settings import Settings
 from tests.peers import missing_peer
 
@@ -43,7 +47,8 @@ _pg_state: dict[str, str | None] = {}
 def _pg_unavailable() -> str | None:
     """None if PostgreSQL answers on 127.0.0.1:5432, else why not (checked once per session)."""
     if "reason" not in _pg_state:
-        engine = create_engine(PG_SERVER, connect_args={"connect_timeout": 3})
+        # NullPool: the probe connection is closed at once, not left for the GC to find.
+        engine = create_engine(PG_SERVER, connect_args={"connect_timeout": 3}, poolclass=NullPool)
         try:
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
@@ -77,10 +82,55 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         admin.dispose()
 
 
+# Migrating takes ~0.5 s per test; the result is the same every time, so it is made once per
+# session and reproduced: SQLite by copying the migrated file, PostgreSQL by replaying the
+# statements the migration ran (into the test's own schema, via search_path).
+_template: dict[str, Any] = {}
+
+
+def _record_migration(url: str) -> list[tuple[str, Any]]:
+    """Migrate `url` and return every statement (with its parameters) the migration executed."""
+    statements: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        upgrade(url)
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    return statements
+
+
+def _replay(url: str, statements: list[tuple[str, Any]]) -> None:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            for statement, parameters in statements:
+                if parameters:
+                    conn.exec_driver_sql(statement, parameters)
+                else:
+                    conn.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture
-def migrated_url(db_url: str) -> str:
+def migrated_url(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The database of `db_url`, migrated to head."""
-    upgrade(db_url)
+    if db_url.startswith("sqlite"):
+        template = _template.get("sqlite")
+        if template is None:
+            template = tmp_path_factory.mktemp("template") / "hq.sqlite3"
+            upgrade(f"sqlite:///{template}")
+            _template["sqlite"] = template
+        shutil.copyfile(template, db_url.removeprefix("sqlite:///"))
+        return db_url
+    if "postgresql" not in _template:
+        _template["postgresql"] = _record_migration(db_url)
+    else:
+        _replay(db_url, _template["postgresql"])
     return db_url
 
 
@@ -180,6 +230,25 @@ class HQ:
         response: httpx.Response = self.client.get(path, params=params, headers=headers)
         return response
 
+    def call(
+        self, method: str, token: str | None, path: str, body: Any = None, **params: Any
+    ) -> httpx.Response:
+        """Any request with an optional bearer token and JSON body."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response: httpx.Response = self.client.request(
+            method, path, json=body, params=params, headers=headers
+        )
+        return response
+
+    def post(self, token: str | None, path: str, body: Any = None) -> httpx.Response:
+        """POST a JSON body with a bearer token."""
+        return self.call("POST", token, path, body)
+
+    def step(self) -> StepReport:
+        """One step of the app's scheduler (escalations, notifications, dead man, windows)."""
+        report: StepReport = self.client.app.state.scheduler.step()  # type: ignore[attr-defined]
+        return report
+
     def tickets(self, token: str, **params: Any) -> list[dict[str, Any]]:
         """GET /api/v1/tickets, asserting success."""
         response = self.get(token, "/api/v1/tickets", **params)
@@ -195,13 +264,29 @@ class HQ:
         return result
 
 
-@pytest.fixture
-def hq(migrated_url: str, clock: ManualClock, tmp_path: Path) -> Iterator[HQ]:
+@contextmanager
+def start_hq(url: str, clock: ManualClock, tmp_path: Path, **overrides: Any) -> Iterator[HQ]:
     """The HQ app on a migrated database, started (lifespan) and driven by TestClient."""
-    settings = Settings(db_url=migrated_url, data_dir=tmp_path, max_body_bytes=1024 * 1024)
-    app = create_app(settings, clock=clock)
+    # The scheduler loop stays off: tests call its step function themselves (no sleeps).
+    values: dict[str, Any] = {
+        "db_url": url,
+        "data_dir": tmp_path,
+        "max_body_bytes": 1024 * 1024,
+        "scheduler_enabled": False,
+        # Tests send no heartbeats; the dead man's switch has its own tests.
+        "heartbeat_timeout": timedelta(days=3650),
+        **overrides,
+    }
+    app = create_app(Settings(**values), clock=clock)
     with TestClient(app) as client:
         yield HQ(client=client, db=app.state.db, clock=clock)
 
 
-__all__ = ["HQ", "START", "TestClient"]
+@pytest.fixture
+def hq(migrated_url: str, clock: ManualClock, tmp_path: Path) -> Iterator[HQ]:
+    """The HQ app on a migrated database, started (lifespan) and driven by TestClient."""
+    with start_hq(migrated_url, clock, tmp_path) as started:
+        yield started
+
+
+__all__ = ["HQ", "START", "TestClient", "start_hq"]

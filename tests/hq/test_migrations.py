@@ -27,6 +27,20 @@ EXPECTED_TABLES = {
     "ticket_events",
     "ticket_counters",
     "alembic_version",
+    "users",
+    "audit_log",
+    "calendars",
+    "escalation_chains",
+    "escalation_timers",
+    "notifications",
+    "maintenance_windows",
+    "ticket_alarm_links",
+    # revision 0002j: jobs, schedules (with APScheduler's job store), config backups
+    "jobs",
+    "job_items",
+    "job_schedules",
+    "config_backups",
+    "apscheduler_jobs",
 }
 
 

@@ -79,7 +79,10 @@ def test_grades_without_targets_have_no_deadlines(hq: HQ) -> None:
     hq.post_events(agent, [hq.event(code="drift", grade=4), hq.event(code="remark", grade=5)])
     by_grade = {t["grade"]: t for t in hq.tickets(user)}
     opened = hq.clock.now()
-    assert _at(by_grade[4]["ack_due_at"]) == opened + timedelta(hours=8)
+    # Grade 4 runs on business hours (default Mon-Fri 08:30-17:30 in the site's zone, UTC):
+    # opened Monday 08:00, the clock starts at 08:30.
+    assert opened.isoformat() == "2026-03-02T08:00:00+00:00"
+    assert _at(by_grade[4]["ack_due_at"]) == opened + timedelta(hours=8, minutes=30)
     assert by_grade[4]["restore_due_at"] is None
     assert by_grade[5]["ack_due_at"] is None
     assert by_grade[5]["restore_due_at"] is None
@@ -155,7 +158,8 @@ def test_grade_change_updates_ticket_grade_and_deadlines(hq: HQ) -> None:
     hq.post_events(agent, [hq.event(EventKind.RAISE, grade=3, code="vswr")])
     ticket = _only(hq.tickets(user))
     assert ticket["grade"] == 3
-    assert _at(ticket["ack_due_at"]) == opened + timedelta(hours=2)
+    # Grade 3 counts business hours, which start at 08:30 (the ticket opened at 08:00).
+    assert _at(ticket["ack_due_at"]) == opened + timedelta(hours=2, minutes=30)
 
 
 def test_new_ticket_after_the_old_one_is_resolved(hq: HQ) -> None:

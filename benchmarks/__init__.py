@@ -1,0 +1,1 @@
+"""Benchmarks: runnable scripts (not tests) measuring HQ ingest and the agent; see README.md."""

@@ -1,0 +1,120 @@
+"""Login, users and the audit log: POST /auth/token (no bearer), the rest for admins."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy import select
+
+from agent.wire import API_PREFIX
+from hq_server.api.body import BoundedBodyRoute
+from hq_server.api.deps import AdminDep, ClockDep, DbDep, Id, audit_note
+from hq_server.api.errors import ERROR_RESPONSES, body_errors, responses
+from hq_server.api.schemas import ErrorOut
+from hq_server.api.schemas_admin import AuditOut, LoginIn, LoginOut, UserIn, UserOut, UserPatch
+from hq_server.api.schemas_config import Instant
+from hq_server.audit import AuditQuery, query
+from hq_server.domain import Role
+from hq_server.models_ops import User
+from hq_server.passwords import hash_password
+from hq_server.users import create_user, get_user, login
+
+router = APIRouter(prefix=API_PREFIX, route_class=BoundedBodyRoute, responses=body_errors())
+_AUTH = {code: {**spec, "model": ErrorOut} for code, spec in ERROR_RESPONSES.items()}
+
+
+@router.post(
+    "/auth/token",
+    tags=["auth"],
+    response_model=LoginOut,
+    responses={401: {"model": ErrorOut, "description": "Unknown user, wrong password, disabled"}},
+)
+def post_login(body: LoginIn, request: Request, db: DbDep, clock: ClockDep) -> LoginOut:
+    """Trade a username and password for a new API token bound to the user."""
+    request.state.audit_actor = body.username
+    with db.writer() as session, session.begin():
+        user, token = login(session, body.username, body.password, clock.now())
+        return LoginOut(token=token, username=user.username, role=Role(user.role))
+
+
+@router.get("/users", tags=["admin"], response_model=list[UserOut], responses=_AUTH)
+def list_users(_admin: AdminDep, db: DbDep) -> list[UserOut]:
+    """All users, by name."""
+    with db.session() as session:
+        return [UserOut.of(u) for u in session.scalars(select(User).order_by(User.username))]
+
+
+@router.post(
+    "/users",
+    tags=["admin"],
+    response_model=UserOut,
+    status_code=201,
+    responses={**_AUTH, **responses(409)},
+)
+def post_user(
+    body: UserIn, request: Request, _admin: AdminDep, db: DbDep, clock: ClockDep
+) -> UserOut:
+    """Create a user."""
+    with db.writer() as session, session.begin():
+        user = create_user(session, body.username, body.role, body.password, clock.now())
+        audit_note(request, f"create user {user.username} ({user.role})", user_id=user.id)
+        return UserOut.of(user)
+
+
+@router.patch(
+    "/users/{user_id}",
+    tags=["admin"],
+    response_model=UserOut,
+    responses={**_AUTH, **responses(404)},
+)
+def patch_user(
+    user_id: Id, body: UserPatch, request: Request, _admin: AdminDep, db: DbDep
+) -> UserOut:
+    """Change a user's role, password or disabled flag (users are disabled, never deleted)."""
+    with db.writer() as session, session.begin():
+        user = get_user(session, user_id)
+        changed = []
+        if body.role is not None:
+            user.role = body.role.value
+            changed.append(f"role={body.role.value}")
+        if body.disabled is not None:
+            user.disabled = body.disabled
+            changed.append(f"disabled={body.disabled}")
+        if body.password is not None:
+            user.password_hash = hash_password(body.password)
+            changed.append("password")
+        audit_note(request, f"change user {user.username}: {', '.join(changed) or 'nothing'}")
+        return UserOut.of(user)
+
+
+@router.get("/audit", tags=["admin"], response_model=list[AuditOut], responses=_AUTH)
+def list_audit(
+    _admin: AdminDep,
+    db: DbDep,
+    actor: Annotated[str | None, Query(max_length=100, description="Only this caller")] = None,
+    method: Annotated[
+        str | None, Query(pattern="^(POST|PUT|PATCH|DELETE)$", description="Only this method")
+    ] = None,
+    path_prefix: Annotated[
+        str | None, Query(max_length=500, description="Path starts with")
+    ] = None,
+    status: Annotated[int | None, Query(ge=100, le=599, description="Only this status")] = None,
+    since: Annotated[Instant | None, Query(description="At or after")] = None,
+    until: Annotated[Instant | None, Query(description="Before")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[AuditOut]:
+    """The audit log, newest first."""
+    stmt = query(
+        AuditQuery(
+            actor=actor,
+            method=method,
+            path_prefix=path_prefix,
+            status=status,
+            since=since,
+            until=until,
+            limit=limit,
+        )
+    )
+    with db.session() as session:
+        return [AuditOut.of(row) for row in session.scalars(stmt)]

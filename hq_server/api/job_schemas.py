@@ -1,0 +1,226 @@
+"""Response models of the jobs, schedules and config backup endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.wire import Approval, JobKind, JobStatus
+from hq_server.jobs import approval_of
+from hq_server.models_jobs import (
+    ConfigBackupRecord,
+    JobItemRecord,
+    JobRecord,
+    JobSchedule,
+    JobState,
+)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class JobOut(_Out):
+    """A job and where it is in its life (result summary included once it ended)."""
+
+    id: uuid.UUID
+    site_id: int
+    agent_id: int | None = Field(description="Only this agent may take it (null: any)")
+    kind: JobKind
+    item: str
+    device_id: str | None
+    params: dict[str, Any]
+    approval: Approval | None
+    timeout_s: int
+    status: JobState
+    requested_by: str
+    schedule_id: uuid.UUID | None
+    scheduled_for: datetime | None
+    created_at: datetime
+    dispatched_agent_id: int | None
+    dispatched_at: datetime | None
+    deadline_at: datetime | None
+    cancel_requested_at: datetime | None
+    finished_at: datetime | None
+    result_status: JobStatus | None = Field(description="How the agent said the job ended")
+    result: dict[str, Any] | None = Field(
+        description="summary, started_at, finished_at, item counts, late"
+    )
+
+    @classmethod
+    def fields_of(cls, row: JobRecord) -> dict[str, Any]:
+        """The field values of a stored job."""
+        return {
+            "id": row.id,
+            "site_id": row.site_id,
+            "agent_id": row.agent_id,
+            "kind": JobKind(row.kind),
+            "item": row.item,
+            "device_id": row.device_id,
+            "params": row.params,
+            "approval": approval_of(row),
+            "timeout_s": row.timeout_s,
+            "status": JobState(row.status),
+            "requested_by": row.requested_by,
+            "schedule_id": row.schedule_id,
+            "scheduled_for": row.scheduled_for,
+            "created_at": row.created_at,
+            "dispatched_agent_id": row.dispatched_agent_id,
+            "dispatched_at": row.dispatched_at,
+            "deadline_at": row.deadline_at,
+            "cancel_requested_at": row.cancel_requested_at,
+            "finished_at": row.finished_at,
+            "result_status": None if row.result_status is None else JobStatus(row.result_status),
+            "result": row.result,
+        }
+
+    @classmethod
+    def of(cls, row: JobRecord) -> JobOut:
+        """From a stored job."""
+        return cls(**cls.fields_of(row))
+
+
+class JobItemOut(_Out):
+    """One item of a job's result."""
+
+    name: str
+    device_id: str | None
+    category: str
+    passed: bool
+    detail: str
+    values: dict[str, Any]
+
+    @classmethod
+    def of(cls, row: JobItemRecord) -> JobItemOut:
+        """From a stored item."""
+        return cls(
+            name=row.name,
+            device_id=row.device_id,
+            category=row.category,
+            passed=row.passed,
+            detail=row.detail,
+            values=row.values,
+        )
+
+
+class JobDetailOut(JobOut):
+    """A job with the items of its result, in the agent's order."""
+
+    items: list[JobItemOut]
+
+
+class JobResultAck(_Out):
+    """HQ stored the result (or already had one: duplicate, the first result wins)."""
+
+    job_id: uuid.UUID
+    status: JobState
+    result_status: JobStatus
+    duplicate: bool
+
+
+class ScheduleOut(_Out):
+    """A recurring job of a site."""
+
+    id: uuid.UUID
+    site_id: int
+    name: str
+    kind: JobKind
+    item: str
+    device_id: str | None
+    params: dict[str, Any]
+    timeout_s: int
+    minute: str
+    hour: str
+    day: str
+    month: str
+    day_of_week: str
+    timezone: str
+    created_by: str
+    created_at: datetime
+    next_run_time: datetime | None = Field(description="When it fires next")
+
+    @classmethod
+    def of(cls, row: JobSchedule, next_run_time: datetime | None) -> ScheduleOut:
+        """From a stored schedule."""
+        return cls(
+            id=row.id,
+            site_id=row.site_id,
+            name=row.name,
+            kind=JobKind(row.kind),
+            item=row.item,
+            device_id=row.device_id,
+            params=row.params,
+            timeout_s=row.timeout_s,
+            minute=row.minute,
+            hour=row.hour,
+            day=row.day,
+            month=row.month,
+            day_of_week=row.day_of_week,
+            timezone=row.timezone,
+            created_by=row.created_by,
+            created_at=row.created_at,
+            next_run_time=next_run_time,
+        )
+
+
+class BackupVersionOut(_Out):
+    """One stored version of a device configuration (without its text)."""
+
+    site_id: int
+    device_id: str
+    version: int
+    agent_id: int
+    taken_at: datetime
+    received_at: datetime
+    confirmed_at: datetime
+    sha256: str
+    size: int
+    changed: bool = Field(description="Differs from the previous version (false for the first)")
+    job_id: uuid.UUID | None
+
+    @classmethod
+    def fields_of(cls, row: ConfigBackupRecord) -> dict[str, Any]:
+        """The field values of a stored version."""
+        return {
+            "site_id": row.site_id,
+            "device_id": row.device_id,
+            "version": row.version,
+            "agent_id": row.agent_id,
+            "taken_at": row.taken_at,
+            "received_at": row.received_at,
+            "confirmed_at": row.confirmed_at,
+            "sha256": row.sha256,
+            "size": row.size,
+            "changed": row.changed,
+            "job_id": row.job_id,
+        }
+
+    @classmethod
+    def of(cls, row: ConfigBackupRecord) -> BackupVersionOut:
+        """From a stored version."""
+        return cls(**cls.fields_of(row))
+
+
+class BackupDetailOut(BackupVersionOut):
+    """One version with its (scrubbed) text."""
+
+    text: str
+
+    @classmethod
+    def with_text(cls, row: ConfigBackupRecord) -> BackupDetailOut:
+        """From a stored version, text included."""
+        return cls(**cls.fields_of(row), text=row.text)
+
+
+class BackupDiffOut(_Out):
+    """A unified diff between two versions of a device configuration."""
+
+    device_id: str
+    from_version: int
+    to_version: int
+    added: int
+    removed: int
+    diff: str

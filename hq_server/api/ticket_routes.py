@@ -1,0 +1,211 @@
+"""Ticket actions (engineers and admins): acknowledge, assign, comment, status, resolve, close,
+reopen. Each answers the ticket with its history; a status that forbids the action gives 409."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import APIRouter, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from agent.wire import API_PREFIX
+from hq_server import ticket_actions
+from hq_server.api.body import BoundedBodyRoute
+from hq_server.api.deps import ClockDep, DbDep, EngineerDep, Id, audit_note
+from hq_server.api.errors import ERROR_RESPONSES, body_errors, responses
+from hq_server.api.schemas import ErrorOut, TicketDetailOut
+from hq_server.api.schemas_tickets import (
+    AssignIn,
+    CommentIn,
+    NoteIn,
+    ReopenIn,
+    ResolveIn,
+    StatusIn,
+)
+from hq_server.db import Database
+from hq_server.domain import TicketStatus
+from hq_server.models import Ticket
+from hq_server.models_ops import TicketAlarmLink
+
+router = APIRouter(
+    prefix=f"{API_PREFIX}/tickets/{{ticket_id}}",
+    tags=["tickets"],
+    route_class=BoundedBodyRoute,
+    responses={
+        **body_errors(),
+        **{code: {**spec, "model": ErrorOut} for code, spec in ERROR_RESPONSES.items()},
+        **responses(404, 409),
+    },
+)
+
+
+def ticket_detail(session: Session, ticket_id: int) -> TicketDetailOut:
+    """A ticket with its history and grouped alarms, read in `session`."""
+    ticket = ticket_actions.get_ticket(session, ticket_id, for_update=False)
+    session.refresh(ticket, attribute_names=["history"])
+    grouped = session.scalars(
+        select(TicketAlarmLink.alarm_id)
+        .where(TicketAlarmLink.ticket_id == ticket_id)
+        .order_by(TicketAlarmLink.alarm_id)
+    ).all()
+    return TicketDetailOut.with_history(ticket, list(grouped))
+
+
+def _act(
+    db: Database,
+    request: Request,
+    ticket_id: Id,
+    summary: str,
+    action: Callable[[Session, Ticket], None],
+) -> TicketDetailOut:
+    """Run one action on a locked ticket in a transaction; answer the ticket as it is now."""
+    with db.writer() as session, session.begin():
+        ticket = ticket_actions.get_ticket(session, ticket_id)
+        audit_note(request, f"{summary} {ticket.number}", ticket_number=ticket.number)
+        action(session, ticket)
+        session.flush()
+        return ticket_detail(session, ticket_id)
+
+
+@router.post("/acknowledge", response_model=TicketDetailOut)
+def acknowledge(
+    ticket_id: Id, request: Request, user: EngineerDep, db: DbDep, clock: ClockDep
+) -> TicketDetailOut:
+    """Acknowledge a new ticket (stops its acknowledge escalation)."""
+    return _act(
+        db,
+        request,
+        ticket_id,
+        "acknowledge",
+        lambda s, t: ticket_actions.acknowledge(s, t, clock.now(), user.name),
+    )
+
+
+@router.post("/assign", response_model=TicketDetailOut)
+def assign(
+    ticket_id: Id,
+    body: AssignIn,
+    request: Request,
+    user: EngineerDep,
+    db: DbDep,
+    clock: ClockDep,
+) -> TicketDetailOut:
+    """Set the assignee and optionally the on-duty engineer."""
+    return _act(
+        db,
+        request,
+        ticket_id,
+        f"assign to {body.assignee}",
+        lambda s, t: ticket_actions.assign(
+            s, t, clock.now(), user.name, body.assignee, body.on_duty
+        ),
+    )
+
+
+@router.post("/comment", response_model=TicketDetailOut)
+def comment(
+    ticket_id: Id,
+    body: CommentIn,
+    request: Request,
+    user: EngineerDep,
+    db: DbDep,
+    clock: ClockDep,
+) -> TicketDetailOut:
+    """Add a history entry: what was seen, what was done, minutes spent."""
+    return _act(
+        db,
+        request,
+        ticket_id,
+        "comment on",
+        lambda s, t: ticket_actions.comment(
+            s, t, clock.now(), user.name, body.seen, body.done, body.time_spent_minutes
+        ),
+    )
+
+
+@router.post("/status", response_model=TicketDetailOut)
+def change_status(
+    ticket_id: Id,
+    body: StatusIn,
+    request: Request,
+    user: EngineerDep,
+    db: DbDep,
+    clock: ClockDep,
+) -> TicketDetailOut:
+    """Move to in_progress or pending_customer (pending pauses the SLA clock)."""
+    target = TicketStatus(body.status)
+    return _act(
+        db,
+        request,
+        ticket_id,
+        f"set status {target} on",
+        lambda s, t: ticket_actions.change_status(s, t, clock.now(), user.name, target, body.note),
+    )
+
+
+@router.post("/resolve", response_model=TicketDetailOut)
+def resolve(
+    ticket_id: Id,
+    body: ResolveIn,
+    request: Request,
+    user: EngineerDep,
+    db: DbDep,
+    clock: ClockDep,
+) -> TicketDetailOut:
+    """Resolve with the resolution record (stops every escalation)."""
+    resolution = ticket_actions.Resolution(
+        cause=body.cause,
+        fix=body.fix,
+        tested=body.tested,
+        confirmed_by_customer=body.confirmed_by_customer,
+        faq=body.faq,
+        faq_text=body.faq_text,
+        time_spent_minutes=body.time_spent_minutes,
+    )
+    return _act(
+        db,
+        request,
+        ticket_id,
+        "resolve",
+        lambda s, t: ticket_actions.resolve(s, t, clock.now(), user.name, resolution),
+    )
+
+
+@router.post("/close", response_model=TicketDetailOut)
+def close(
+    ticket_id: Id,
+    request: Request,
+    user: EngineerDep,
+    db: DbDep,
+    clock: ClockDep,
+    body: NoteIn | None = None,
+) -> TicketDetailOut:
+    """Close a resolved ticket."""
+    note = body.note if body is not None else ""
+    return _act(
+        db,
+        request,
+        ticket_id,
+        "close",
+        lambda s, t: ticket_actions.close(s, t, clock.now(), user.name, note),
+    )
+
+
+@router.post("/reopen", response_model=TicketDetailOut)
+def reopen(
+    ticket_id: Id,
+    body: ReopenIn,
+    request: Request,
+    user: EngineerDep,
+    db: DbDep,
+    clock: ClockDep,
+) -> TicketDetailOut:
+    """Reopen a resolved or closed ticket (its restore escalation runs again)."""
+    return _act(
+        db,
+        request,
+        ticket_id,
+        "reopen",
+        lambda s, t: ticket_actions.reopen(s, t, clock.now(), user.name, body.reason),
+    )

@@ -1,0 +1,258 @@
+"""Notifications: an outbox table, filled in the transaction that decides to notify, and sent
+by the scheduler. Webhooks are JSON POSTs signed with HMAC-SHA256; e-mails go through SMTP.
+
+Sending is at-least-once: a notification is claimed (attempt counted, lease set) and committed
+before it is sent, and its outcome recorded after. A crash in between sends it again after the
+lease, with the same Idempotency-Key header (webhooks) or Message-ID (e-mail), so receivers can
+drop the repeat. Failures are retried with exponential backoff up to `notify_max_attempts`;
+every attempt is a history entry of the ticket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import smtplib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import make_msgid
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hq_server.db import Database, insert_ignoring_conflict
+from hq_server.domain import SYSTEM_ACTOR, TicketAction
+from hq_server.models import Ticket
+from hq_server.models_ops import Notification
+from hq_server.settings import Settings
+from hq_server.tickets import history
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-StationWatch-Signature"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+# A claimed notification is tried again after this long if its outcome was never recorded.
+LEASE = timedelta(minutes=5)
+BATCH = 20
+
+
+class DeliveryError(Exception):
+    """A notification could not be delivered (the message says why)."""
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The signature header value of a webhook body: sha256=<hex HMAC-SHA256>."""
+    digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def enqueue(
+    session: Session,
+    *,
+    ticket_id: int | None,
+    channel: str,
+    target: str,
+    secret: str | None,
+    payload: dict[str, Any],
+    key: str,
+    now: datetime,
+) -> bool:
+    """Add a notification to the outbox once per idempotency key; True if it is new."""
+    values = {
+        "ticket_id": ticket_id,
+        "channel": channel,
+        "target": target,
+        "secret": secret,
+        "payload": payload,
+        "idempotency_key": key,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "status": "pending",
+        "last_error": "",
+        "created_at": now,
+        "sent_at": None,
+    }
+    dialect = session.get_bind().dialect.name
+    stmt = insert_ignoring_conflict(dialect, Notification, values, ["idempotency_key"])
+    inserted = session.execute(stmt.returning(Notification.id)).scalar_one_or_none()
+    return inserted is not None
+
+
+def notify_contact(
+    session: Session,
+    ticket: Ticket,
+    contact: dict[str, Any],
+    payload: dict[str, Any],
+    key: str,
+    now: datetime,
+    settings: Settings,
+) -> int:
+    """Queue the e-mail and/or webhook of one contact; returns how many were new."""
+    count = 0
+    if contact.get("email"):
+        count += enqueue(
+            session,
+            ticket_id=ticket.id,
+            channel="email",
+            target=contact["email"],
+            secret=None,
+            payload=payload,
+            key=f"{key}:email",
+            now=now,
+        )
+    url = contact.get("webhook_url")
+    if url:
+        secret = contact.get("webhook_secret") or settings.webhook_secrets.get(url)
+        count += enqueue(
+            session,
+            ticket_id=ticket.id,
+            channel="webhook",
+            target=url,
+            secret=secret,
+            payload=payload,
+            key=f"{key}:webhook",
+            now=now,
+        )
+    return count
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A notification claimed for one attempt (a detached copy of what sending needs)."""
+
+    id: int
+    ticket_id: int | None
+    channel: str
+    target: str
+    secret: str | None
+    payload: dict[str, Any]
+    key: str
+    attempt: int
+
+
+def _claim(db: Database, now: datetime) -> list[Claimed]:
+    with db.writer() as session, session.begin():
+        stmt = (
+            select(Notification)
+            .where(Notification.status == "pending", Notification.next_attempt_at <= now)
+            .order_by(Notification.next_attempt_at, Notification.id)
+            .limit(BATCH)
+        )
+        if db.dialect == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        claimed = []
+        for row in session.scalars(stmt):
+            row.attempts += 1
+            row.next_attempt_at = now + LEASE
+            claimed.append(
+                Claimed(
+                    id=row.id,
+                    ticket_id=row.ticket_id,
+                    channel=row.channel,
+                    target=row.target,
+                    secret=row.secret,
+                    payload=row.payload,
+                    key=row.idempotency_key,
+                    attempt=row.attempts,
+                )
+            )
+        return claimed
+
+
+def send_webhook(n: Claimed, timeout: float) -> None:
+    """POST the payload as JSON with signature and idempotency headers; 2xx is success."""
+    body = json.dumps(n.payload, sort_keys=True).encode("utf-8")
+    headers = {"Content-Type": "application/json", IDEMPOTENCY_HEADER: n.key}
+    if n.secret:
+        headers[SIGNATURE_HEADER] = sign(n.secret, body)
+    try:
+        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+            response = client.post(n.target, content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
+    if not 200 <= response.status_code < 300:
+        raise DeliveryError(f"HTTP {response.status_code}")
+
+
+def send_email(n: Claimed, settings: Settings) -> None:
+    """Send the notification as a plain-text e-mail through the configured SMTP server."""
+    message = EmailMessage()
+    message["From"] = settings.smtp_sender
+    message["To"] = n.target
+    message["Subject"] = str(n.payload.get("subject", "StationWatch notification"))
+    # The same Message-ID on every attempt lets mail systems drop a repeat.
+    domain = settings.smtp_sender.rpartition("@")[2] or "stationwatch"
+    message["Message-ID"] = make_msgid(
+        idstring=hashlib.sha256(n.key.encode()).hexdigest()[:32], domain=domain
+    )
+    message[IDEMPOTENCY_HEADER] = n.key
+    message.set_content(str(n.payload.get("text", json.dumps(n.payload, indent=2))))
+    try:
+        with smtplib.SMTP(
+            settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout
+        ) as smtp:
+            smtp.send_message(message)
+    except (OSError, smtplib.SMTPException) as exc:
+        raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
+
+
+def _record(db: Database, n: Claimed, error: str | None, now: datetime, settings: Settings) -> str:
+    with db.writer() as session, session.begin():
+        row = session.get_one(Notification, n.id)
+        if error is None:
+            row.status, row.sent_at, row.last_error = "sent", now, ""
+            outcome = "sent"
+        elif n.attempt >= settings.notify_max_attempts:
+            row.status, row.last_error = "failed", error[:2000]
+            outcome = f"failed for good ({error})"
+        else:
+            delay = settings.notify_backoff * (2 ** (n.attempt - 1))
+            row.next_attempt_at = now + delay
+            row.last_error = error[:2000]
+            outcome = f"failed ({error}), retry at {row.next_attempt_at.isoformat()}"
+        if n.ticket_id is not None:
+            ticket = session.get_one(Ticket, n.ticket_id)
+            history(
+                session,
+                ticket,
+                now,
+                SYSTEM_ACTOR,
+                TicketAction.NOTIFICATION,
+                f"{n.channel} to {n.target}, attempt {n.attempt}: {outcome}",
+                notification_id=n.id,
+                channel=n.channel,
+                target=n.target,
+                attempt=n.attempt,
+                ok=error is None,
+            )
+        return row.status
+
+
+def deliver_due(db: Database, now: datetime, settings: Settings) -> int:
+    """Send every notification due at `now` once; returns how many attempts were made."""
+    attempts = 0
+    for n in _claim(db, now):
+        try:
+            if n.channel == "webhook":
+                send_webhook(n, settings.webhook_timeout)
+            else:
+                send_email(n, settings)
+            error = None
+        except DeliveryError as exc:
+            error = str(exc)
+        status = _record(db, n, error, now, settings)
+        logger.info(
+            "notification %s (%s to %s) attempt %d: %s",
+            n.id,
+            n.channel,
+            n.target,
+            n.attempt,
+            status if error is None else f"{status}: {error}",
+        )
+        attempts += 1
+    return attempts

@@ -1,0 +1,58 @@
+"""Password hashing with scrypt, stored as a self-describing string.
+
+Format: ``scrypt$n=16384,r=8,p=1$<salt, urlsafe base64>$<key, urlsafe base64>``; the parameters
+travel with each hash so they can be raised later without breaking old hashes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+SCHEME = "scrypt"
+N, R, P = 2**14, 8, 1
+SALT_BYTES = 16
+KEY_BYTES = 32
+# Refuse absurd stored parameters instead of letting a bad row eat the memory.
+_MAX_N = 2**20
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _derive(password: str, salt: bytes, n: int, r: int, p: int, length: int) -> bytes:
+    return hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=length, maxmem=256 * 1024 * 1024
+    )
+
+
+def hash_password(password: str) -> str:
+    """A new salted scrypt hash of `password`."""
+    salt = secrets.token_bytes(SALT_BYTES)
+    key = _derive(password, salt, N, R, P, KEY_BYTES)
+    return f"{SCHEME}$n={N},r={R},p={P}${_b64(salt)}${_b64(key)}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """True if `password` matches the stored hash; False for a wrong or unreadable hash."""
+    try:
+        scheme, params, salt_text, key_text = stored.split("$")
+        values = dict(item.split("=", 1) for item in params.split(","))
+        n, r, p = int(values["n"]), int(values["r"]), int(values["p"])
+        salt, key = _unb64(salt_text), _unb64(key_text)
+    except (ValueError, KeyError):
+        return False
+    if scheme != SCHEME or not (1 < n <= _MAX_N) or r < 1 or p < 1 or not key:
+        return False
+    try:
+        candidate = _derive(password, salt, n, r, p, len(key))
+    except (ValueError, MemoryError):
+        return False
+    return hmac.compare_digest(candidate, key)

@@ -1,0 +1,293 @@
+"""HQ's scheduler loop: one step every few seconds, run by exactly one HQ process.
+
+A step, in order: release ended maintenance windows, check heartbeats (dead man's switch),
+fire due escalation timers, send due notifications. Each piece of work is one transaction, so
+a restart between two never loses or repeats a step: an escalation timer is claimed (done_at)
+in the same transaction that writes its history entry and its notifications.
+
+Several replicas on PostgreSQL: only the holder of a session advisory lock (pg_try_advisory_lock
+on a dedicated connection) runs the steps; the others keep trying to become leader. SQLite: a
+single HQ process, always the leader. Tests call `step()` directly under a ManualClock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from hq_server import deadman, maintenance, notify
+from hq_server.clock import Clock
+from hq_server.db import Database
+from hq_server.domain import DONE_STATUSES, SYSTEM_ACTOR, TicketAction
+from hq_server.escalation import TimerKind, TimerOutcome
+from hq_server.models import Ticket
+from hq_server.models_ops import EscalationTimer
+from hq_server.settings import Settings
+from hq_server.tickets import TicketPolicy, find_open_ticket, history, ticket_for_active_alarm
+
+logger = logging.getLogger(__name__)
+
+LEADER_LOCK_KEY = 0x5357_5343  # "SWSC"
+# The lock is per HQ schema: replicas of one HQ share it, HQs in other schemas of the same
+# database (e.g. parallel test runs) do not block each other.
+_SCHEMA_KEY = "hashtext(current_schema())"
+# At most this many timers per step, so one step never runs for long.
+MAX_TIMERS_PER_STEP = 500
+
+
+@dataclass(slots=True)
+class StepReport:
+    """What one step did (for logs and tests)."""
+
+    leader: bool
+    released_windows: int = 0
+    raised_sites: list[int] = field(default_factory=list)
+    cleared_sites: list[int] = field(default_factory=list)
+    escalated: int = 0
+    cancelled: int = 0
+    deferred: int = 0
+    notification_attempts: int = 0
+
+
+class Scheduler:
+    """The scheduler of one HQ process (leader election included)."""
+
+    def __init__(self, db: Database, clock: Clock, settings: Settings) -> None:
+        self.db = db
+        self.clock = clock
+        self.settings = settings
+        self.policy = TicketPolicy.of(settings)
+        self._lock_conn: Connection | None = None
+        self._stopping: asyncio.Event | None = None
+
+    # ---- leadership ----------------------------------------------------------------------
+
+    def is_leader(self) -> bool:
+        """True if this process runs the steps (tries to take the PostgreSQL lock if needed)."""
+        if self.db.dialect != "postgresql":
+            return True
+        if self._lock_conn is not None:
+            try:
+                self._lock_conn.execute(text("SELECT 1"))
+                return True
+            except SQLAlchemyError:
+                logger.warning("scheduler: lost the leader connection")
+                self._drop_lock_conn()
+        conn = self.db.engine.connect()
+        try:
+            got = conn.execute(
+                text(f"SELECT pg_try_advisory_lock(:key, {_SCHEMA_KEY})"), {"key": LEADER_LOCK_KEY}
+            ).scalar_one()
+            conn.commit()
+        except SQLAlchemyError:
+            conn.close()
+            raise
+        if not got:
+            conn.close()
+            return False
+        logger.info("scheduler: this process is the leader")
+        self._lock_conn = conn
+        return True
+
+    def _drop_lock_conn(self) -> None:
+        if self._lock_conn is not None:
+            try:
+                self._lock_conn.invalidate()
+                self._lock_conn.close()
+            except SQLAlchemyError:
+                pass
+            self._lock_conn = None
+
+    def close(self) -> None:
+        """Give up leadership (the lock goes with its connection)."""
+        if self._lock_conn is not None:
+            try:
+                self._lock_conn.execute(
+                    text(f"SELECT pg_advisory_unlock(:key, {_SCHEMA_KEY})"),
+                    {"key": LEADER_LOCK_KEY},
+                )
+                self._lock_conn.commit()
+                self._lock_conn.close()
+            except SQLAlchemyError:
+                self._drop_lock_conn()
+            self._lock_conn = None
+
+    # ---- the step ------------------------------------------------------------------------
+
+    def step(self) -> StepReport:
+        """Do everything that is due now (when leader)."""
+        if not self.is_leader():
+            return StepReport(leader=False)
+        now = self.clock.now()
+        report = StepReport(leader=True)
+        report.released_windows = self._release_windows(now)
+        with self.db.writer() as session, session.begin():
+            dead = deadman.check(session, now, self.settings.heartbeat_timeout, self.policy)
+        report.raised_sites, report.cleared_sites = dead.raised, dead.cleared
+        for _ in range(MAX_TIMERS_PER_STEP):
+            outcome = self.fire_one_timer(now)
+            if outcome is None:
+                break
+            if outcome == TimerOutcome.ESCALATED:
+                report.escalated += 1
+            elif outcome == TimerOutcome.CANCELLED:
+                report.cancelled += 1
+            else:
+                report.deferred += 1
+        report.notification_attempts = notify.deliver_due(self.db, now, self.settings)
+        return report
+
+    def _release_windows(self, now: datetime) -> int:
+        count = 0
+        with self.db.writer() as session, session.begin():
+            for window in maintenance.ended_windows(session, now):
+                for alarm in maintenance.held_alarms(session, window):
+                    if find_open_ticket(session, alarm.site_id, alarm.fault_key) is not None:
+                        continue
+                    if maintenance.active_window(session, alarm, now) is not None:
+                        continue  # another window still holds it
+                    ticket_for_active_alarm(session, alarm, now, SYSTEM_ACTOR, self.policy)
+                window.released_at = now
+                count += 1
+        return count
+
+    def fire_one_timer(self, now: datetime) -> str | None:
+        """Claim the next due timer and escalate (or cancel/defer) it in one transaction."""
+        with self.db.writer() as session, session.begin():
+            stmt = (
+                select(EscalationTimer)
+                .join(Ticket, Ticket.id == EscalationTimer.ticket_id)
+                .where(
+                    EscalationTimer.outcome == TimerOutcome.PENDING.value,
+                    EscalationTimer.due_at <= now,
+                    Ticket.paused_since.is_(None),  # pending customer: the clock stands still
+                )
+                .order_by(EscalationTimer.due_at, EscalationTimer.level, EscalationTimer.id)
+                .limit(1)
+            )
+            if self.db.dialect == "postgresql":
+                stmt = stmt.with_for_update(of=EscalationTimer, skip_locked=True)
+            timer = session.scalars(stmt).first()
+            if timer is None:
+                return None
+            ticket = session.get_one(Ticket, timer.ticket_id, with_for_update=True)
+            finished = ticket.status in DONE_STATUSES or (
+                timer.kind == TimerKind.ACK and ticket.acknowledged_at is not None
+            )
+            if finished:
+                timer.done_at, timer.outcome = now, TimerOutcome.CANCELLED.value
+                return timer.outcome
+            window = maintenance.holding_window(session, ticket, now)
+            if window is not None:
+                # The escalation waits for the window's end; later levels keep their spacing.
+                shift = window.ends_at - timer.due_at
+                for pending in session.scalars(
+                    select(EscalationTimer).where(
+                        EscalationTimer.ticket_id == ticket.id,
+                        EscalationTimer.kind == timer.kind,
+                        EscalationTimer.outcome == TimerOutcome.PENDING.value,
+                    )
+                ):
+                    pending.due_at += shift
+                return "deferred"
+            timer.done_at, timer.outcome = now, TimerOutcome.ESCALATED.value
+            self._escalate(session, ticket, timer, now)
+            return timer.outcome
+
+    def _escalate(
+        self, session: Session, ticket: Ticket, timer: EscalationTimer, now: datetime
+    ) -> None:
+        """Record one escalation step on the ticket and queue its notifications."""
+        levels: list[dict[str, Any]] = (ticket.escalation or {}).get("levels", [])
+        fallback: dict[str, Any] = {"name": f"level {timer.level + 1}", "contacts": []}
+        level = levels[timer.level] if timer.level < len(levels) else fallback
+        deadline = ticket.ack_due_at if timer.kind == TimerKind.ACK else ticket.restore_due_at
+        what = "acknowledged" if timer.kind == TimerKind.ACK else "restored"
+        contacts = level.get("contacts", [])
+        names = ", ".join(c.get("name", "?") for c in contacts) or "no contacts"
+        detail = (
+            f"not {what} by {deadline.isoformat() if deadline else '?'}: escalated to level "
+            f"{timer.level + 1} ({level.get('name')}): {names}"
+        )
+        history(
+            session,
+            ticket,
+            now,
+            SYSTEM_ACTOR,
+            TicketAction.ESCALATED,
+            detail,
+            kind=timer.kind,
+            level=timer.level + 1,
+            level_name=level.get("name"),
+            contacts=[c.get("name") for c in contacts],
+        )
+        payload = {
+            "event": "escalation",
+            "subject": f"[StationWatch] {ticket.number} grade {ticket.grade} not {what}: "
+            f"level {timer.level + 1} ({level.get('name')})",
+            "text": f"{ticket.number} {ticket.title}\nsite {ticket.site.name}\n{detail}\n",
+            "ticket": {
+                "id": ticket.id,
+                "number": ticket.number,
+                "title": ticket.title,
+                "site": ticket.site.name,
+                "grade": ticket.grade,
+                "status": ticket.status,
+                "ack_due_at": _iso(ticket.ack_due_at),
+                "restore_due_at": _iso(ticket.restore_due_at),
+            },
+            "kind": timer.kind,
+            "level": timer.level + 1,
+            "level_name": level.get("name"),
+            "at": now.isoformat(),
+        }
+        for index, contact in enumerate(contacts):
+            key = f"escalation:{ticket.id}:{timer.kind}:{timer.level}:{index}"
+            notify.notify_contact(
+                session,
+                ticket,
+                contact,
+                {**payload, "contact": contact.get("name")},
+                key,
+                now,
+                self.settings,
+            )
+        logger.warning("ticket %s: %s", ticket.number, detail)
+
+    # ---- the loop ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Step every `scheduler_interval` seconds until `stop()`; then give up leadership."""
+        interval = self.settings.scheduler_interval
+        self._stopping = asyncio.Event()
+        try:
+            while not self._stopping.is_set():
+                try:
+                    report = await asyncio.to_thread(self.step)
+                    if report.escalated or report.raised_sites or report.notification_attempts:
+                        logger.info("scheduler step: %s", report)
+                except Exception:  # one failed step must not stop the loop
+                    logger.exception("scheduler step failed; trying again in %.0f s", interval)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=interval)
+        finally:
+            # Not cancelled mid-step (stop() lets the step finish), so no thread is left
+            # holding a connection when the leader lock is released.
+            await asyncio.to_thread(self.close)
+
+    def stop(self) -> None:
+        """Ask `run()` to finish after the current step."""
+        if self._stopping is not None:
+            self._stopping.set()
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
