@@ -86,13 +86,13 @@ class SerialPortServer:
         tmp.symlink_to(self.slave_name)
         tmp.replace(self.link)  # atomic: a client never sees a missing link on replug
 
-    def _close_pty(self) -> None:
+    def _close_pty(self, remove_link: bool = True) -> None:
         for fd in (self._master, self._slave):
             if fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._master = self._slave = -1
-        if self.link.is_symlink():
+        if remove_link and self.link.is_symlink():
             with contextlib.suppress(OSError):
                 self.link.unlink()
 
@@ -173,6 +173,6 @@ class SerialPortServer:
         except OSError as exc:
             logger.warning("%s: pty write failed: %s", self.device.id, exc)
         if behaviour == "disconnect":  # the line drops mid-answer; the adapter comes back
-            self._close_pty()
+            self._close_pty(remove_link=False)  # replaced atomically: never a missing link
             self._open_pty()
             logger.info("%s: serial line dropped mid-line (disconnect)", self.device.id)

@@ -80,9 +80,9 @@ class Hq:
         finally:
             db.close()
 
-    def tickets(self) -> list[dict[str, Any]]:
-        """GET /api/v1/tickets."""
-        resp = self.api.get("/api/v1/tickets", params={"limit": 500})
+    def tickets(self, **filters: Any) -> list[dict[str, Any]]:
+        """GET /api/v1/tickets (newest first) with optional filters, e.g. grade=1."""
+        resp = self.api.get("/api/v1/tickets", params={"limit": 500} | filters)
         resp.raise_for_status()
         return list(resp.json())
 

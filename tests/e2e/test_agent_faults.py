@@ -110,7 +110,9 @@ def test_hq_down_while_faults_are_raised_then_grade_1_arrives_first(
     assert rows[rank][1] == 1
     assert rank < 500, f"the grade-1 event came in position {rank}, after minor ones"
     procs.wait_for(
-        "the grade-1 ticket", lambda: any(t["fault_key"] == "tx1:off_air" for t in hq.tickets()), 30
+        "the grade-1 ticket",
+        lambda: any(t["fault_key"] == "tx1:off_air" for t in hq.tickets(grade=1)),
+        30,
     )
 
 
