@@ -10,6 +10,7 @@ device, and the many-devices (replicas) mode.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -582,13 +583,17 @@ def test_ssh_disconnect_mid_command(full: SimulatedStation, device: str) -> None
     command = "show running-config"
     whole = run_exec(client, command)
     full.set_condition(device, "disconnect")
+    files: tuple[object, ...] = ()
     try:
-        _, stdout, _ = client.exec_command(command, timeout=5)
-        partial = stdout.read().decode().replace("\r\n", "\n")
+        files = client.exec_command(command, timeout=5)
+        partial = files[1].read().decode().replace("\r\n", "\n")  # type: ignore[attr-defined]
         assert 0 < len(partial) < len(whole) and whole.startswith(partial)
         transport = client.get_transport()
         wait_for(lambda: transport is None or not transport.is_active(), 5, "the drop")
     finally:
+        for f in files:  # closed here, not by the garbage collector on a dead channel
+            with contextlib.suppress(Exception):
+                f.close()  # type: ignore[attr-defined]
         client.close()
     client = ssh_connect(full, device)  # login itself still works
     try:
@@ -682,6 +687,7 @@ def test_serial_disconnect_mid_line(full: SimulatedStation) -> None:
     assert received == b"" or received.startswith(b"STATUS ")
     assert link.is_symlink()  # the adapter came straight back
     full.clear_condition("tx2", "disconnect")
+    wait_for(link.exists, 5, "the new pty behind the link")
     port = open_tty(full)
     try:
         port.write(b"STATUS?\r\n")
