@@ -215,6 +215,8 @@ class AgentRuntime:
         if done:
             del self._inflight[device.id]
         await self.commit(changes)
+        if self._states_dirty:  # a device changed state: keep `agent status` current
+            await self._in_db(self._save_states)
         return readings
 
     async def identify(self, device: Device) -> Device | None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -78,5 +80,14 @@ def test_sighup_reload_keeps_outbox_and_faults(
         log = (tmp_path / "agent.log").read_text()
         assert "reload refused, keeping the running config" in log
         assert "hq: Field required" in log
+        status = subprocess.run(
+            [*stationwatch_cmd, "agent", "status", "--config", str(site)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        assert "enrolled: no" in status.stdout and "event(s) waiting" in status.stdout
+        assert re.search(r"^sw1\s+ok\s+cisco_ios_switch$", status.stdout, re.M), status.stdout
     finally:
         sim.close()
