@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from agent.errors import UplinkError, UplinkRejected
-from agent.runner import AGENT_DEVICE
+from agent.runner import AGENT_DEVICE, poll_budget
 from agent.uplink import backoff_delay
 from agent.wire import Job, JobItemResult, JobKind, JobResult, JobStatus
 from checks.base import Finding
@@ -237,8 +237,6 @@ class JobRunner:
         if collector is None:
             return None
         interval = device.config.poll_interval_s or self.rt.loaded.agent.intervals.poll_s
-        from agent.runner import poll_budget
-
         return await self.rt.poll_once(device, collector, poll_budget(device, max(interval, 30)))
 
     async def _poll_device(self, job: Job) -> tuple[JobStatus, str, list[JobItemResult]]:
@@ -416,7 +414,3 @@ class JobRunner:
         )
         status = JobStatus.FAILED if failed else JobStatus.OK
         return status, f"{device.id} {action.name}: {'failed' if failed else 'done'}", [item]
-
-    def cancel_ids(self) -> list[UUID]:
-        """Jobs running now (for status)."""
-        return list(self._running)

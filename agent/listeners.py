@@ -49,9 +49,6 @@ class Listeners:
         self.trap_port: int | None = None
         self.syslog_port: int | None = None
 
-    def _checker(self, device_id: str) -> LogPatternChecker | None:
-        return self.checkers.get(device_id)
-
     async def start(self) -> list[asyncio.Task[None]]:
         """Bind what the config enables; the tasks that feed the tracker."""
         cfg = self.rt.loaded.agent
@@ -117,7 +114,7 @@ class Listeners:
         return list(getattr(source, "log_commands", []) or [])
 
     async def _grade_lines(self, device_id: str, lines: list[Reading]) -> None:
-        checker = self._checker(device_id)
+        checker = self.checkers.get(device_id)
         if checker is None:
             return
         view = self.rt.tracker.view(device_id)

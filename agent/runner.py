@@ -111,8 +111,6 @@ class AgentRuntime:
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         self._wake_upload = asyncio.Event()
         self._inflight: dict[str, asyncio.Future[list[Reading]]] = {}
-        self.polls = 0
-        self.last_upload_at: float | None = None
         self._states_dirty = True
 
     async def _in_db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -192,7 +190,6 @@ class AgentRuntime:
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
         self._inflight[device.id] = task
         done, _ = await asyncio.wait({task}, timeout=budget)
-        self.polls += 1
         now = time.time()
         readings: list[Reading] | None = None
         if not done:
@@ -298,8 +295,7 @@ class AgentRuntime:
             )
         done = [*ack.stored, *(r.event_id for r in ack.rejected)]
         await self._in_db(self.outbox.ack, done)
-        self.last_upload_at = time.time()
-        await self._in_db(self.outbox.set_meta, "last_upload_at", str(self.last_upload_at))
+        await self._in_db(self.outbox.set_meta, "last_upload_at", str(time.time()))
         return len(done)
 
     async def _upload_loop(self) -> None:

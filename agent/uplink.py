@@ -12,7 +12,7 @@ import random
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -169,7 +169,3 @@ class Uplink:
     async def upload_backup(self, backup: ConfigBackup) -> BackupAck:
         """Upload a scrubbed config backup."""
         return await self._post("/backups", backup, BackupAck, gzip_body=True)
-
-    def status_info(self) -> dict[str, Any]:
-        """Where this uplink points, for status output."""
-        return {"base_url": str(self._client.base_url)}
