@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from hq_server.models import Agent, Alarm, Site, UTCDateTime
 from hq_server.outage import SITE_UNREACHABLE
-from hq_server.tickets import AlarmTransition, TicketPolicy, TransitionKind, apply_transition
+from hq_server.ticket_book import apply_transition
+from hq_server.tickets import AlarmTransition, TicketPolicy, TransitionKind
 
 logger = logging.getLogger(__name__)
 

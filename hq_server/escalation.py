@@ -9,12 +9,13 @@ the wall clock. A timer is one row (ticket, kind, level) claimed once by the sch
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from hq_server.models import Ticket
@@ -101,34 +102,100 @@ def due_times(ticket: Ticket, clock: ResponseClock) -> list[Due]:
     return result
 
 
-def schedule(session: Session, ticket: Ticket, clock: ResponseClock, *, new: bool = False) -> None:
-    """Create or move the pending timers of a ticket to match its deadlines and status."""
-    timers: dict[tuple[str, int], EscalationTimer] = {}
-    if not new:  # a ticket just opened has no timers yet
-        stmt = select(EscalationTimer).where(EscalationTimer.ticket_id == ticket.id)
-        timers = {(t.kind, t.level): t for t in session.scalars(stmt)}
+@dataclass(slots=True)
+class TimerState:
+    """A stored timer as planning sees it (plain values: tickets move hundreds at a time)."""
+
+    id: int
+    ticket_id: int
+    kind: str
+    level: int
+    due_at: datetime
+    done_at: datetime | None
+    outcome: str
+    changed: bool = False
+
+
+def plan(
+    ticket: Ticket, clock: ResponseClock, timers: dict[tuple[str, int], TimerState]
+) -> list[Due]:
+    """Move a ticket's pending `timers` to match its deadlines, cancel those no longer wanted
+    (marking them changed), and return the steps that have no timer yet."""
     wanted = {(d.kind.value, d.level): d for d in due_times(ticket, clock)}
+    missing = []
     for key, due in wanted.items():
         timer = timers.get(key)
         if timer is None:
-            session.add(
-                EscalationTimer(
-                    ticket_id=ticket.id,
-                    kind=due.kind.value,
-                    level=due.level,
-                    due_at=due.due_at,
-                    done_at=None,
-                    outcome=TimerOutcome.PENDING.value,
-                )
-            )
-        elif timer.outcome == TimerOutcome.PENDING:
+            missing.append(due)
+        elif timer.outcome == TimerOutcome.PENDING and timer.due_at != due.due_at:
             timer.due_at = due.due_at
+            timer.changed = True
     for key, timer in timers.items():
         if key not in wanted and timer.outcome == TimerOutcome.PENDING:
             # The grade changed to one without this deadline.
             timer.done_at = timer.due_at
             timer.outcome = TimerOutcome.CANCELLED.value
-    session.flush()
+            timer.changed = True
+    return missing
+
+
+def timer_row(ticket_id: int, due: Due) -> dict[str, Any]:
+    """The values of a new pending timer row (for inserts in bulk)."""
+    return {
+        "ticket_id": ticket_id,
+        "kind": due.kind.value,
+        "level": due.level,
+        "due_at": due.due_at,
+        "done_at": None,
+        "outcome": TimerOutcome.PENDING.value,
+    }
+
+
+def timers_of(
+    session: Session, ticket_ids: Collection[int]
+) -> dict[int, dict[tuple[str, int], TimerState]]:
+    """The timers of these tickets, per ticket and (kind, level), in one query."""
+    result: dict[int, dict[tuple[str, int], TimerState]] = {t: {} for t in ticket_ids}
+    t = EscalationTimer
+    stmt = select(t.id, t.ticket_id, t.kind, t.level, t.due_at, t.done_at, t.outcome).where(
+        t.ticket_id.in_(list(ticket_ids))
+    )
+    for row in session.execute(stmt):
+        timer = TimerState(*row)
+        result[timer.ticket_id][(timer.kind, timer.level)] = timer
+    return result
+
+
+def save_timers(
+    session: Session, timers: Iterable[TimerState], new_rows: list[dict[str, Any]]
+) -> None:
+    """Write the changed timers and insert the new ones, each in one executemany."""
+    changed = [
+        {"b_id": t.id, "b_due_at": t.due_at, "b_done_at": t.done_at, "b_outcome": t.outcome}
+        for t in timers
+        if t.changed
+    ]
+    if changed:
+        stmt = (
+            update(EscalationTimer)
+            .where(EscalationTimer.id == bindparam("b_id"))
+            .values(
+                due_at=bindparam("b_due_at"),
+                done_at=bindparam("b_done_at"),
+                outcome=bindparam("b_outcome"),
+            )
+        )
+        session.connection().execute(stmt, changed)
+    if new_rows:
+        session.execute(insert(EscalationTimer), new_rows)
+
+
+def schedule(session: Session, ticket: Ticket, clock: ResponseClock, *, new: bool = False) -> None:
+    """Create or move the pending timers of a ticket to match its deadlines and status."""
+    # A ticket just opened has no timers yet.
+    timers = {} if new else timers_of(session, [ticket.id])[ticket.id]
+    missing = plan(ticket, clock, timers)
+    save_timers(session, timers.values(), [timer_row(ticket.id, d) for d in missing])
 
 
 def cancel(session: Session, ticket_id: int, kind: TimerKind | None, now: datetime) -> None:

@@ -1,9 +1,12 @@
 """Event ingest: store each event once, apply it to its alarm, pass transitions to ticket policy.
 
 Exactly-once in effect (DESIGN.md section 4): events are idempotent on event_id; a batch is applied
-in seq order inside the caller's transaction. Work on one fingerprint (site, fault_key) is
-serialized: on PostgreSQL by transaction-scoped advisory locks taken up front in a fixed order (so
-concurrent batches never deadlock on each other), on SQLite by the writer's BEGIN IMMEDIATE.
+in seq order inside the caller's transaction. The batch is worked in memory and written in bulk:
+one query for known events, one for the alarms, one for their tickets, then one INSERT of the
+events, one flush of the alarms and the ticket book's bulk writes (hq_server.ticket_book).
+Work on one fingerprint (site, fault_key) is serialized: on PostgreSQL by transaction-scoped
+advisory locks taken up front in a fixed order (so concurrent batches never deadlock on each
+other), on SQLite by the writer's BEGIN IMMEDIATE.
 
 Alarm rules, per event of a fingerprint (`decide` is pure and holds them all):
 - stale (seq not above the last one applied from the same agent, or observed before the alarm's
@@ -21,24 +24,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID
 
-from sqlalchemy import select, text, update
+from sqlalchemy import Table, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from agent.wire import BatchAck, EventBatch, EventKind, FaultEvent, RejectedEvent
-from hq_server.db import insert_ignoring_conflict
+from hq_server import rows
 from hq_server.domain import TicketAction, agent_actor
 from hq_server.flapping import observe
 from hq_server.models import Agent, Alarm, Event
-from hq_server.tickets import (
-    DEFAULT_POLICY,
-    AlarmTransition,
-    TicketOutcome,
-    TicketPolicy,
-    TransitionKind,
-    apply_transition,
-    find_open_ticket,
-    history,
-)
+from hq_server.ticket_book import TicketBook
+from hq_server.tickets import DEFAULT_POLICY, AlarmTransition, TicketPolicy, TransitionKind
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +80,18 @@ def decide(alarm: AlarmView | None, event: FaultEvent, agent_id: int) -> Decisio
     return Decision(stale=False, transition=None)
 
 
+class RetryBatch(Exception):
+    """The batch met a concurrent transaction; its transaction must be run again."""
+
+
+@dataclass(slots=True)
+class _Stored:
+    """An event to store (and whether it changed its alarm)."""
+
+    event: FaultEvent
+    applied: bool
+
+
 @dataclass(slots=True)
 class IngestResult:
     """The outcome of one batch: the ack (event ids in seq order) plus counters for logs/tests."""
@@ -93,8 +101,8 @@ class IngestResult:
     new: int = 0
     duplicates: int = 0
     stale: int = 0
-    transitions: list[AlarmTransition] = field(default_factory=list)
-    tickets: list[TicketOutcome] = field(default_factory=list)
+    transitions: int = 0
+    tickets_opened: int = 0
 
     def ack(self) -> BatchAck:
         """The BatchAck answering the agent."""
@@ -130,7 +138,10 @@ def ingest_batch(
     now: datetime,
     policy: TicketPolicy = DEFAULT_POLICY,
 ) -> IngestResult:
-    """Store and apply a batch from `agent` in the session's transaction (the caller commits)."""
+    """Store and apply a batch from `agent` in the session's transaction (the caller commits).
+
+    Raises RetryBatch when a concurrent transaction got in the way (the caller rolls back and
+    runs the batch again)."""
     result = IngestResult()
     unique: dict[UUID, FaultEvent] = {}
     for ev in batch.events:
@@ -139,23 +150,29 @@ def ingest_batch(
     if not events:
         return result
 
-    lock_fingerprints(session, agent.site_id, {e.fault_key for e in events})
+    fault_keys = {e.fault_key for e in events}
+    lock_fingerprints(session, agent.site_id, fault_keys)
     known: dict[UUID, int] = {
         event_id: owner
         for event_id, owner in session.execute(
             select(Event.event_id, Event.agent_id).where(Event.event_id.in_(list(unique)))
         )
     }
+    site = agent.site
     alarms = {
         a.fault_key: a
-        for a in session.scalars(
-            select(Alarm).where(
-                Alarm.site_id == agent.site_id,
-                Alarm.fault_key.in_({e.fault_key for e in events}),
-            )
+        for a in rows.load(
+            session,
+            Alarm,
+            Alarm.site_id == site.id,
+            Alarm.fault_key.in_(fault_keys),
+            site=site,
         )
     }
+    book = TicketBook(session, now, policy)
+    book.preload(site, fault_keys)
     who = agent_actor(agent.id)
+    to_store: list[_Stored] = []
     for ev in events:
         owner = known.get(ev.event_id)
         if owner is not None:
@@ -163,31 +180,27 @@ def ingest_batch(
             continue
         alarm = alarms.get(ev.fault_key)
         decision = decide(_view(alarm), ev, agent.id)
-        if not _store(session, agent, ev, now, applied=decision.transition is not None):
-            # Committed by another transaction since the check above (possible only when the
-            # same event_id comes with another fingerprint, i.e. under another lock).
-            owner = session.scalar(select(Event.agent_id).where(Event.event_id == ev.event_id))
-            _acknowledge_known(result, ev, owner if owner is not None else agent.id, agent)
-            continue
+        to_store.append(_Stored(ev, applied=decision.transition is not None))
         result.new += 1
         result.stored.append(ev.event_id)
         if decision.stale:
             result.stale += 1
             continue
         old_grade = alarm.grade if alarm is not None else None
-        alarm = _apply(session, agent, alarm, ev, decision)
+        alarm = _apply(agent, alarm, ev, decision)
         if alarm is None:
             continue
         alarms[ev.fault_key] = alarm
-        _observe_flapping(session, alarm, ev, now, who, policy)
+        book.alarm_changed(alarm)
+        _observe_flapping(book, alarm, ev, who, policy)
         if decision.transition is None:
             continue
-        transition = AlarmTransition(decision.transition, alarm, old_grade, who)
-        result.transitions.append(transition)
-        outcome = apply_transition(session, transition, now, policy)
-        if outcome is not None:
-            result.tickets.append(outcome)
+        result.transitions += 1
+        book.apply(AlarmTransition(decision.transition, alarm, old_grade, who))
 
+    _store(session, agent, to_store, now)
+    book.settle()
+    result.tickets_opened = book.opened
     max_seq = max(e.seq for e in events)
     session.execute(
         update(Agent)
@@ -198,14 +211,16 @@ def ingest_batch(
     agent.last_seen_at = now
     session.flush()
     logger.info(
-        "agent=%s site=%s batch: %d new, %d duplicate, %d stale, %d rejected, %d transitions",
+        "agent=%s site=%s batch: %d new, %d duplicate, %d stale, %d rejected, %d transitions, "
+        "%d tickets opened",
         agent.id,
         agent.site_id,
         result.new,
         result.duplicates,
         result.stale,
         len(result.rejected),
-        len(result.transitions),
+        result.transitions,
+        result.tickets_opened,
     )
     return result
 
@@ -239,36 +254,50 @@ def _view(alarm: Alarm | None) -> AlarmView | None:
     )
 
 
-def _store(session: Session, agent: Agent, ev: FaultEvent, now: datetime, *, applied: bool) -> bool:
-    """Insert the event row; False if its event_id was stored meanwhile."""
-    values = {
-        "event_id": ev.event_id,
-        "agent_id": agent.id,
-        "site_id": agent.site_id,
-        "seq": ev.seq,
-        "kind": ev.kind.value,
-        "fault_key": ev.fault_key,
-        "device_id": ev.device_id,
-        "device_class": ev.device_class,
-        "code": ev.code,
-        "component": ev.component,
-        "grade": ev.grade,
-        "title": ev.title,
-        "detail": ev.detail,
-        "observed_at": _aware(ev.observed_at),
-        "received_at": now,
-        "values": dict(ev.values),
-        "applied": applied,
-    }
-    dialect = session.get_bind().dialect.name
-    stmt = insert_ignoring_conflict(dialect, Event, values, ["event_id"]).returning(Event.id)
-    return session.execute(stmt).scalar_one_or_none() is not None
+def _store(session: Session, agent: Agent, stored: list[_Stored], now: datetime) -> None:
+    """Insert the new events in one statement; RetryBatch if one was stored meanwhile."""
+    if not stored:
+        return
+    rows = [
+        {
+            "event_id": s.event.event_id,
+            "agent_id": agent.id,
+            "site_id": agent.site_id,
+            "seq": s.event.seq,
+            "kind": s.event.kind.value,
+            "fault_key": s.event.fault_key,
+            "device_id": s.event.device_id,
+            "device_class": s.event.device_class,
+            "code": s.event.code,
+            "component": s.event.component,
+            "grade": s.event.grade,
+            "title": s.event.title,
+            "detail": s.event.detail,
+            "observed_at": _aware(s.event.observed_at),
+            "received_at": now,
+            "values": dict(s.event.values),
+            "applied": s.applied,
+        }
+        for s in stored
+    ]
+    table = Event.__table__
+    assert isinstance(table, Table)
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = (
+        dialect.insert(table)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(table.c.event_id)
+    )
+    inserted = session.connection().execute(stmt, rows).all()
+    if len(inserted) != len(rows):
+        # Committed by another transaction since the check above: possible only when the same
+        # event_id comes with another fingerprint (i.e. under another lock). Run the batch
+        # again; it will see the event as known.
+        raise RetryBatch(f"{len(rows) - len(inserted)} events of the batch stored meanwhile")
 
 
-def _apply(
-    session: Session, agent: Agent, alarm: Alarm | None, ev: FaultEvent, decision: Decision
-) -> Alarm | None:
-    """Change the alarm as decided (creating it on a first RAISE); returns the alarm."""
+def _apply(agent: Agent, alarm: Alarm | None, ev: FaultEvent, decision: Decision) -> Alarm | None:
+    """Change the (detached) alarm as decided, creating it on a first RAISE; returns it."""
     observed = _aware(ev.observed_at)
     kind = decision.transition
     if alarm is None:
@@ -294,8 +323,6 @@ def _apply(
             flapping=False,
             state_log="",
         )
-        session.add(alarm)
-        session.flush()
         return alarm
 
     # Bookkeeping for staleness moves on with every fresh event, even one that changes nothing.
@@ -315,12 +342,11 @@ def _apply(
         alarm.grade = ev.grade
         alarm.title = ev.title
         alarm.device_class = ev.device_class
-    session.flush()
     return alarm
 
 
 def _observe_flapping(
-    session: Session, alarm: Alarm, ev: FaultEvent, now: datetime, who: str, policy: TicketPolicy
+    book: TicketBook, alarm: Alarm, ev: FaultEvent, who: str, policy: TicketPolicy
 ) -> None:
     """Log the alarm's state and mark it flapping (or not); note the change on its ticket."""
     state = observe(
@@ -342,13 +368,11 @@ def _observe_flapping(
         "started" if state.flapping else "stopped",
         state.percent,
     )
-    ticket = find_open_ticket(session, alarm.site_id, alarm.fault_key)
+    ticket = book.open_ticket(alarm.site_id, alarm.fault_key)
     if ticket is not None:
         what = TicketAction.FLAPPING_STARTED if state.flapping else TicketAction.FLAPPING_STOPPED
-        history(
-            session,
+        book.note(
             ticket,
-            now,
             who,
             what,
             f"alarm {'is' if state.flapping else 'stopped'} flapping "

@@ -31,7 +31,8 @@ from hq_server.escalation import TimerKind, TimerOutcome
 from hq_server.models import Ticket
 from hq_server.models_ops import EscalationTimer
 from hq_server.settings import Settings
-from hq_server.tickets import TicketPolicy, find_open_ticket, history, ticket_for_active_alarm
+from hq_server.ticket_book import ticket_for_active_alarm
+from hq_server.tickets import TicketPolicy, find_open_ticket, history
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,9 @@ a deadline = opened_at + (target + paused working time) on the ticket's clock.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from itertools import pairwise
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -28,6 +29,8 @@ DEFAULT_HOURS: dict[str, list[tuple[str, str]]] = {
 }
 # A calendar must open at least once in this many days, or deadlines would never come.
 _HORIZON_DAYS = 800
+# Local dates whose open intervals a calendar keeps (about three years).
+_DAYS_CACHED = 1100
 ZERO = timedelta(0)
 
 
@@ -79,6 +82,10 @@ class BusinessCalendar:
     # weekday (0 = Monday) -> sorted, non-overlapping (open, close) minutes after local midnight
     hours: Mapping[int, Sequence[tuple[int, int]]]
     holidays: frozenset[date]
+    # Open intervals per local date, computed once: a batch of tickets asks for the same days.
+    _days: dict[date, list[tuple[datetime, datetime]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def build(
@@ -115,16 +122,25 @@ class BusinessCalendar:
         days = frozenset(d if isinstance(d, date) else _parse_date(d) for d in holidays)
         return cls(tz=tz, hours=parsed, holidays=days)
 
-    def _intervals(self, day: date) -> Iterator[tuple[datetime, datetime]]:
+    def _intervals(self, day: date) -> list[tuple[datetime, datetime]]:
         """The open intervals of a local date, as UTC instants."""
-        if day in self.holidays:
-            return
-        midnight = datetime.combine(day, time())
-        for start, end in self.hours.get(day.weekday(), ()):
-            yield (
-                self._utc(midnight + timedelta(minutes=start)),
-                self._utc(midnight + timedelta(minutes=end)),
-            )
+        known = self._days.get(day)
+        if known is not None:
+            return known
+        intervals = []
+        if day not in self.holidays:
+            midnight = datetime.combine(day, time())
+            for start, end in self.hours.get(day.weekday(), ()):
+                intervals.append(
+                    (
+                        self._utc(midnight + timedelta(minutes=start)),
+                        self._utc(midnight + timedelta(minutes=end)),
+                    )
+                )
+        if len(self._days) > _DAYS_CACHED:
+            self._days.clear()
+        self._days[day] = intervals
+        return intervals
 
     def _utc(self, local: datetime) -> datetime:
         # Wall times in a spring-forward gap resolve with the pre-transition offset (fold=0).
@@ -192,7 +208,18 @@ def business_clock(spec: CalendarSpec) -> ResponseClock:
     if spec.always_open:
         return AROUND_THE_CLOCK
     hours = spec.hours if spec.hours is not None else DEFAULT_HOURS
-    return BusinessCalendar.build(spec.timezone, hours, spec.holidays)
+    frozen = tuple((day, tuple(tuple(i) for i in spans)) for day, spans in hours.items())
+    return _calendar(spec.timezone, frozen, spec.holidays)
+
+
+@lru_cache(maxsize=256)
+def _calendar(
+    timezone: str,
+    hours: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...],
+    holidays: tuple[str, ...],
+) -> BusinessCalendar:
+    # Cached: building one parses every interval, and each ticket's deadlines need one.
+    return BusinessCalendar.build(timezone, dict(hours), holidays)
 
 
 def response_clock(policy: GradePolicy, spec: CalendarSpec) -> ResponseClock:

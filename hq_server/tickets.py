@@ -1,15 +1,9 @@
-"""Ticket policy: alarm transitions in, tickets opened/updated with deadlines and history out.
+"""Tickets: numbers, titles, lookups, history entries, and opening one ticket.
 
-One condition, one ticket: an alarm that becomes active opens a ticket unless its fingerprint
-(site, fault_key) already has an open one. The database enforces it too (partial unique index
-uq_tickets_open_fingerprint); losing that race is handled by using the ticket that won.
-A CLEAR never resolves a ticket: an engineer does (hq_server.ticket_actions).
-
-Before a new ticket is opened for a raised alarm, in this order:
-- a maintenance window matching the alarm holds it (the window's end opens the ticket);
-- a device "unreachable" alarm joins the site's outage ticket (hq_server.outage);
-- a ticket of the same fingerprint resolved within the reopen window (or any time, for a
-  flapping alarm) is reopened instead.
+The ticket policy (which alarm transition opens, updates, reopens or groups which ticket) is in
+hq_server.ticket_book, which applies it to a whole batch of transitions at once.
+One condition, one ticket: at most one open ticket per fingerprint (site, fault_key); the
+database enforces it too (partial unique index uq_tickets_open_fingerprint).
 """
 
 from __future__ import annotations
@@ -126,23 +120,33 @@ def format_number(year: int, serial: int) -> str:
 
 def allocate_number(session: Session, year: int) -> str:
     """The next ticket number of `year`; the counter row stays locked until the commit."""
+    return allocate_numbers(session, year, 1)[0]
+
+
+def allocate_numbers(session: Session, year: int, count: int) -> list[str]:
+    """`count` consecutive ticket numbers of `year` in one statement (the row stays locked)."""
     bump = (
         update(TicketCounter)
         .where(TicketCounter.year == year)
-        .values(last_number=TicketCounter.last_number + 1)
+        .values(last_number=TicketCounter.last_number + count)
         .returning(TicketCounter.last_number)
         .execution_options(synchronize_session=False)
     )
-    serial = session.execute(bump).scalar_one_or_none()
-    if serial is None:
+    last = session.execute(bump).scalar_one_or_none()
+    if last is None:
         dialect = session.get_bind().dialect.name
         session.execute(
             insert_ignoring_conflict(
                 dialect, TicketCounter, {"year": year, "last_number": 0}, ["year"]
             )
         )
-        serial = session.execute(bump).scalar_one()
-    return format_number(year, serial)
+        last = session.execute(bump).scalar_one()
+    return [format_number(year, serial) for serial in range(last - count + 1, last + 1)]
+
+
+class ConcurrentTicket(Exception):
+    """Another transaction opened a ticket for a fingerprint this one was opening: the
+    transaction is spoiled (PostgreSQL) and must be run again from the start."""
 
 
 def ticket_title(alarm: Alarm) -> str:
@@ -177,11 +181,48 @@ def history(
     )
 
 
-def open_ticket(
-    session: Session, alarm: Alarm, now: datetime, who: str, on_duty: str = ""
-) -> TicketOutcome:
-    """Open a ticket for an active alarm; if another transaction opened one first, return it."""
-    return open_subject(session, Subject.of(alarm), now, who, on_duty, alarm_active=alarm.active)
+def new_ticket(
+    session: Session, subject: Subject, now: datetime, on_duty: str, *, alarm_active: bool = True
+) -> Ticket:
+    """A new ticket (not yet added to the session, without its number) with its deadlines and
+    escalation chain; every column is set (hq_server.rows inserts it with Core)."""
+    site = subject.site
+    ticket = Ticket(
+        number="",
+        site_id=site.id,
+        site=site,
+        alarm_id=subject.alarm_id,
+        fault_key=subject.fault_key,
+        device_id=subject.device_id,
+        code=subject.code,
+        component=subject.component,
+        grade=subject.grade,
+        status=TicketStatus.NEW.value,
+        title=subject.title[:_TITLE_MAX],
+        symptom=subject.symptom,
+        on_duty=on_duty,
+        assignee="",
+        time_spent_minutes=0,
+        opened_at=now,
+        alarm_active=alarm_active,
+        updated_at=now,
+        escalation=escalation.chain_for(session, site.customer, subject.grade),
+        acknowledged_at=None,
+        resolved_at=None,
+        closed_at=None,
+        resolution=None,
+        paused_since=None,
+        pauses=None,
+    )
+    deadlines = ticket_clock.compute(session, ticket)
+    ticket.ack_due_at = deadlines.ack_due_at
+    ticket.restore_due_at = deadlines.restore_due_at
+    return ticket
+
+
+def opened_detail(subject: Subject) -> str:
+    """The history entry of a ticket's opening."""
+    return f"opened for grade {subject.grade} alarm {subject.fault_key}"
 
 
 def open_subject(
@@ -193,35 +234,12 @@ def open_subject(
     *,
     alarm_active: bool = True,
 ) -> TicketOutcome:
-    """Open a ticket with deadlines, escalation chain and timers; reuse a concurrent winner."""
+    """Open one ticket with deadlines, escalation chain and timers; reuse a concurrent winner."""
     site = subject.site
     try:
         with session.begin_nested():
-            ticket = Ticket(
-                number=allocate_number(session, now.year),
-                site_id=site.id,
-                site=site,
-                alarm_id=subject.alarm_id,
-                fault_key=subject.fault_key,
-                device_id=subject.device_id,
-                code=subject.code,
-                component=subject.component,
-                grade=subject.grade,
-                status=TicketStatus.NEW.value,
-                title=subject.title[:_TITLE_MAX],
-                symptom=subject.symptom,
-                on_duty=on_duty,
-                assignee="",
-                time_spent_minutes=0,
-                opened_at=now,
-                alarm_active=alarm_active,
-                updated_at=now,
-                escalation=escalation.chain_for(session, site.customer, subject.grade),
-            )
-            # Deadlines before the INSERT (one statement less per ticket), timers after it.
-            deadlines = ticket_clock.compute(session, ticket)
-            ticket.ack_due_at = deadlines.ack_due_at
-            ticket.restore_due_at = deadlines.restore_due_at
+            ticket = new_ticket(session, subject, now, on_duty, alarm_active=alarm_active)
+            ticket.number = allocate_number(session, now.year)
             session.add(ticket)
             session.flush()
             escalation.schedule(
@@ -233,7 +251,7 @@ def open_subject(
                 now,
                 who,
                 TicketAction.OPENED,
-                f"opened for grade {subject.grade} alarm {subject.fault_key}",
+                opened_detail(subject),
                 grade=subject.grade,
                 alarm_id=subject.alarm_id,
                 escalation_chain=ticket.escalation["name"] if ticket.escalation else None,
@@ -258,111 +276,6 @@ def open_subject(
         ticket.grade,
     )
     return TicketOutcome(ticket, opened=True)
-
-
-def _change_grade(session: Session, ticket: Ticket, grade: int, now: datetime, who: str) -> None:
-    """Set a ticket's grade and recompute its deadlines and timers from opened_at."""
-    old = ticket.grade
-    ticket.grade = grade
-    deadlines = ticket_clock.refresh(session, ticket)
-    ticket.updated_at = now
-    history(
-        session,
-        ticket,
-        now,
-        who,
-        TicketAction.GRADE_CHANGED,
-        f"grade {old} -> {grade}",
-        old=old,
-        new=grade,
-        ack_due_at=_iso(deadlines.ack_due_at),
-        restore_due_at=_iso(deadlines.restore_due_at),
-    )
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def apply_transition(
-    session: Session, t: AlarmTransition, now: datetime, policy: TicketPolicy = DEFAULT_POLICY
-) -> TicketOutcome | None:
-    """Apply the ticket policy to one alarm transition; returns the ticket touched, if any."""
-    alarm = t.alarm
-    ticket = find_open_ticket(session, alarm.site_id, alarm.fault_key)
-    if t.kind is TransitionKind.CLEARED:
-        if ticket is None or not ticket.alarm_active:
-            return None if ticket is None else TicketOutcome(ticket, opened=False)
-        ticket.alarm_active = False
-        ticket.updated_at = now
-        if not alarm.flapping:  # a flapping alarm changes the flag, not the history
-            history(session, ticket, now, t.who, TicketAction.ALARM_CLEARED, "alarm cleared")
-        return TicketOutcome(ticket, opened=False)
-
-    if ticket is None:
-        worsened = t.old_grade is not None and alarm.grade < t.old_grade
-        if t.kind is TransitionKind.RAISED or worsened:
-            # An active alarm with no open ticket: someone must look at it. (A grade that got
-            # better on an alarm whose ticket an engineer already resolved opens nothing.)
-            return ticket_for_active_alarm(session, alarm, now, t.who, policy)
-        return None
-
-    if not ticket.alarm_active:
-        ticket.alarm_active = True
-        ticket.updated_at = now
-        if not alarm.flapping:
-            history(
-                session,
-                ticket,
-                now,
-                t.who,
-                TicketAction.ALARM_RAISED_AGAIN,
-                f"alarm raised again (grade {alarm.grade})",
-                grade=alarm.grade,
-            )
-    if alarm.grade != ticket.grade:
-        _change_grade(session, ticket, alarm.grade, now, t.who)
-    return TicketOutcome(ticket, opened=False)
-
-
-def ticket_for_active_alarm(
-    session: Session, alarm: Alarm, now: datetime, who: str, policy: TicketPolicy
-) -> TicketOutcome | None:
-    """The ticket an active alarm without an open ticket gets: held, grouped, reopened or new."""
-    # Imported here: these modules build on this one.
-    from hq_server import maintenance, outage, ticket_actions
-
-    window = maintenance.active_window(session, alarm, now)
-    if window is not None:
-        logger.info(
-            "site=%s fault=%s: held by maintenance window %s until %s",
-            alarm.site_id,
-            alarm.fault_key,
-            window.id,
-            window.ends_at.isoformat(),
-        )
-        return None
-    grouped = outage.group(session, alarm, now, who, policy)
-    if grouped is not None:
-        return grouped
-    since = None if alarm.flapping else now - policy.reopen_window
-    recent = find_resolved_ticket(session, alarm.site_id, alarm.fault_key, since)
-    if recent is not None:
-        ticket_actions.reopen(
-            session,
-            recent,
-            now,
-            who,
-            reason=f"alarm raised again (grade {alarm.grade}) soon after the ticket was resolved",
-        )
-        if alarm.grade != recent.grade:
-            _change_grade(session, recent, alarm.grade, now, who)
-        recent.alarm_active = True
-        return TicketOutcome(recent, opened=False)
-    outcome = open_ticket(session, alarm, now, who, policy.on_duty)
-    if outcome.opened:
-        outage.after_open(session, alarm, outcome.ticket, now, who)
-    return outcome
 
 
 def find_resolved_ticket(

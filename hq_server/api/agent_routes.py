@@ -23,9 +23,9 @@ from hq_server.api.errors import ERROR_RESPONSES
 from hq_server.api.schemas import ErrorOut
 from hq_server.db import is_retryable
 from hq_server.enrollment import enroll
-from hq_server.ingest import ingest_batch
+from hq_server.ingest import RetryBatch, ingest_batch
 from hq_server.models import Agent
-from hq_server.tickets import TicketPolicy
+from hq_server.tickets import ConcurrentTicket, TicketPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +74,8 @@ def post_events(
                 row = session.get_one(Agent, agent.agent_id)
                 result = ingest_batch(session, row, batch, clock.now(), TicketPolicy.of(settings))
             return result.ack()
-        except DBAPIError as exc:
-            if attempt == attempts or not is_retryable(exc):
+        except (DBAPIError, RetryBatch, ConcurrentTicket) as exc:
+            if attempt == attempts or not _retryable(exc):
                 raise
             logger.warning(
                 "agent=%s site=%s: batch attempt %d/%d failed (%s), retrying",
@@ -83,9 +83,13 @@ def post_events(
                 agent.site_id,
                 attempt,
                 attempts,
-                type(exc.orig).__name__,
+                type(exc.orig if isinstance(exc, DBAPIError) else exc).__name__,
             )
     raise AssertionError("unreachable")
+
+
+def _retryable(exc: Exception) -> bool:
+    return isinstance(exc, (RetryBatch, ConcurrentTicket)) or is_retryable(exc)
 
 
 @router.post("/heartbeat", response_model=HeartbeatAck, responses={**_AUTH_ERRORS, **_BODY_ERRORS})

@@ -6,12 +6,20 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from agent.wire import EventKind
 from hq_server.domain import TicketStatus
 from hq_server.models import Alarm, Ticket
-from hq_server.tickets import format_number, open_ticket
+from hq_server.ticket_book import TicketBook
+from hq_server.tickets import (
+    DEFAULT_POLICY,
+    ConcurrentTicket,
+    Subject,
+    format_number,
+    open_subject,
+)
 from tests.hq.conftest import HQ, START
 
 
@@ -258,7 +266,7 @@ def test_losing_the_race_to_open_a_ticket_uses_the_winner(hq: HQ) -> None:
         alarm = session.scalars(select(Alarm)).one()
         # As if the check "no open ticket yet" had passed just before another transaction
         # committed one: the partial unique index refuses the second, the winner is used.
-        outcome = open_ticket(session, alarm, hq.clock.now(), "test")
+        outcome = open_subject(session, Subject.of(alarm), hq.clock.now(), "test")
         assert outcome.opened is False
         assert outcome.ticket.number == "SW-2026-000001"
     with hq.db.session() as session:
@@ -269,3 +277,18 @@ def test_losing_the_race_to_open_a_ticket_uses_the_winner(hq: HQ) -> None:
         "SW-2026-000001",
         "SW-2026-000002",
     ]
+
+
+def test_a_batch_losing_the_race_to_open_a_ticket_is_run_again(hq: HQ) -> None:
+    agent = hq.enroll()
+    hq.post_events(agent, [hq.event(EventKind.RAISE)])
+    with hq.db.writer() as session, session.begin():
+        alarm = session.scalars(select(Alarm)).one()
+        # As if the book's lookup had found no open ticket just before another transaction
+        # committed one: the batch must be run again (its transaction is spoiled on PostgreSQL).
+        book = TicketBook(session, hq.clock.now(), DEFAULT_POLICY)
+        book.for_active_alarm(alarm, "test")
+        with pytest.raises(ConcurrentTicket):
+            book.settle()
+    with hq.db.session() as session:
+        assert len(session.scalars(select(Ticket)).all()) == 1

@@ -1,0 +1,78 @@
+"""Model instances read and written in bulk with Core statements, outside the ORM's unit of work.
+
+Ingest touches hundreds of alarms and tickets per request; the ORM's per-object bookkeeping
+(identity map, change history, flush planning) costs more than the SQL itself. The hot path
+works on *detached copies*: instances of the mapped classes (so the code that reads them is the
+same) that no session tracks. They are loaded with one SELECT, changed as plain attributes and
+written back with one executemany per statement shape. Whoever holds copies must write them
+before ORM code reads the same rows (hq_server.ticket_book settles first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Table, bindparam, insert, select, update
+from sqlalchemy.orm import Session
+
+from hq_server.models import Base
+
+M = TypeVar("M", bound=Base)
+
+
+def table_of(model: type[Base]) -> Table:
+    """The model's table."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def detached(model: type[M], values: Mapping[str, Any]) -> M:
+    """An instance of `model` holding `values`, built the way the ORM builds loaded rows (no
+    change history), and tracked by no session."""
+    obj: M = model.__mapper__.class_manager.new_instance()
+    obj.__dict__.update(values)
+    return obj
+
+
+def load(session: Session, model: type[M], *where: ColumnElement[bool], **extra: Any) -> list[M]:
+    """Detached copies of the rows matching `where`; `extra` attributes (e.g. a relationship
+    to an object already at hand) are set on each."""
+    table = table_of(model)
+    keys = [c.key for c in table.columns]
+    rows = session.execute(select(*table.columns).where(*where))
+    return [detached(model, {**dict(zip(keys, row, strict=True)), **extra}) for row in rows]
+
+
+def insert_new(session: Session, model: type[M], objects: Sequence[M], keys: Sequence[str]) -> None:
+    """INSERT new instances in one executemany and set their ids; `keys` are columns unique
+    among them that map the returned ids back."""
+    if not objects:
+        return
+    table = table_of(model)
+    columns = [c.key for c in table.columns if c.key != "id"]
+    rows = [{c: obj.__dict__[c] for c in columns} for obj in objects]
+    stmt = insert(table).returning(table.c.id, *(table.c[k] for k in keys))
+    ids = {tuple(key): id_ for id_, *key in session.connection().execute(stmt, rows)}
+    for obj in objects:
+        obj.__dict__["id"] = ids[tuple(obj.__dict__[k] for k in keys)]
+
+
+def update_by_id(
+    session: Session, model: type[M], objects: Iterable[M], columns: Sequence[str]
+) -> None:
+    """UPDATE these columns of these instances' rows in one executemany."""
+    rows = [
+        {"b_id": obj.__dict__["id"], **{f"b_{c}": obj.__dict__[c] for c in columns}}
+        for obj in objects
+    ]
+    if not rows:
+        return
+    table = table_of(model)
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values({c: bindparam(f"b_{c}") for c in columns})
+    )
+    session.connection().execute(stmt, rows)

@@ -1,0 +1,407 @@
+"""Ticket policy: alarm transitions in, tickets opened/updated with deadlines and history out.
+
+An alarm that becomes active opens a ticket unless its fingerprint (site, fault_key) already has
+an open one; a grade change moves the ticket's grade and deadlines; a CLEAR marks the ticket's
+alarm inactive but never resolves it (an engineer does, hq_server.ticket_actions). Before a new
+ticket is opened for a raised alarm, in this order:
+- a maintenance window matching the alarm holds it (the window's end opens the ticket);
+- a device "unreachable" alarm joins the site's outage ticket (hq_server.outage);
+- a ticket of the same fingerprint resolved within the reopen window (or any time, for a
+  flapping alarm) is reopened instead.
+
+A batch of events brings hundreds of transitions; applied one by one with their own queries
+they cost some ten statements each. A TicketBook keeps what one transaction knows of the
+tickets of its fingerprints and writes in bulk when it settles:
+- the open and the last resolved ticket of each fingerprint (`preload`: one query per batch);
+- tickets to open (inserted together, their numbers allocated as one block, timers in bulk);
+- history entries (inserted together, in the order they happened);
+- tickets whose grade changed (their timers loaded and moved together).
+The book works on detached copies of alarms and tickets (hq_server.rows) and writes them with
+Core executemany statements; it also writes the alarms ingest hands it (`alarm_changed`). The
+rare paths (outage grouping, reopening) settle first and then use the ORM on fresh rows, so they
+see the database as if each earlier transition had been applied alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, or_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hq_server import escalation, maintenance, outage, rows, ticket_actions, ticket_clock
+from hq_server.domain import OPEN_STATUSES, TicketAction, TicketStatus
+from hq_server.escalation import TimerKind, TimerOutcome
+from hq_server.models import Alarm, Site, Ticket, TicketEvent
+from hq_server.models_ops import EscalationTimer
+from hq_server.tickets import (
+    AlarmTransition,
+    ConcurrentTicket,
+    Subject,
+    TicketOutcome,
+    TicketPolicy,
+    TransitionKind,
+    allocate_numbers,
+    new_ticket,
+    opened_detail,
+)
+
+logger = logging.getLogger(__name__)
+
+Fingerprint = tuple[int, str]
+
+
+@dataclass(slots=True)
+class _Opening:
+    """A ticket opened in this book, inserted when the book settles."""
+
+    ticket: Ticket
+    alarm: Alarm
+
+
+class TicketBook:
+    """The ticket policy over many transitions of one transaction (see the module doc)."""
+
+    def __init__(self, session: Session, now: datetime, policy: TicketPolicy) -> None:
+        self.session = session
+        self.now = now
+        self.policy = policy
+        self.opened = 0
+        self._open: dict[Fingerprint, Ticket | None] = {}
+        self._resolved: dict[Fingerprint, Ticket | None] = {}
+        self._opening: list[_Opening] = []
+        self._moved: dict[int, Ticket] = {}
+        self._touched: dict[int, Ticket] = {}
+        self._alarms: dict[int, Alarm] = {}
+        self._history: list[tuple[Ticket, str, str, str, dict[str, Any]]] = []
+
+    # ---- lookups ----------------------------------------------------------------------------
+
+    def preload(self, site: Site, fault_keys: Collection[str]) -> None:
+        """Look up the open and resolved tickets of these fingerprints in one query."""
+        keys = [k for k in set(fault_keys) if (site.id, k) not in self._open]
+        if not keys:
+            return
+        for key in keys:
+            self._open[(site.id, key)] = None
+            self._resolved[(site.id, key)] = None
+        found = rows.load(
+            self.session,
+            Ticket,
+            Ticket.site_id == site.id,
+            Ticket.fault_key.in_(keys),
+            or_(Ticket.status.in_(OPEN_STATUSES), Ticket.status == TicketStatus.RESOLVED.value),
+            site=site,
+        )
+        for ticket in found:
+            fp = (site.id, ticket.fault_key)
+            if ticket.status != TicketStatus.RESOLVED:
+                self._open[fp] = ticket
+                continue
+            known = self._resolved[fp]
+            if known is None or _resolved_at(ticket) > _resolved_at(known):
+                self._resolved[fp] = ticket
+
+    def open_ticket(self, site_id: int, fault_key: str) -> Ticket | None:
+        """The open ticket of a fingerprint (opened in this book or before), if any."""
+        fp = (site_id, fault_key)
+        if fp not in self._open:
+            self.preload(self.session.get_one(Site, site_id), [fault_key])
+        return self._open[fp]
+
+    def _recently_resolved(self, alarm: Alarm) -> Ticket | None:
+        since = None if alarm.flapping else self.now - self.policy.reopen_window
+        self.open_ticket(alarm.site_id, alarm.fault_key)  # loads both kinds
+        ticket = self._resolved[(alarm.site_id, alarm.fault_key)]
+        if ticket is None or (since is not None and _resolved_at(ticket) < since):
+            return None
+        return ticket
+
+    def _forget(self) -> None:
+        """Drop cached lookups after a rare path changed tickets behind the book's back."""
+        self._open.clear()
+        self._resolved.clear()
+
+    # ---- the policy -------------------------------------------------------------------------
+
+    def apply(self, t: AlarmTransition) -> TicketOutcome | None:
+        """Apply the policy to one alarm transition; returns the ticket touched, if any."""
+        alarm = t.alarm
+        ticket = self.open_ticket(alarm.site_id, alarm.fault_key)
+        if t.kind is TransitionKind.CLEARED:
+            if ticket is None or not ticket.alarm_active:
+                return None if ticket is None else TicketOutcome(ticket, opened=False)
+            ticket.alarm_active = False
+            self._touch(ticket)
+            if not alarm.flapping:  # a flapping alarm changes the flag, not the history
+                self.note(ticket, t.who, TicketAction.ALARM_CLEARED, "alarm cleared")
+            return TicketOutcome(ticket, opened=False)
+
+        if ticket is None:
+            worsened = t.old_grade is not None and alarm.grade < t.old_grade
+            if t.kind is TransitionKind.RAISED or worsened:
+                # An active alarm with no open ticket: someone must look at it. (A grade that
+                # got better on an alarm whose ticket an engineer already resolved opens nothing.)
+                return self.for_active_alarm(alarm, t.who)
+            return None
+
+        if not ticket.alarm_active:
+            ticket.alarm_active = True
+            self._touch(ticket)
+            if not alarm.flapping:
+                self.note(
+                    ticket,
+                    t.who,
+                    TicketAction.ALARM_RAISED_AGAIN,
+                    f"alarm raised again (grade {alarm.grade})",
+                    grade=alarm.grade,
+                )
+        if alarm.grade != ticket.grade:
+            self.change_grade(ticket, alarm.grade, t.who)
+        return TicketOutcome(ticket, opened=False)
+
+    def for_active_alarm(self, alarm: Alarm, who: str) -> TicketOutcome | None:
+        """The ticket an active alarm without an open ticket gets: held, grouped, reopened or
+        new."""
+        window = maintenance.active_window(self.session, alarm, self.now)
+        if window is not None:
+            logger.info(
+                "site=%s fault=%s: held by maintenance window %s until %s",
+                alarm.site_id,
+                alarm.fault_key,
+                window.id,
+                window.ends_at.isoformat(),
+            )
+            return None
+        if alarm.code == outage.DEVICE_UNREACHABLE:
+            self.settle()
+            grouped = outage.group(self.session, alarm, self.now, who, self.policy)
+            self._forget()
+            if grouped is not None:
+                return grouped
+        recent = self._recently_resolved(alarm)
+        if recent is not None:
+            self.settle()
+            ticket_actions.reopen(
+                self.session,
+                self.session.get_one(Ticket, recent.id),
+                self.now,
+                who,
+                reason=f"alarm raised again (grade {alarm.grade}) soon after the ticket was "
+                "resolved",
+            )
+            self._forget()
+            reopened = self.open_ticket(alarm.site_id, alarm.fault_key)
+            assert reopened is not None
+            if alarm.grade != reopened.grade:
+                self.change_grade(reopened, alarm.grade, who)
+            reopened.alarm_active = True
+            self._touch(reopened)
+            return TicketOutcome(reopened, opened=False)
+        subject = Subject.of(alarm)
+        ticket = new_ticket(
+            self.session, subject, self.now, self.policy.on_duty, alarm_active=alarm.active
+        )
+        self._opening.append(_Opening(ticket, alarm))
+        self._open[(alarm.site_id, alarm.fault_key)] = ticket
+        self.note(
+            ticket,
+            who,
+            TicketAction.OPENED,
+            opened_detail(subject),
+            grade=subject.grade,
+            alarm_id=None,  # filled in when the alarm has its id (settle)
+            escalation_chain=ticket.escalation["name"] if ticket.escalation else None,
+        )
+        if alarm.code == outage.SITE_UNREACHABLE:
+            self.settle()
+            persistent = self.session.get_one(Ticket, ticket.id)
+            outage.after_open(self.session, alarm, persistent, self.now, who)
+            self._forget()
+        return TicketOutcome(ticket, opened=True)
+
+    def change_grade(self, ticket: Ticket, grade: int, who: str) -> None:
+        """Set a ticket's grade and recompute its deadlines (its timers move when settling)."""
+        old = ticket.grade
+        ticket.grade = grade
+        deadlines = ticket_clock.compute(self.session, ticket)
+        ticket.ack_due_at = deadlines.ack_due_at
+        ticket.restore_due_at = deadlines.restore_due_at
+        if ticket.id is not None:  # a ticket still opening gets its timers from scratch
+            self._moved[ticket.id] = ticket
+        self._touch(ticket)
+        self.note(
+            ticket,
+            who,
+            TicketAction.GRADE_CHANGED,
+            f"grade {old} -> {grade}",
+            old=old,
+            new=grade,
+            ack_due_at=_iso(deadlines.ack_due_at),
+            restore_due_at=_iso(deadlines.restore_due_at),
+        )
+
+    def alarm_changed(self, alarm: Alarm) -> None:
+        """Have the book write this (detached or new) alarm when it settles."""
+        self._alarms[id(alarm)] = alarm
+
+    def _touch(self, ticket: Ticket) -> None:
+        ticket.updated_at = self.now
+        if ticket.id is not None:
+            self._touched[ticket.id] = ticket
+
+    def note(
+        self, ticket: Ticket, who: str, what: TicketAction, detail: str, **data: object
+    ) -> None:
+        """A history entry, written when the book settles."""
+        self._history.append((ticket, who, what.value, detail, data))
+
+    # ---- writing ----------------------------------------------------------------------------
+
+    def settle(self) -> None:
+        """Write what the book holds: alarms, new tickets, changed tickets, timers, history."""
+        session = self.session
+        session.flush()  # what the ORM paths changed, before rows they read are overwritten
+        alarms = list(self._alarms.values())
+        self._alarms.clear()
+        rows.insert_new(session, Alarm, [a for a in alarms if a.id is None], _ALARM_KEY)
+        rows.update_by_id(session, Alarm, alarms, _ALARM_STATE)
+        opening, self._opening = self._opening, []
+        timer_rows: list[dict[str, Any]] = []
+        if opening:
+            self._insert_tickets(opening)
+            for o in opening:
+                clock = ticket_clock.ticket_clock(session, o.ticket)
+                due = escalation.due_times(o.ticket, clock)
+                timer_rows.extend(escalation.timer_row(o.ticket.id, d) for d in due)
+        if self._moved:
+            timer_rows.extend(self._move_timers())
+        if timer_rows:
+            session.execute(insert(EscalationTimer), timer_rows)
+        rows.update_by_id(session, Ticket, self._touched.values(), _TICKET_STATE)
+        self._touched.clear()
+        if self._history:
+            entries = [
+                {
+                    "ticket_id": ticket.id,
+                    "at": self.now,
+                    "who": who,
+                    "what": what,
+                    "detail": detail,
+                    "data": _with_alarm_id(ticket, what, data),
+                }
+                for ticket, who, what, detail, data in self._history
+            ]
+            self._history.clear()
+            session.execute(insert(TicketEvent), entries)
+        # ORM instances of these rows may now be stale: the next ORM read loads them afresh.
+        for obj in list(session.identity_map.values()):
+            if isinstance(obj, Alarm | Ticket):
+                session.expire(obj)
+
+    def _insert_tickets(self, opening: list[_Opening]) -> None:
+        session = self.session
+        numbers = allocate_numbers(session, self.now.year, len(opening))
+        for o, number in zip(opening, numbers, strict=True):
+            o.ticket.number = number
+            o.ticket.alarm_id = o.alarm.id
+        try:
+            rows.insert_new(session, Ticket, [o.ticket for o in opening], ["number"])
+        except IntegrityError as exc:
+            # Only a path that opened a ticket without the fingerprint lock can get here
+            # (ingest holds it): the transaction is spoiled on PostgreSQL, run it again.
+            raise ConcurrentTicket(str(exc.orig)) from exc
+        self.opened += len(opening)
+        for o in opening:
+            t = o.ticket
+            logger.info(
+                "site=%s fault=%s: opened ticket %s grade %s",
+                t.site_id,
+                t.fault_key,
+                t.number,
+                t.grade,
+            )
+
+    def _move_timers(self) -> list[dict[str, Any]]:
+        """Move the timers of tickets whose grade changed; the rows of timers to add."""
+        session = self.session
+        rows: list[dict[str, Any]] = []
+        timers = escalation.timers_of(session, list(self._moved))
+        for ticket_id, ticket in self._moved.items():
+            clock = ticket_clock.ticket_clock(session, ticket)
+            mine = timers[ticket_id]
+            missing = escalation.plan(ticket, clock, mine)
+            added = [escalation.timer_row(ticket_id, due) for due in missing]
+            if ticket.acknowledged_at is not None:
+                # Acknowledged: the ack escalation stays stopped whatever the grade says.
+                for timer in mine.values():
+                    if timer.kind == TimerKind.ACK and timer.outcome == TimerOutcome.PENDING:
+                        timer.done_at = ticket.acknowledged_at
+                        timer.outcome = TimerOutcome.CANCELLED.value
+                        timer.changed = True
+                for row in added:
+                    if row["kind"] == TimerKind.ACK:
+                        row["done_at"] = ticket.acknowledged_at
+                        row["outcome"] = TimerOutcome.CANCELLED.value
+            rows.extend(added)
+        escalation.save_timers(session, (t for m in timers.values() for t in m.values()), [])
+        self._moved.clear()
+        return rows
+
+
+# The ticket columns the book changes.
+_TICKET_STATE = ("alarm_active", "updated_at", "grade", "ack_due_at", "restore_due_at")
+# The alarm columns ingest changes (hq_server.ingest), and what tells new alarms apart.
+_ALARM_STATE = (
+    "last_agent_id",
+    "last_event_seq",
+    "last_change_at",
+    "active",
+    "cleared_at",
+    "raise_count",
+    "grade",
+    "title",
+    "device_class",
+    "state_log",
+    "flapping",
+)
+_ALARM_KEY = ("site_id", "fault_key")
+
+
+def _resolved_at(ticket: Ticket) -> datetime:
+    assert ticket.resolved_at is not None
+    return ticket.resolved_at
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _with_alarm_id(ticket: Ticket, what: str, data: dict[str, Any]) -> dict[str, Any]:
+    # A ticket's alarm may get its id only when the book settles.
+    return {**data, "alarm_id": ticket.alarm_id} if what == TicketAction.OPENED else data
+
+
+def apply_transition(
+    session: Session, t: AlarmTransition, now: datetime, policy: TicketPolicy
+) -> TicketOutcome | None:
+    """Apply the ticket policy to one alarm transition and write the result."""
+    book = TicketBook(session, now, policy)
+    outcome = book.apply(t)
+    book.settle()
+    return outcome
+
+
+def ticket_for_active_alarm(
+    session: Session, alarm: Alarm, now: datetime, who: str, policy: TicketPolicy
+) -> TicketOutcome | None:
+    """The ticket an active alarm without an open ticket gets (held, grouped, reopened, new)."""
+    book = TicketBook(session, now, policy)
+    outcome = book.for_active_alarm(alarm, who)
+    book.settle()
+    return outcome
