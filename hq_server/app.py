@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from hq_server.api import (
@@ -32,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 # How long shutdown waits for the scheduler's current step to finish.
 STOP_TIMEOUT_S = 30.0
+# How often the SQLite WAL is checkpointed outside the requests' path.
+CHECKPOINT_INTERVAL_S = 1.0
 
 
 def _version() -> str:
@@ -57,9 +61,14 @@ def create_app(
         await run_in_threadpool(db.check_schema)
         logger.info("HQ ready on database %s", safe_url(db.url))
         task = asyncio.create_task(scheduler.run()) if settings.scheduler_enabled else None
+        checkpoints = asyncio.create_task(_checkpoints(db)) if db.dialect == "sqlite" else None
         try:
             yield
         finally:
+            if checkpoints is not None:
+                checkpoints.cancel()
+                with suppress(asyncio.CancelledError):
+                    await checkpoints
             if task is not None:
                 scheduler.stop()
                 try:
@@ -91,6 +100,17 @@ def create_app(
     app.include_router(backup_routes.router)
     app.add_middleware(AuditMiddleware)
     return app
+
+
+async def _checkpoints(db: Database) -> None:
+    """Checkpoint the SQLite WAL every second, in a worker thread (SQLite works without the
+    GIL), so that commits do not have to."""
+    while True:
+        await asyncio.sleep(CHECKPOINT_INTERVAL_S)
+        try:
+            await run_in_threadpool(db.checkpoint)
+        except (SQLAlchemyError, sqlite3.Error) as exc:  # requests will report it too
+            logger.warning("WAL checkpoint failed: %s", exc)
 
 
 def app_from_env() -> FastAPI:

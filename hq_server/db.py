@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +21,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 from sqlalchemy.orm import Session, sessionmaker
 
 from hq_server.errors import ConfigError, DatabaseUnavailable, SchemaOutOfDate
+from hq_server.writelock import FairLock
 
 logger = logging.getLogger(__name__)
 
@@ -91,13 +94,45 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
+            import os
+
+            for pragma in filter(None, os.environ.get("SW_PRAGMAS", "").split(";")):
+                cursor.execute(f"PRAGMA {pragma}")
         finally:
             cursor.close()
+
+    lock = _write_lock(engine)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         mode = conn.get_execution_options().get(_SQLITE_BEGIN, "DEFERRED")
+        if mode == "IMMEDIATE" and not conn.info.get(_HOLDS_LOCK):
+            if not lock.acquire(busy_timeout_ms / 1000):
+                locked = sqlite3.OperationalError("database is locked (waited for other writers)")
+                raise OperationalError(f"BEGIN {mode}", None, locked)
+            # Held until the connection goes back to the pool, after its COMMIT or ROLLBACK.
+            conn.info[_HOLDS_LOCK] = True
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+    def _release(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None and record.info.pop(_HOLDS_LOCK, False):
+            lock.release()
+
+    event.listen(engine, "checkin", _release)
+    event.listen(engine, "invalidate", lambda c, record, _exc: _release(c, record))
+
+
+WAL_AUTOCHECKPOINT_PAGES = 10_000
+_HOLDS_LOCK = "stationwatch_write_lock"
+_WRITE_LOCKS: dict[str, FairLock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _write_lock(engine: Engine) -> FairLock:
+    """The writers' queue of one SQLite file, shared by every engine on it in this process."""
+    path = str(Path(engine.url.database or "").expanduser().resolve())
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(path, FairLock())
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -177,6 +212,17 @@ class Database:
                 f"database {safe_url(self.url)} is at revision {sorted(current) or 'none'}, "
                 f"the code needs {sorted(heads)}: run `stationwatch hq db upgrade`"
             )
+
+    def checkpoint(self) -> None:
+        """Copy the SQLite WAL into the database file without waiting for anyone (PASSIVE);
+        nothing to do on PostgreSQL."""
+        if self.dialect != "sqlite":
+            return
+        with self.engine.connect() as conn:
+            # On the driver's connection: a checkpoint cannot run inside a transaction.
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            raw.execute("PRAGMA wal_checkpoint(PASSIVE)").close()
 
     def dispose(self) -> None:
         """Close all pooled connections."""

@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID
 
-from sqlalchemy import Table, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from agent.wire import BatchAck, EventBatch, EventKind, FaultEvent, RejectedEvent
-from hq_server import rows
+from hq_server import rows as rows_of
 from hq_server.domain import TicketAction, agent_actor
 from hq_server.flapping import observe
 from hq_server.models import Agent, Alarm, Event
@@ -38,8 +39,9 @@ from hq_server.tickets import DEFAULT_POLICY, AlarmTransition, TicketPolicy, Tra
 
 logger = logging.getLogger(__name__)
 
-# First key of the two-int advisory locks on fingerprints ("SWAL").
+# First keys of the two-int advisory locks on fingerprints ("SWAL") and event ids ("SWEV").
 _FINGERPRINT_LOCK_SPACE = 0x5357_414C
+_EVENT_LOCK_SPACE = 0x5357_4556
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,20 +116,30 @@ def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _lock_key(site_id: int, fault_key: str) -> int:
-    digest = hashlib.sha256(f"{site_id}\0{fault_key}".encode()).digest()
-    return int.from_bytes(digest[:4], "big", signed=True)
+def _lock_key(text_key: str) -> int:
+    return int.from_bytes(hashlib.sha256(text_key.encode()).digest()[:4], "big", signed=True)
 
 
-def lock_fingerprints(session: Session, site_id: int, fault_keys: set[str]) -> None:
-    """Serialize work on these fingerprints across transactions (PostgreSQL; SQLite: no-op)."""
+def lock_batch(
+    session: Session, site_id: int, fault_keys: Collection[str], event_ids: Collection[UUID]
+) -> None:
+    """Serialize work on these fingerprints and event ids across transactions (PostgreSQL;
+    SQLite has one writer at a time). Holding the event ids' locks, the check for known events
+    is exact, so the events need no INSERT ... ON CONFLICT ... RETURNING (3-4 times slower)."""
     if session.get_bind().dialect.name != "postgresql":
         return
-    # One round trip; unnest yields the keys in array order, so they are locked in sorted order.
-    keys = sorted({_lock_key(site_id, k) for k in fault_keys})
+    pairs = sorted(
+        {(_FINGERPRINT_LOCK_SPACE, _lock_key(f"{site_id}\0{k}")) for k in fault_keys}
+        | {(_EVENT_LOCK_SPACE, _lock_key(str(e))) for e in event_ids}
+    )
+    # One round trip; unnest yields the pairs in array order, so they are locked in sorted
+    # order (fingerprints, then events) by every transaction: no deadlock between batches.
     session.execute(
-        text("SELECT pg_advisory_xact_lock(:space, k) FROM unnest(CAST(:keys AS integer[])) AS k"),
-        {"space": _FINGERPRINT_LOCK_SPACE, "keys": keys},
+        text(
+            "SELECT pg_advisory_xact_lock(s, k) "
+            "FROM unnest(CAST(:spaces AS integer[]), CAST(:keys AS integer[])) AS t(s, k)"
+        ),
+        {"spaces": [space for space, _ in pairs], "keys": [key for _, key in pairs]},
     )
 
 
@@ -151,7 +163,7 @@ def ingest_batch(
         return result
 
     fault_keys = {e.fault_key for e in events}
-    lock_fingerprints(session, agent.site_id, fault_keys)
+    lock_batch(session, agent.site_id, fault_keys, unique.keys())
     known: dict[UUID, int] = {
         event_id: owner
         for event_id, owner in session.execute(
@@ -161,7 +173,7 @@ def ingest_batch(
     site = agent.site
     alarms = {
         a.fault_key: a
-        for a in rows.load(
+        for a in rows_of.load(
             session,
             Alarm,
             Alarm.site_id == site.id,
@@ -255,7 +267,7 @@ def _view(alarm: Alarm | None) -> AlarmView | None:
 
 
 def _store(session: Session, agent: Agent, stored: list[_Stored], now: datetime) -> None:
-    """Insert the new events in one statement; RetryBatch if one was stored meanwhile."""
+    """Insert the new events with one executemany."""
     if not stored:
         return
     rows = [
@@ -280,20 +292,13 @@ def _store(session: Session, agent: Agent, stored: list[_Stored], now: datetime)
         }
         for s in stored
     ]
-    table = Event.__table__
-    assert isinstance(table, Table)
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = (
-        dialect.insert(table)
-        .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(table.c.event_id)
-    )
-    inserted = session.connection().execute(stmt, rows).all()
-    if len(inserted) != len(rows):
-        # Committed by another transaction since the check above: possible only when the same
-        # event_id comes with another fingerprint (i.e. under another lock). Run the batch
-        # again; it will see the event as known.
-        raise RetryBatch(f"{len(rows) - len(inserted)} events of the batch stored meanwhile")
+    try:
+        # No event of the batch can have been stored since the check for known ones: SQLite
+        # has one writer at a time, PostgreSQL holds the event ids' locks (lock_batch).
+        session.connection().execute(rows_of.table_of(Event).insert(), rows)
+    except IntegrityError as exc:
+        # Defence in depth: should another path ever store events, run the batch again.
+        raise RetryBatch(f"an event of the batch was stored meanwhile: {exc.orig}") from exc
 
 
 def _apply(agent: Agent, alarm: Alarm | None, ev: FaultEvent, decision: Decision) -> Alarm | None:

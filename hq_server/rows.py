@@ -36,27 +36,40 @@ def detached(model: type[M], values: Mapping[str, Any]) -> M:
     return obj
 
 
-def load(session: Session, model: type[M], *where: ColumnElement[bool], **extra: Any) -> list[M]:
-    """Detached copies of the rows matching `where`; `extra` attributes (e.g. a relationship
-    to an object already at hand) are set on each."""
+def load(
+    session: Session,
+    model: type[M],
+    *where: ColumnElement[bool],
+    columns: Sequence[str] | None = None,
+    **extra: Any,
+) -> list[M]:
+    """Detached copies of the rows matching `where` (only `columns`, if given: reading another
+    attribute raises); `extra` attributes (e.g. a relationship to an object already at hand)
+    are set on each."""
     table = table_of(model)
-    keys = [c.key for c in table.columns]
-    rows = session.execute(select(*table.columns).where(*where))
+    keys = [c.key for c in table.columns] if columns is None else list(columns)
+    rows = session.execute(select(*(table.c[k] for k in keys)).where(*where))
     return [detached(model, {**dict(zip(keys, row, strict=True)), **extra}) for row in rows]
 
 
-def insert_new(session: Session, model: type[M], objects: Sequence[M], keys: Sequence[str]) -> None:
-    """INSERT new instances in one executemany and set their ids; `keys` are columns unique
-    among them that map the returned ids back."""
+def insert_new(
+    session: Session, model: type[M], objects: Sequence[M], key: str, *where: ColumnElement[bool]
+) -> None:
+    """INSERT new instances with one executemany, then set their ids from one SELECT of `key`
+    (a column unique among the rows matching `where`). Cheaper than INSERT ... RETURNING,
+    which SQLAlchemy runs 3-4 times slower on PostgreSQL."""
     if not objects:
         return
     table = table_of(model)
     columns = [c.key for c in table.columns if c.key != "id"]
-    rows = [{c: obj.__dict__[c] for c in columns} for obj in objects]
-    stmt = insert(table).returning(table.c.id, *(table.c[k] for k in keys))
-    ids = {tuple(key): id_ for id_, *key in session.connection().execute(stmt, rows)}
+    session.connection().execute(
+        insert(table), [{c: obj.__dict__[c] for c in columns} for obj in objects]
+    )
+    wanted = [obj.__dict__[key] for obj in objects]
+    stmt = select(table.c.id, table.c[key]).where(table.c[key].in_(wanted), *where)
+    ids = {k: i for i, k in session.connection().execute(stmt)}
     for obj in objects:
-        obj.__dict__["id"] = ids[tuple(obj.__dict__[k] for k in keys)]
+        obj.__dict__["id"] = ids[obj.__dict__[key]]
 
 
 def update_by_id(

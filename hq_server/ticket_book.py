@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, or_
+from sqlalchemy import insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -96,6 +96,7 @@ class TicketBook:
             Ticket.site_id == site.id,
             Ticket.fault_key.in_(keys),
             or_(Ticket.status.in_(OPEN_STATUSES), Ticket.status == TicketStatus.RESOLVED.value),
+            columns=_TICKET_POLICY_COLUMNS,
             site=site,
         )
         for ticket in found:
@@ -269,7 +270,12 @@ class TicketBook:
         session.flush()  # what the ORM paths changed, before rows they read are overwritten
         alarms = list(self._alarms.values())
         self._alarms.clear()
-        rows.insert_new(session, Alarm, [a for a in alarms if a.id is None], _ALARM_KEY)
+        new_alarms: dict[int, list[Alarm]] = {}
+        for alarm in alarms:
+            if alarm.id is None:
+                new_alarms.setdefault(alarm.site_id, []).append(alarm)
+        for site_id, of_site in new_alarms.items():
+            rows.insert_new(session, Alarm, of_site, "fault_key", Alarm.site_id == site_id)
         rows.update_by_id(session, Alarm, alarms, _ALARM_STATE)
         opening, self._opening = self._opening, []
         timer_rows: list[dict[str, Any]] = []
@@ -311,7 +317,7 @@ class TicketBook:
             o.ticket.number = number
             o.ticket.alarm_id = o.alarm.id
         try:
-            rows.insert_new(session, Ticket, [o.ticket for o in opening], ["number"])
+            rows.insert_new(session, Ticket, [o.ticket for o in opening], "number")
         except IntegrityError as exc:
             # Only a path that opened a ticket without the fingerprint lock can get here
             # (ingest holds it): the transaction is spoiled on PostgreSQL, run it again.
@@ -331,6 +337,15 @@ class TicketBook:
         """Move the timers of tickets whose grade changed; the rows of timers to add."""
         session = self.session
         rows: list[dict[str, Any]] = []
+        need_chain = [t for t in self._moved.values() if "escalation" not in t.__dict__]
+        if need_chain:
+            # Not preloaded: the chain is a large JSON only moved tickets need.
+            stmt = select(Ticket.id, Ticket.escalation).where(
+                Ticket.id.in_([t.id for t in need_chain])
+            )
+            chains = {ticket_id: chain for ticket_id, chain in session.execute(stmt)}
+            for ticket in need_chain:
+                ticket.__dict__["escalation"] = chains[ticket.id]
         timers = escalation.timers_of(session, list(self._moved))
         for ticket_id, ticket in self._moved.items():
             clock = ticket_clock.ticket_clock(session, ticket)
@@ -354,9 +369,26 @@ class TicketBook:
         return rows
 
 
+# The ticket columns the policy reads (the rest, e.g. the escalation chain, stays in the table).
+_TICKET_POLICY_COLUMNS = (
+    "id",
+    "number",
+    "site_id",
+    "fault_key",
+    "status",
+    "grade",
+    "alarm_active",
+    "opened_at",
+    "updated_at",
+    "acknowledged_at",
+    "resolved_at",
+    "ack_due_at",
+    "restore_due_at",
+    "pauses",
+)
 # The ticket columns the book changes.
 _TICKET_STATE = ("alarm_active", "updated_at", "grade", "ack_due_at", "restore_due_at")
-# The alarm columns ingest changes (hq_server.ingest), and what tells new alarms apart.
+# The alarm columns ingest changes (hq_server.ingest).
 _ALARM_STATE = (
     "last_agent_id",
     "last_event_seq",
@@ -370,7 +402,6 @@ _ALARM_STATE = (
     "state_log",
     "flapping",
 )
-_ALARM_KEY = ("site_id", "fault_key")
 
 
 def _resolved_at(ticket: Ticket) -> datetime:
