@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Literal
+from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from hq_server.domain import TicketStatus
-from hq_server.models import Agent, Alarm, Site, Ticket, TicketEvent
+from hq_server.models import Agent, Alarm, Event, Site, Ticket, TicketEvent
 
 
 class _Out(BaseModel):
@@ -68,6 +69,42 @@ class AlarmOut(_Out):
             last_change_at=alarm.last_change_at,
             cleared_at=alarm.cleared_at,
             raise_count=alarm.raise_count,
+        )
+
+
+class AlarmEventOut(_Out):
+    """One event of an alarm's history, as its agent sent it."""
+
+    event_id: UUID
+    agent_id: int
+    seq: int
+    kind: str = Field(description="raise, update or clear")
+    grade: int
+    title: str
+    detail: str
+    values: dict[str, Any] = Field(description="The readings the agent saw")
+    observed_at: datetime
+    received_at: datetime
+    applied: bool = Field(
+        description="False when the event changed nothing (a repeat, or older than the alarm's "
+        "state)"
+    )
+
+    @classmethod
+    def of(cls, event: Event) -> AlarmEventOut:
+        """From a stored event."""
+        return cls(
+            event_id=event.event_id,
+            agent_id=event.agent_id,
+            seq=event.seq,
+            kind=event.kind,
+            grade=event.grade,
+            title=event.title,
+            detail=event.detail,
+            values=event.values,
+            observed_at=event.observed_at,
+            received_at=event.received_at,
+            applied=event.applied,
         )
 
 

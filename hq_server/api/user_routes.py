@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -13,6 +13,7 @@ from hq_server.api.body import BoundedBodyRoute
 from hq_server.api.deps import ClockDep, DbDep, Id, ViewerDep
 from hq_server.api.errors import ERROR_RESPONSES
 from hq_server.api.schemas import (
+    AlarmEventOut,
     AlarmOut,
     DeviceOut,
     ErrorOut,
@@ -23,7 +24,7 @@ from hq_server.api.schemas import (
 from hq_server.api.ticket_routes import ticket_detail
 from hq_server.domain import DONE_STATUSES, OPEN_STATUSES, TicketStatus
 from hq_server.errors import NotFound
-from hq_server.models import Agent, Alarm, Site, Ticket
+from hq_server.models import Agent, Alarm, Event, Site, Ticket
 
 router = APIRouter(
     prefix=API_PREFIX,
@@ -59,6 +60,55 @@ def list_alarms(
     stmt = stmt.order_by(Alarm.last_change_at.desc(), Alarm.id.desc()).limit(limit)
     with db.session() as session:
         return [AlarmOut.of(a) for a in session.scalars(stmt)]
+
+
+@router.get(
+    "/alarms/{alarm_id}",
+    response_model=AlarmOut,
+    responses={404: {"model": ErrorOut, "description": "No such alarm"}},
+)
+def get_alarm(alarm_id: Id, _user: ViewerDep, db: DbDep) -> AlarmOut:
+    """One alarm's current state."""
+    with db.session() as session:
+        alarm = session.get(Alarm, alarm_id)
+        if alarm is None:
+            raise NotFound(f"no alarm {alarm_id}")
+        return AlarmOut.of(alarm)
+
+
+@router.get(
+    "/alarms/{alarm_id}/events",
+    response_model=list[AlarmEventOut],
+    responses={404: {"model": ErrorOut, "description": "No such alarm"}},
+)
+def list_alarm_events(
+    alarm_id: Id,
+    _user: ViewerDep,
+    db: DbDep,
+    before: Annotated[
+        datetime | None,
+        Query(description="Only events observed before this instant (to page back)"),
+    ] = None,
+    limit: Limit = 200,
+) -> list[AlarmEventOut]:
+    """The alarm's history: every event of its fingerprint (raise, update, clear, repeats),
+    newest first."""
+    with db.session() as session:
+        alarm = session.get(Alarm, alarm_id)
+        if alarm is None:
+            raise NotFound(f"no alarm {alarm_id}")
+        stmt = select(Event).where(
+            Event.site_id == alarm.site_id, Event.fault_key == alarm.fault_key
+        )
+        if before is not None:
+            stmt = stmt.where(Event.observed_at < _utc(before))
+        stmt = stmt.order_by(Event.observed_at.desc(), Event.id.desc()).limit(limit)
+        return [AlarmEventOut.of(e) for e in session.scalars(stmt)]
+
+
+def _utc(value: datetime) -> datetime:
+    """Query instants without a zone are taken as UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 @router.get("/tickets", response_model=list[TicketOut])

@@ -197,3 +197,31 @@ def test_heartbeat_updates_the_agent(hq: HQ) -> None:
     assert row.reported_seq == 40
     assert row.last_seen_at == hq.clock.now()
     assert row.device_states == {"tx1": "ok", "ups1": "unreachable"}
+
+
+def test_an_alarms_history_lists_its_events_newest_first(hq: HQ) -> None:
+    agent, user = hq.enroll(), hq.user_token()
+    sent = []
+    for kind, grade in [("raise", 2), ("raise", 2), ("update", 1), ("clear", 1), ("raise", 3)]:
+        hq.clock.advance(timedelta(minutes=1))
+        event = hq.event(kind, grade=grade)
+        sent.append(event)
+        assert hq.post_events(agent, [event]).status_code == 200
+    # Another fingerprint's events stay out of this history.
+    hq.post_events(agent, [hq.event(device_id="tx2")])
+    (alarm,) = [a for a in hq.alarms(user) if a["device_id"] == "tx1"]
+    assert hq.get(user, f"/api/v1/alarms/{alarm['id']}").json()["grade"] == 3
+
+    history = hq.get(user, f"/api/v1/alarms/{alarm['id']}/events").json()
+    assert [h["event_id"] for h in history] == [e["event_id"] for e in reversed(sent)]
+    assert [h["kind"] for h in history] == ["raise", "clear", "update", "raise", "raise"]
+    # The repeated raise changed nothing; every other event moved the alarm.
+    assert [h["applied"] for h in history] == [True, True, True, False, True]
+    assert history[0]["values"] == {"forward_power_w": 0.0}
+
+    older = hq.get(
+        user, f"/api/v1/alarms/{alarm['id']}/events", before=history[1]["observed_at"], limit=2
+    ).json()
+    assert [h["event_id"] for h in older] == [sent[2]["event_id"], sent[1]["event_id"]]
+    assert hq.get(user, "/api/v1/alarms/999999/events").status_code == 404
+    assert hq.get(user, "/api/v1/alarms/999999").status_code == 404
