@@ -268,15 +268,15 @@ class TicketBook:
         """Write what the book holds: alarms, new tickets, changed tickets, timers, history."""
         session = self.session
         session.flush()  # what the ORM paths changed, before rows they read are overwritten
-        alarms = list(self._alarms.values())
-        self._alarms.clear()
+        stored = [a for a in self._alarms.values() if a.id is not None]
         new_alarms: dict[int, list[Alarm]] = {}
-        for alarm in alarms:
+        for alarm in self._alarms.values():
             if alarm.id is None:
                 new_alarms.setdefault(alarm.site_id, []).append(alarm)
+        self._alarms.clear()
         for site_id, of_site in new_alarms.items():
             rows.insert_new(session, Alarm, of_site, "fault_key", Alarm.site_id == site_id)
-        rows.update_by_id(session, Alarm, alarms, _ALARM_STATE)
+        rows.update_by_id(session, Alarm, stored, _ALARM_STATE)
         opening, self._opening = self._opening, []
         timer_rows: list[dict[str, Any]] = []
         if opening:
