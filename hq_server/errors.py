@@ -7,6 +7,7 @@
     │   └── SchemaOutOfDate          the database is not migrated to the code's revision
     ├── AuthError                    -> 401, with WWW-Authenticate: Bearer
     │   └── EnrollmentTokenInvalid   unknown or expired enrollment token (-> 401)
+    ├── LoginThrottled               too many failed logins: locked out for a while (-> 429)
     ├── EnrollmentTokenUsed          the one-time enrollment token was already used (-> 409)
     ├── PermissionDenied             the caller is known but may not do this (-> 403)
     ├── NotFound                     (-> 404)
@@ -48,6 +49,14 @@ class AuthError(HQError):
 
 class EnrollmentTokenInvalid(AuthError):
     """The enrollment token is unknown or has expired."""
+
+
+class LoginThrottled(HQError):
+    """Too many failed logins for this user name or from this address; retry later."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class EnrollmentTokenUsed(HQError):

@@ -35,6 +35,9 @@ ENV_TUNABLES = (
     "webhook_secrets",
     "notify_max_attempts",
     "notify_backoff",
+    "login_max_failures",
+    "login_failure_window",
+    "login_lockout",
 )
 
 
@@ -61,6 +64,22 @@ class Settings(BaseModel):
         description="Attempts at an event batch on a deadlock/serialization failure",
     )
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
+    # Login throttling (hq_server.login_throttle): counted per HQ process, in memory.
+    login_max_failures: int = Field(
+        default=5,
+        ge=1,
+        description="Failed logins for one user name or from one address that lock it out",
+    )
+    login_failure_window: timedelta = Field(
+        default=timedelta(minutes=15),
+        gt=timedelta(0),
+        description="Failures older than this are forgotten",
+    )
+    login_lockout: timedelta = Field(
+        default=timedelta(minutes=15),
+        gt=timedelta(0),
+        description="How long a locked-out login is refused",
+    )
 
     # The scheduler loop (escalations, notifications, dead-man's switch, maintenance windows).
     scheduler_enabled: bool = Field(

@@ -9,13 +9,14 @@ from sqlalchemy import select
 
 from agent.wire import API_PREFIX
 from hq_server.api.body import BoundedBodyRoute
-from hq_server.api.deps import AdminDep, ClockDep, DbDep, Id, audit_note
-from hq_server.api.errors import ERROR_RESPONSES, body_errors, responses
+from hq_server.api.deps import AdminDep, ClockDep, DbDep, Id, ThrottleDep, audit_note
+from hq_server.api.errors import ERROR_RESPONSES, body_errors, responses, throttled
 from hq_server.api.schemas import ErrorOut
 from hq_server.api.schemas_admin import AuditOut, LoginIn, LoginOut, UserIn, UserOut, UserPatch
 from hq_server.api.schemas_config import Instant
 from hq_server.audit import AuditQuery, query
 from hq_server.domain import Role
+from hq_server.errors import AuthError, LoginThrottled
 from hq_server.models_ops import User
 from hq_server.passwords import hash_password
 from hq_server.users import create_user, get_user, login
@@ -28,14 +29,39 @@ _AUTH = {code: {**spec, "model": ErrorOut} for code, spec in ERROR_RESPONSES.ite
     "/auth/token",
     tags=["auth"],
     response_model=LoginOut,
-    responses={401: {"model": ErrorOut, "description": "Unknown user, wrong password, disabled"}},
+    responses={
+        401: {"model": ErrorOut, "description": "Unknown user, wrong password, disabled"},
+        **throttled(),
+    },
+    description="Trade a username and password for a new API token bound to the user. After "
+    "`login_max_failures` failed logins for one user name or from one address within "
+    "`login_failure_window`, logins for it are refused with 429 (the password is not checked) "
+    "for `login_lockout`; a successful login resets the user name's count.",
 )
-def post_login(body: LoginIn, request: Request, db: DbDep, clock: ClockDep) -> LoginOut:
+def post_login(
+    body: LoginIn, request: Request, db: DbDep, clock: ClockDep, throttle: ThrottleDep
+) -> LoginOut:
     """Trade a username and password for a new API token bound to the user."""
     request.state.audit_actor = body.username
-    with db.writer() as session, session.begin():
-        user, token = login(session, body.username, body.password, clock.now())
-        return LoginOut(token=token, username=user.username, role=Role(user.role))
+    # The peer address: behind a reverse proxy, run uvicorn with --proxy-headers (and
+    # --forwarded-allow-ips) or every user shares the proxy's address and its count.
+    client = request.client.host if request.client else None
+    try:
+        # The throttle is left last, so a login counts as a success only once committed.
+        with (
+            throttle.attempt(body.username, client, clock.now()),
+            db.writer() as session,
+            session.begin(),
+        ):
+            user, token = login(session, body.username, body.password, clock.now())
+            audit_note(request, f"log in as {user.role}", user_id=user.id)
+            return LoginOut(token=token, username=user.username, role=Role(user.role))
+    except LoginThrottled as exc:
+        audit_note(request, f"login refused, password not checked: {exc}")
+        raise
+    except AuthError as exc:  # never the password: only why it was refused
+        audit_note(request, f"login failed: {exc}")
+        raise
 
 
 @router.get("/users", tags=["admin"], response_model=list[UserOut], responses=_AUTH)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Annotated
 
@@ -13,6 +14,7 @@ from hq_server.clock import Clock
 from hq_server.db import Database
 from hq_server.domain import Role
 from hq_server.errors import AuthError, PermissionDenied
+from hq_server.login_throttle import LoginThrottle, ThrottlePolicy
 from hq_server.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="swa_... (agent) or swu_... (user) token")
@@ -36,12 +38,34 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
+_throttle_lock = threading.Lock()
+
+
+def get_login_throttle(request: Request) -> LoginThrottle:
+    """The app's login throttle, made on first use from the settings (one per app, in memory)."""
+    state = request.app.state
+    with _throttle_lock:  # two first logins at once must not make two throttles
+        throttle: LoginThrottle | None = getattr(state, "login_throttle", None)
+        if throttle is None:
+            settings: Settings = state.settings
+            throttle = LoginThrottle(
+                ThrottlePolicy(
+                    max_failures=settings.login_max_failures,
+                    window=settings.login_failure_window,
+                    lockout=settings.login_lockout,
+                )
+            )
+            state.login_throttle = throttle
+        return throttle
+
+
 DbDep = Annotated[Database, Depends(get_db)]
 # Row ids in paths: a positive 32-bit integer (larger ones could not name a row anyway and
 # would overflow the database's integer types).
 Id = Annotated[int, Path(ge=1, le=2_147_483_647)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+ThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 

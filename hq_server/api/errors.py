@@ -16,6 +16,7 @@ from hq_server.errors import (
     EnrollmentTokenUsed,
     HQError,
     InvalidInput,
+    LoginThrottled,
     NotFound,
     PermissionDenied,
 )
@@ -56,6 +57,25 @@ def body_errors() -> dict[int | str, dict[str, object]]:
     }
 
 
+def throttled() -> dict[int | str, dict[str, object]]:
+    """The OpenAPI entry of 429 (see hq_server.login_throttle): an ErrorOut and Retry-After."""
+    from hq_server.api.schemas import ErrorOut
+
+    return {
+        429: {
+            "model": ErrorOut,
+            "description": "Too many failed logins for this user name or from this address",
+            "headers": {
+                "Retry-After": {
+                    "description": "Seconds until a login is admitted again",
+                    "required": True,
+                    "schema": {"type": "integer", "minimum": 1},
+                }
+            },
+        }
+    }
+
+
 def status_of(exc: HQError) -> int:
     """The HTTP status for an HQ error."""
     if isinstance(exc, AuthError):
@@ -68,6 +88,8 @@ def status_of(exc: HQError) -> int:
         return 409
     if isinstance(exc, InvalidInput):
         return 422
+    if isinstance(exc, LoginThrottled):
+        return 429
     if isinstance(exc, DatabaseError):
         return 503
     return 400
@@ -79,6 +101,8 @@ async def _hq_error(request: Request, exc: Exception) -> JSONResponse:
     headers = {}
     if isinstance(exc, AuthError) and not isinstance(exc, EnrollmentTokenInvalid):
         headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, LoginThrottled):
+        headers["Retry-After"] = str(exc.retry_after_s)
     if status >= 500:
         logger.error("%s %s: %s", request.method, request.url.path, exc)
     if isinstance(exc, InvalidInput):
