@@ -1,4 +1,6 @@
-"""Who is calling: agent and user bearer tokens resolved to principals; API token creation."""
+"""Who is calling: agent and user bearer tokens resolved to principals; API tokens: creation,
+listing and revocation (a revoked token is refused from the next request on: every request
+looks its token up, nothing is cached)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hq_server.domain import Role
-from hq_server.errors import AuthError, PermissionDenied
+from hq_server.errors import AuthError, NotFound, PermissionDenied
 from hq_server.models import Agent, ApiToken
 from hq_server.models_ops import User
 from hq_server.security import TokenKind, hash_token, new_token, token_kind
@@ -89,3 +91,61 @@ def create_api_token(
     session.flush()
     logger.info("created API token %s (%r, role %s)", row.id, name, role.value)
     return token
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """An API token as admins see it: never the token or its hash."""
+
+    id: int
+    name: str
+    role: Role
+    user_id: int | None
+    username: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def _info(row: ApiToken, user: User | None) -> TokenInfo:
+    # A user's token acts with the user's current role (see authenticate), so that is shown.
+    role = Role(user.role) if user is not None else Role(row.role)
+    return TokenInfo(
+        id=row.id,
+        name=row.name,
+        role=role,
+        user_id=row.user_id,
+        username=user.username if user is not None else None,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+def list_api_tokens(
+    session: Session, *, revoked: bool | None = None, user_id: int | None = None
+) -> list[TokenInfo]:
+    """API tokens by id, optionally only (not) revoked ones or those of one user."""
+    stmt = select(ApiToken, User).outerjoin(User, ApiToken.user_id == User.id)
+    if revoked is not None:
+        stmt = stmt.where(
+            ApiToken.revoked_at.is_not(None) if revoked else ApiToken.revoked_at.is_(None)
+        )
+    if user_id is not None:
+        stmt = stmt.where(ApiToken.user_id == user_id)
+    return [_info(row, user) for row, user in session.execute(stmt.order_by(ApiToken.id))]
+
+
+def revoke_api_token(session: Session, token_id: int, now: datetime) -> tuple[TokenInfo, bool]:
+    """Revoke an API token; NotFound if unknown. Idempotent: the first revocation time stays.
+
+    Returns the token and whether this call revoked it.
+    """
+    row = session.get(ApiToken, token_id, with_for_update=True)
+    if row is None:
+        raise NotFound(f"no API token {token_id}")
+    newly = row.revoked_at is None
+    if newly:
+        row.revoked_at = now
+        session.flush()
+        logger.info("revoked API token %s (%r)", row.id, row.name)
+    user = session.get(User, row.user_id) if row.user_id is not None else None
+    return _info(row, user), newly

@@ -1,20 +1,38 @@
-"""Login, users and the audit log: POST /auth/token (no bearer), the rest for admins."""
+"""Login and logout, users, API tokens and the audit log: POST /auth/token (no bearer),
+POST /auth/logout (any user token), the rest for admins."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 
 from agent.wire import API_PREFIX
 from hq_server.api.body import BoundedBodyRoute
-from hq_server.api.deps import AdminDep, ClockDep, DbDep, Id, ThrottleDep, audit_note
+from hq_server.api.deps import (
+    AdminDep,
+    ClockDep,
+    DbDep,
+    Id,
+    ThrottleDep,
+    ViewerDep,
+    audit_note,
+)
 from hq_server.api.errors import ERROR_RESPONSES, body_errors, responses, throttled
 from hq_server.api.schemas import ErrorOut
-from hq_server.api.schemas_admin import AuditOut, LoginIn, LoginOut, UserIn, UserOut, UserPatch
+from hq_server.api.schemas_admin import (
+    ApiTokenOut,
+    AuditOut,
+    LoginIn,
+    LoginOut,
+    UserIn,
+    UserOut,
+    UserPatch,
+)
 from hq_server.api.schemas_config import Instant
 from hq_server.audit import AuditQuery, query
+from hq_server.auth import list_api_tokens, revoke_api_token
 from hq_server.domain import Role
 from hq_server.errors import AuthError, LoginThrottled
 from hq_server.models_ops import User
@@ -62,6 +80,17 @@ def post_login(
     except AuthError as exc:  # never the password: only why it was refused
         audit_note(request, f"login failed: {exc}")
         raise
+
+
+@router.post(
+    "/auth/logout", tags=["auth"], status_code=204, response_class=Response, responses=_AUTH
+)
+def post_logout(request: Request, user: ViewerDep, db: DbDep, clock: ClockDep) -> Response:
+    """Revoke the API token of this call: it is refused from the next request on."""
+    with db.writer() as session, session.begin():
+        revoke_api_token(session, user.token_id, clock.now())
+    audit_note(request, f"log out: revoke own API token {user.token_id}", token_id=user.token_id)
+    return Response(status_code=204)
 
 
 @router.get("/users", tags=["admin"], response_model=list[UserOut], responses=_AUTH)
@@ -112,6 +141,43 @@ def patch_user(
             changed.append("password")
         audit_note(request, f"change user {user.username}: {', '.join(changed) or 'nothing'}")
         return UserOut.of(user)
+
+
+@router.get("/tokens", tags=["admin"], response_model=list[ApiTokenOut], responses=_AUTH)
+def list_tokens(
+    _admin: AdminDep,
+    db: DbDep,
+    revoked: Annotated[
+        bool | None, Query(description="Only revoked (true) or usable (false) tokens")
+    ] = None,
+    user_id: Annotated[
+        int | None, Query(ge=1, le=2_147_483_647, description="Only this user's tokens")
+    ] = None,
+) -> list[ApiTokenOut]:
+    """API tokens by id (never the token or its hash)."""
+    with db.session() as session:
+        return [
+            ApiTokenOut.of(t) for t in list_api_tokens(session, revoked=revoked, user_id=user_id)
+        ]
+
+
+@router.post(
+    "/tokens/{token_id}/revoke",
+    tags=["admin"],
+    response_model=ApiTokenOut,
+    responses={**_AUTH, **responses(404)},
+)
+def post_revoke_token(
+    token_id: Id, request: Request, _admin: AdminDep, db: DbDep, clock: ClockDep
+) -> ApiTokenOut:
+    """Revoke an API token: it is refused from the next request on. Idempotent (a revoked
+    token keeps its first revocation time)."""
+    with db.writer() as session, session.begin():
+        info, newly = revoke_api_token(session, token_id, clock.now())
+    owner = info.username or "standalone"
+    state = "revoke" if newly else "already revoked:"
+    audit_note(request, f"{state} API token {info.id} ({info.name}, {owner})")
+    return ApiTokenOut.of(info)
 
 
 @router.get("/audit", tags=["admin"], response_model=list[AuditOut], responses=_AUTH)

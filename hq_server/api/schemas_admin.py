@@ -1,4 +1,4 @@
-"""Request and response models of the admin API: login, users, audit."""
+"""Request and response models of the admin API: login, users, API tokens, audit."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hq_server.auth import TokenInfo
 from hq_server.domain import Role
 from hq_server.models_ops import AuditEntry, User
 
@@ -71,6 +72,31 @@ class UserOut(_Out):
             role=Role(user.role),
             disabled=user.disabled,
             created_at=user.created_at,
+        )
+
+
+class ApiTokenOut(_Out):
+    """An API token (never the token or its hash)."""
+
+    id: int
+    name: str
+    role: Role = Field(description="The role it acts with: a user's token has the user's role")
+    user_id: int | None = Field(description="The user it was issued to (null: standalone)")
+    username: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, info: TokenInfo) -> ApiTokenOut:
+        """From a token as hq_server.auth describes it."""
+        return cls(
+            id=info.id,
+            name=info.name,
+            role=info.role,
+            user_id=info.user_id,
+            username=info.username,
+            created_at=info.created_at,
+            revoked_at=info.revoked_at,
         )
 
 
