@@ -128,7 +128,13 @@ class Notification(Base):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
     channel: Mapped[str] = mapped_column(String(10))
     target: Mapped[str] = mapped_column(String(500))
-    secret: Mapped[str | None] = mapped_column(String(200), comment="HMAC key of a webhook")
+    # Never the key itself (a dump of the outbox must not hand out signing keys): where it is
+    # looked up when sending, see hq_server.notify.
+    secret_ref: Mapped[str | None] = mapped_column(
+        String(100),
+        comment="where the webhook's HMAC key is looked up when sending: contact:<level>:<index> "
+        "of the ticket's escalation chain, or url (settings.webhook_secrets); never the key itself",
+    )
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
     attempts: Mapped[int] = mapped_column(Integer)

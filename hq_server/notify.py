@@ -1,6 +1,11 @@
 """Notifications: an outbox table, filled in the transaction that decides to notify, and sent
 by the scheduler. Webhooks are JSON POSTs signed with HMAC-SHA256; e-mails go through SMTP.
 
+Webhook signing keys are not copied into the outbox: a row names where its key is found
+(`secret_ref`: the contact's place in the ticket's escalation chain, or `url` for
+settings.webhook_secrets) and the key is looked up again when the webhook is sent. A key that
+has gone by then fails the attempt (retried as usual); the webhook is never sent unsigned.
+
 Sending is at-least-once: a notification is claimed (attempt counted, lease set) and committed
 before it is sent, and its outcome recorded after. A crash in between sends it again after the
 lease, with the same Idempotency-Key header (webhooks) or Message-ID (e-mail), so receivers can
@@ -39,6 +44,10 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 # A claimed notification is tried again after this long if its outcome was never recorded.
 LEASE = timedelta(minutes=5)
 BATCH = 20
+# secret_ref values: the key of the contact at a (level, index) of the ticket's escalation chain,
+# or the key of the target URL in settings.webhook_secrets.
+CONTACT_REF = "contact"
+URL_REF = "url"
 
 
 class DeliveryError(Exception):
@@ -57,7 +66,7 @@ def enqueue(
     ticket_id: int | None,
     channel: str,
     target: str,
-    secret: str | None,
+    secret_ref: str | None,
     payload: dict[str, Any],
     key: str,
     now: datetime,
@@ -67,7 +76,7 @@ def enqueue(
         "ticket_id": ticket_id,
         "channel": channel,
         "target": target,
-        "secret": secret,
+        "secret_ref": secret_ref,
         "payload": payload,
         "idempotency_key": key,
         "attempts": 0,
@@ -83,6 +92,21 @@ def enqueue(
     return inserted is not None
 
 
+def secret_ref(
+    contact: dict[str, Any], url: str, contact_at: tuple[int, int], settings: Settings
+) -> str | None:
+    """Where the webhook key of `contact` is found again when sending; None: sent unsigned.
+
+    The contact's own key wins over the one configured for its URL.
+    """
+    if contact.get("webhook_secret"):
+        level, index = contact_at
+        return f"{CONTACT_REF}:{level}:{index}"
+    if settings.webhook_secrets.get(url):
+        return URL_REF
+    return None
+
+
 def notify_contact(
     session: Session,
     ticket: Ticket,
@@ -91,8 +115,14 @@ def notify_contact(
     key: str,
     now: datetime,
     settings: Settings,
+    *,
+    contact_at: tuple[int, int],
 ) -> int:
-    """Queue the e-mail and/or webhook of one contact; returns how many were new."""
+    """Queue the e-mail and/or webhook of one contact; returns how many were new.
+
+    `contact_at` is the contact's (level, index) in the ticket's escalation chain: where its
+    webhook key is looked up again when sending.
+    """
     count = 0
     if contact.get("email"):
         count += enqueue(
@@ -100,25 +130,53 @@ def notify_contact(
             ticket_id=ticket.id,
             channel="email",
             target=contact["email"],
-            secret=None,
+            secret_ref=None,
             payload=payload,
             key=f"{key}:email",
             now=now,
         )
     url = contact.get("webhook_url")
     if url:
-        secret = contact.get("webhook_secret") or settings.webhook_secrets.get(url)
         count += enqueue(
             session,
             ticket_id=ticket.id,
             channel="webhook",
             target=url,
-            secret=secret,
+            secret_ref=secret_ref(contact, url, contact_at, settings),
             payload=payload,
             key=f"{key}:webhook",
             now=now,
         )
     return count
+
+
+def resolve_secret(
+    session: Session, ticket_id: int | None, target: str, ref: str, settings: Settings
+) -> str:
+    """The webhook key `ref` names, looked up now; DeliveryError if it is no longer there."""
+    kind, _, position = ref.partition(":")
+    if kind == URL_REF:
+        secret = settings.webhook_secrets.get(target)
+        if secret:
+            return secret
+        raise DeliveryError("no webhook key for this URL in webhook_secrets; not sent unsigned")
+    if kind == CONTACT_REF and ticket_id is not None:
+        ticket = session.get(Ticket, ticket_id)
+        contact = _contact_at(ticket.escalation if ticket else None, position)
+        # The same URL too: a key is only ever sent to the receiver it was configured for.
+        if contact.get("webhook_url") == target and contact.get("webhook_secret"):
+            return str(contact["webhook_secret"])
+    raise DeliveryError(f"the webhook key of {ref} is gone from the ticket's chain; not sent")
+
+
+def _contact_at(escalation: dict[str, Any] | None, position: str) -> dict[str, Any]:
+    """The contact at "<level>:<index>" of a ticket's chain snapshot, or {}."""
+    level, _, index = position.partition(":")
+    try:
+        contact = (escalation or {})["levels"][int(level)]["contacts"][int(index)]
+    except (KeyError, IndexError, TypeError, ValueError):
+        return {}
+    return contact if isinstance(contact, dict) else {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,13 +187,14 @@ class Claimed:
     ticket_id: int | None
     channel: str
     target: str
-    secret: str | None
+    secret: str | None  # the webhook key, looked up at claim time; held in memory only
     payload: dict[str, Any]
     key: str
     attempt: int
+    unsendable: str | None = None  # why this attempt fails without sending (a missing key)
 
 
-def _claim(db: Database, now: datetime) -> list[Claimed]:
+def _claim(db: Database, now: datetime, settings: Settings) -> list[Claimed]:
     with db.writer() as session, session.begin():
         stmt = (
             select(Notification)
@@ -146,19 +205,28 @@ def _claim(db: Database, now: datetime) -> list[Claimed]:
         if db.dialect == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)
         claimed = []
-        for row in session.scalars(stmt):
+        for row in session.scalars(stmt).all():
             row.attempts += 1
             row.next_attempt_at = now + LEASE
+            secret, unsendable = None, None
+            if row.secret_ref is not None:
+                try:
+                    secret = resolve_secret(
+                        session, row.ticket_id, row.target, row.secret_ref, settings
+                    )
+                except DeliveryError as exc:
+                    unsendable = str(exc)
             claimed.append(
                 Claimed(
                     id=row.id,
                     ticket_id=row.ticket_id,
                     channel=row.channel,
                     target=row.target,
-                    secret=row.secret,
+                    secret=secret,
                     payload=row.payload,
                     key=row.idempotency_key,
                     attempt=row.attempts,
+                    unsendable=unsendable,
                 )
             )
         return claimed
@@ -236,8 +304,10 @@ def _record(db: Database, n: Claimed, error: str | None, now: datetime, settings
 def deliver_due(db: Database, now: datetime, settings: Settings) -> int:
     """Send every notification due at `now` once; returns how many attempts were made."""
     attempts = 0
-    for n in _claim(db, now):
+    for n in _claim(db, now, settings):
         try:
+            if n.unsendable is not None:
+                raise DeliveryError(n.unsendable)
             if n.channel == "webhook":
                 send_webhook(n, settings.webhook_timeout)
             else:

@@ -260,6 +260,7 @@ class Scheduler:
                 key,
                 now,
                 self.settings,
+                contact_at=(timer.level, index),
             )
         logger.warning("ticket %s: %s", ticket.number, detail)
 

@@ -1,0 +1,244 @@
+"""Webhook signing keys are not stored in the notification outbox: a row names where its key is
+found and the key is looked up when sending; signatures still verify; a key gone by then fails
+the attempt instead of sending unsigned. Revision 0004 moves existing rows over."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy.pool import NullPool
+
+from hq_server.clock import ManualClock
+from hq_server.db import Database, alembic_config, upgrade
+from hq_server.domain import Role
+from hq_server.models import Site, Ticket
+from hq_server.models_ops import Notification
+from hq_server.notify import IDEMPOTENCY_HEADER, SIGNATURE_HEADER
+from tests.hq.conftest import HQ, START, start_hq
+from tests.hq.receivers import Captured, WebhookReceiver, webhook
+
+__all__ = ["webhook"]  # fixture
+
+CONTACT_KEY = "contact-key-4f1a9c"
+URL_KEY = "url-key-7d2e5b"
+
+
+def _signed_with(key: str, request: Captured) -> bool:
+    expected = "sha256=" + hmac.new(key.encode(), request.body, hashlib.sha256).hexdigest()
+    return request.headers.get(SIGNATURE_HEADER.lower()) == expected
+
+
+def _chain(contacts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"name": "hooks", "levels": [{"name": "duty", "delay_minutes": 0, "contacts": contacts}]}
+
+
+def _escalate(hq: HQ, contacts: list[dict[str, Any]]) -> int:
+    """A chain with `contacts` at level 1, a grade-1 ticket, and its ack deadline passed."""
+    admin = hq.user_token(Role.ADMIN)
+    assert hq.post(admin, "/api/v1/escalation-chains", _chain(contacts)).status_code == 201
+    hq.post_events(hq.enroll(), [hq.event(grade=1)])
+    ticket_id: int = hq.tickets(admin)[0]["id"]
+    hq.clock.set(START + timedelta(minutes=10))
+    return ticket_id
+
+
+def _outbox_dump(hq: HQ) -> str:
+    """Every column of every outbox row, as a database dump would show them."""
+    with hq.db.session() as session:
+        rows = session.execute(select(Notification.__table__)).all()
+    return json.dumps([list(row) for row in rows], default=str)
+
+
+def _refs(hq: HQ) -> dict[str, str | None]:
+    with hq.db.session() as session:
+        rows = session.execute(select(Notification.target, Notification.secret_ref)).all()
+    return {target: ref for target, ref in rows}
+
+
+def test_keys_are_not_in_the_outbox_and_signatures_verify(
+    migrated_url: str, clock: ManualClock, tmp_path: Path, webhook: WebhookReceiver
+) -> None:
+    duty, noc, plain = (f"{webhook.url}/{name}" for name in ("duty", "noc", "plain"))
+    with start_hq(migrated_url, clock, tmp_path, webhook_secrets={noc: URL_KEY}) as hq:
+        ticket_id = _escalate(
+            hq,
+            [
+                {"name": "duty", "webhook_url": duty, "webhook_secret": CONTACT_KEY},
+                {"name": "noc", "webhook_url": noc},
+                {"name": "log", "webhook_url": plain},
+            ],
+        )
+        report = hq.step()
+        assert (report.escalated, report.notification_attempts) == (1, 3)
+        by_path = {r.path: r for r in webhook.requests}
+        assert _signed_with(CONTACT_KEY, by_path["/hook/duty"])
+        assert _signed_with(URL_KEY, by_path["/hook/noc"])
+        assert SIGNATURE_HEADER.lower() not in by_path["/hook/plain"].headers
+        key = by_path["/hook/duty"].headers[IDEMPOTENCY_HEADER.lower()]
+        assert key == f"escalation:{ticket_id}:ack:0:0:webhook"
+
+        dump = _outbox_dump(hq)
+        assert duty in dump  # the dump is real: it has the rows
+        assert CONTACT_KEY not in dump and URL_KEY not in dump
+        assert _refs(hq) == {duty: "contact:0:0", noc: "url", plain: None}
+
+
+def test_the_key_is_looked_up_when_sending_and_never_sent_without(
+    migrated_url: str, clock: ManualClock, tmp_path: Path, webhook: WebhookReceiver
+) -> None:
+    with start_hq(migrated_url, clock, tmp_path, webhook_secrets={webhook.url: URL_KEY}) as hq:
+        ticket_id = _escalate(hq, [{"name": "noc", "webhook_url": webhook.url}])
+        webhook.replies = [500]
+        assert hq.step().notification_attempts == 1
+    assert _signed_with(URL_KEY, webhook.requests[0])
+
+    # Restarted without the key before the retry: the attempt fails, nothing is sent.
+    with start_hq(migrated_url, clock, tmp_path) as hq:
+        clock.advance(timedelta(seconds=30))
+        assert hq.step().notification_attempts == 1
+        assert len(webhook.requests) == 1
+        admin = hq.user_token(Role.ADMIN)
+        history = hq.get(admin, f"/api/v1/tickets/{ticket_id}").json()["history"]
+        notes = [h for h in history if h["what"] == "notification"]
+        assert [n["data"]["ok"] for n in notes] == [False, False]
+        assert "not sent unsigned" in notes[1]["detail"]
+
+    # Restarted with a new key: the next retry is signed with it.
+    rotated = "rotated-key-0c3b"
+    with start_hq(migrated_url, clock, tmp_path, webhook_secrets={webhook.url: rotated}) as hq:
+        clock.advance(timedelta(seconds=60))
+        assert hq.step().notification_attempts == 1
+        assert len(webhook.requests) == 2
+        assert _signed_with(rotated, webhook.requests[1])
+        with hq.db.session() as session:
+            row = session.scalars(select(Notification)).one()
+            assert (row.status, row.attempts) == ("sent", 3)
+
+
+# ---- revision 0004 on existing rows -------------------------------------------------------
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@contextmanager
+def _database(url: str) -> Iterator[Database]:
+    db = Database(url)
+    try:
+        yield db
+    finally:
+        db.dispose()
+
+
+def _downgrade(url: str, revision: str) -> None:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, revision)
+    finally:
+        engine.dispose()
+
+
+def _seed_0003(url: str) -> int:
+    """A ticket whose chain has a keyed contact at (1, 0), and outbox rows holding keys."""
+    escalation = {
+        "chain_id": 1,
+        "name": "c",
+        "levels": [
+            {"name": "l1", "contacts": [{"name": "a", "webhook_url": "http://h/a"}]},
+            {
+                "name": "l2",
+                "contacts": [
+                    {"name": "b", "webhook_url": "http://h/b", "webhook_secret": CONTACT_KEY}
+                ],
+            },
+        ],
+    }
+    with _database(url) as db, db.writer() as session, session.begin():
+        site = Site(name="s", created_at=T0)
+        session.add(site)
+        session.flush()
+        ticket = Ticket(
+            number="SW-2026-000001",
+            site_id=site.id,
+            fault_key="tx1:off_air",
+            device_id="tx1",
+            code="off_air",
+            component="",
+            grade=1,
+            status="new",
+            title="tx1: off air",
+            opened_at=T0,
+            alarm_active=True,
+            updated_at=T0,
+            escalation=escalation,
+        )
+        session.add(ticket)
+        session.flush()
+        ticket_id = ticket.id
+        prefix = f"escalation:{ticket_id}"
+        # (key, channel, target, stored secret, status)
+        for key, channel, target, secret, status in (
+            (f"{prefix}:ack:1:0:webhook", "webhook", "http://h/b", CONTACT_KEY, "sent"),
+            (f"{prefix}:restore:0:0:webhook", "webhook", "http://h/a", URL_KEY, "pending"),
+            (f"{prefix}:ack:0:0:email", "email", "a@b.cn", None, "pending"),
+        ):
+            session.execute(
+                text(
+                    "INSERT INTO notifications (ticket_id, channel, target, secret, payload, "
+                    "idempotency_key, attempts, next_attempt_at, status, last_error, created_at) "
+                    "VALUES (:t, :channel, :target, :secret, '{}', :key, 0, :at, :status, '', :at)"
+                ),
+                {
+                    "t": ticket_id,
+                    "channel": channel,
+                    "target": target,
+                    "secret": secret,
+                    "key": key,
+                    "status": status,
+                    "at": T0.replace(tzinfo=None),
+                },
+            )
+    return ticket_id
+
+
+def _rows(url: str, *columns: str) -> list[tuple[Any, ...]]:
+    with _database(url) as db, db.session() as session:
+        stmt = text(f"SELECT {', '.join(columns)} FROM notifications ORDER BY id")  # noqa: S608
+        return [tuple(row) for row in session.execute(stmt)]
+
+
+def test_revision_0004_replaces_stored_keys_by_references_and_back(db_url: str) -> None:
+    upgrade(db_url, "0003")
+    _seed_0003(db_url)
+    upgrade(db_url)
+    with _database(db_url) as db, db.engine.connect() as conn:
+        columns = {c["name"] for c in inspect(conn).get_columns("notifications")}
+        db.check_schema()
+    assert "secret" not in columns and "secret_ref" in columns
+    assert _rows(db_url, "channel", "secret_ref") == [
+        ("webhook", "contact:1:0"),  # the contact at (1, 0) holds this very key
+        ("webhook", "url"),  # the contact at (0, 0) has none: it came from the settings
+        ("email", None),
+    ]
+
+    # Downgrade: a contact's key comes back from the ticket; a settings key cannot, so that
+    # pending webhook is failed rather than sent unsigned.
+    _downgrade(db_url, "0003")
+    assert _rows(db_url, "secret", "status", "last_error") == [
+        (CONTACT_KEY, "sent", ""),
+        (None, "failed", "webhook key lost in a schema downgrade"),
+        (None, "pending", ""),
+    ]
+    upgrade(db_url)
+    assert [ref for (ref,) in _rows(db_url, "secret_ref")] == ["contact:1:0", None, None]
