@@ -61,8 +61,9 @@ def post_login(
 ) -> LoginOut:
     """Trade a username and password for a new API token bound to the user."""
     request.state.audit_actor = body.username
-    # The peer address: behind a reverse proxy, run uvicorn with --proxy-headers (and
-    # --forwarded-allow-ips) or every user shares the proxy's address and its count.
+    # The peer address. uvicorn takes X-Forwarded-For only from 127.0.0.1 (FORWARDED_ALLOW_IPS
+    # widens that): a reverse proxy elsewhere must be listed there, or every user shares the
+    # proxy's address and its count.
     client = request.client.host if request.client else None
     try:
         # The throttle is left last, so a login counts as a success only once committed.
