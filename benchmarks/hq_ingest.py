@@ -18,7 +18,7 @@ POST /api/v2/alerts in batches of 500 (labels = the fingerprint; CLEAR = endsAt)
 and alerts are counted through its API. Batches are built and compressed before the clock starts,
 so the figures are the server's, not the generator's.
 
-    .venv/bin/python -m benchmarks.hq_ingest            # everything (30-60 min at ~150 events/s)
+    .venv/bin/python -m benchmarks.hq_ingest            # everything (~6 min)
     .venv/bin/python -m benchmarks.hq_ingest --backends sqlite --events 10000 --storm-events 20000
 """
 
