@@ -3,7 +3,8 @@
 Exactly-once in effect (DESIGN.md section 4): events are idempotent on event_id; a batch is applied
 in seq order inside the caller's transaction. The batch is worked in memory and written in bulk:
 one query for known events, one for the alarms, one for their tickets, then one INSERT of the
-events, one flush of the alarms and the ticket book's bulk writes (hq_server.ticket_book).
+events and the ticket book's bulk writes of alarms, tickets, timers and history
+(hq_server.ticket_book).
 Work on one fingerprint (site, fault_key) is serialized: on PostgreSQL by transaction-scoped
 advisory locks taken up front in a fixed order (so concurrent batches never deadlock on each
 other), on SQLite by the writer's BEGIN IMMEDIATE.

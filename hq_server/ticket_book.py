@@ -76,7 +76,9 @@ class TicketBook:
         self._resolved: dict[Fingerprint, Ticket | None] = {}
         self._opening: list[_Opening] = []
         self._moved: dict[int, Ticket] = {}
-        self._touched: dict[int, Ticket] = {}
+        # Tickets changed by the book, with the columns it changed (only those are written: an
+        # engineer may be changing others, e.g. the deadlines of a paused ticket, meanwhile).
+        self._touched: dict[int, tuple[Ticket, set[str]]] = {}
         self._alarms: dict[int, Alarm] = {}
         self._history: list[tuple[Ticket, str, str, str, dict[str, Any]]] = []
 
@@ -138,7 +140,7 @@ class TicketBook:
             if ticket is None or not ticket.alarm_active:
                 return None if ticket is None else TicketOutcome(ticket, opened=False)
             ticket.alarm_active = False
-            self._touch(ticket)
+            self._touch(ticket, "alarm_active")
             if not alarm.flapping:  # a flapping alarm changes the flag, not the history
                 self.note(ticket, t.who, TicketAction.ALARM_CLEARED, "alarm cleared")
             return TicketOutcome(ticket, opened=False)
@@ -153,7 +155,7 @@ class TicketBook:
 
         if not ticket.alarm_active:
             ticket.alarm_active = True
-            self._touch(ticket)
+            self._touch(ticket, "alarm_active")
             if not alarm.flapping:
                 self.note(
                     ticket,
@@ -202,7 +204,7 @@ class TicketBook:
             if alarm.grade != reopened.grade:
                 self.change_grade(reopened, alarm.grade, who)
             reopened.alarm_active = True
-            self._touch(reopened)
+            self._touch(reopened, "alarm_active")
             return TicketOutcome(reopened, opened=False)
         subject = Subject.of(alarm)
         ticket = new_ticket(
@@ -235,7 +237,7 @@ class TicketBook:
         ticket.restore_due_at = deadlines.restore_due_at
         if ticket.id is not None:  # a ticket still opening gets its timers from scratch
             self._moved[ticket.id] = ticket
-        self._touch(ticket)
+        self._touch(ticket, "grade", "ack_due_at", "restore_due_at")
         self.note(
             ticket,
             who,
@@ -251,10 +253,11 @@ class TicketBook:
         """Have the book write this (detached or new) alarm when it settles."""
         self._alarms[id(alarm)] = alarm
 
-    def _touch(self, ticket: Ticket) -> None:
+    def _touch(self, ticket: Ticket, *columns: str) -> None:
         ticket.updated_at = self.now
         if ticket.id is not None:
-            self._touched[ticket.id] = ticket
+            _, changed = self._touched.setdefault(ticket.id, (ticket, {"updated_at"}))
+            changed.update(columns)
 
     def note(
         self, ticket: Ticket, who: str, what: TicketAction, detail: str, **data: object
@@ -289,8 +292,12 @@ class TicketBook:
             timer_rows.extend(self._move_timers())
         if timer_rows:
             session.execute(insert(EscalationTimer), timer_rows)
-        rows.update_by_id(session, Ticket, self._touched.values(), _TICKET_STATE)
+        shapes: dict[tuple[str, ...], list[Ticket]] = {}
+        for ticket, changed in self._touched.values():
+            shapes.setdefault(tuple(sorted(changed)), []).append(ticket)
         self._touched.clear()
+        for columns, tickets in shapes.items():
+            rows.update_by_id(session, Ticket, tickets, columns)
         if self._history:
             entries = [
                 {
@@ -386,8 +393,6 @@ _TICKET_POLICY_COLUMNS = (
     "restore_due_at",
     "pauses",
 )
-# The ticket columns the book changes.
-_TICKET_STATE = ("alarm_active", "updated_at", "grade", "ack_due_at", "restore_due_at")
 # The alarm columns ingest changes (hq_server.ingest).
 _ALARM_STATE = (
     "last_agent_id",

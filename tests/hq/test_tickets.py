@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from agent.wire import EventKind
 from hq_server.domain import TicketStatus
@@ -15,8 +15,10 @@ from hq_server.models import Alarm, Ticket
 from hq_server.ticket_book import TicketBook
 from hq_server.tickets import (
     DEFAULT_POLICY,
+    AlarmTransition,
     ConcurrentTicket,
     Subject,
+    TransitionKind,
     format_number,
     open_subject,
 )
@@ -292,3 +294,22 @@ def test_a_batch_losing_the_race_to_open_a_ticket_is_run_again(hq: HQ) -> None:
             book.settle()
     with hq.db.session() as session:
         assert len(session.scalars(select(Ticket)).all()) == 1
+
+
+def test_the_book_writes_only_the_ticket_columns_it_changed(hq: HQ) -> None:
+    agent = hq.enroll()
+    hq.post_events(agent, [hq.event(EventKind.RAISE, grade=2)])
+    moved = datetime(2030, 1, 1, tzinfo=UTC)
+    with hq.db.writer() as session, session.begin():
+        alarm = session.scalars(select(Alarm)).one()
+        book = TicketBook(session, hq.clock.now(), DEFAULT_POLICY)
+        book.preload(alarm.site, [alarm.fault_key])
+        # Meanwhile (say, an engineer's transaction on PostgreSQL) the deadline moves.
+        session.execute(update(Ticket).values(ack_due_at=moved))
+        outcome = book.apply(AlarmTransition(TransitionKind.CLEARED, alarm, 2, "test"))
+        assert outcome is not None and outcome.opened is False
+        book.settle()
+    with hq.db.session() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        assert ticket.alarm_active is False  # what the book changed
+        assert ticket.ack_due_at == moved  # what it did not change is left alone
