@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from sqlalchemy import ColumnElement, and_, func, not_, or_, select
+from sqlalchemy.orm import Session
 
 from agent.wire import API_PREFIX
 from hq_server.api.body import BoundedBodyRoute
@@ -70,10 +71,14 @@ def list_alarms(
 def get_alarm(alarm_id: Id, _user: ViewerDep, db: DbDep) -> AlarmOut:
     """One alarm's current state."""
     with db.session() as session:
-        alarm = session.get(Alarm, alarm_id)
-        if alarm is None:
-            raise NotFound(f"no alarm {alarm_id}")
-        return AlarmOut.of(alarm)
+        return AlarmOut.of(_alarm(session, alarm_id))
+
+
+def _alarm(session: Session, alarm_id: int) -> Alarm:
+    alarm = session.get(Alarm, alarm_id)
+    if alarm is None:
+        raise NotFound(f"no alarm {alarm_id}")
+    return alarm
 
 
 @router.get(
@@ -94,9 +99,7 @@ def list_alarm_events(
     """The alarm's history: every event of its fingerprint (raise, update, clear, repeats),
     newest first."""
     with db.session() as session:
-        alarm = session.get(Alarm, alarm_id)
-        if alarm is None:
-            raise NotFound(f"no alarm {alarm_id}")
+        alarm = _alarm(session, alarm_id)
         stmt = select(Event).where(
             Event.site_id == alarm.site_id, Event.fault_key == alarm.fault_key
         )
