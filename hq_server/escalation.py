@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
+from hq_server.domain import DONE_STATUSES
 from hq_server.models import Ticket
 from hq_server.models_ops import EscalationChain, EscalationTimer
 from hq_server.sla import AROUND_THE_CLOCK, ResponseClock
@@ -130,6 +131,11 @@ def plan(
         elif timer.outcome == TimerOutcome.PENDING and timer.due_at != due.due_at:
             timer.due_at = due.due_at
             timer.changed = True
+        elif timer.outcome == TimerOutcome.CANCELLED and _runs(ticket, due.kind):
+            # Cancelled while an earlier grade had no such deadline; this grade has one again.
+            timer.due_at, timer.done_at = due.due_at, None
+            timer.outcome = TimerOutcome.PENDING.value
+            timer.changed = True
     for key, timer in timers.items():
         if key not in wanted and timer.outcome == TimerOutcome.PENDING:
             # The grade changed to one without this deadline.
@@ -137,6 +143,13 @@ def plan(
             timer.outcome = TimerOutcome.CANCELLED.value
             timer.changed = True
     return missing
+
+
+def _runs(ticket: Ticket, kind: TimerKind) -> bool:
+    """Whether an escalation of this kind still runs on the ticket (open; ack: unacknowledged)."""
+    if ticket.status in DONE_STATUSES:
+        return False
+    return kind is not TimerKind.ACK or ticket.acknowledged_at is None
 
 
 def timer_row(ticket_id: int, due: Due) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -274,3 +274,31 @@ def test_escalation_without_any_chain_is_still_recorded(hq: HQ) -> None:
     assert hq.step().escalated == 1
     [entry] = [h for h in _history(hq, admin, ticket_id) if h["what"] == "escalated"]
     assert "on-duty engineer" in entry["detail"] and "no contacts" in entry["detail"]
+
+
+def test_a_grade_without_a_restore_target_and_back_rearms_the_restore_escalation(
+    hq: HQ,
+) -> None:
+    agent = hq.enroll()
+
+    def restore() -> list[tuple[str, Any]]:
+        with hq.db.session() as session:
+            stmt = (
+                select(EscalationTimer.outcome, EscalationTimer.due_at)
+                .where(EscalationTimer.kind == "restore")
+                .order_by(EscalationTimer.level)
+            )
+            return [(outcome, due) for outcome, due in session.execute(stmt)]
+
+    seen = {}
+    for kind, grade in [("raise", 2), ("update", 4), ("update", 3)]:
+        assert hq.post_events(agent, [hq.event(kind, grade=grade)]).status_code == 200
+        seen[grade] = restore()
+    # Grade 4 has no restore target: its escalation stops; grade 3 has one: it runs again,
+    # from grade 3's deadline (72 business hours, later than grade 2's 24 h).
+    assert {outcome for outcome, _ in seen[2]} == {"pending"}
+    assert {outcome for outcome, _ in seen[4]} == {"cancelled"}
+    assert {outcome for outcome, _ in seen[3]} == {"pending"}
+    ticket = hq.tickets(hq.user_token())[0]
+    deadline = datetime.fromisoformat(ticket["restore_due_at"].replace("Z", "+00:00"))
+    assert all(due >= deadline > seen[2][0][1] for _, due in seen[3])
