@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from hq_server import db as dbmod
-from hq_server.auth import create_api_token
+from hq_server.auth import create_api_token, list_api_tokens, revoke_api_token
 from hq_server.clock import SystemClock
 from hq_server.domain import Role
 from hq_server.enrollment import check_timezone, create_enrollment_token, ensure_site
@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     token = commands.add_parser("token", help="API tokens for people and scripts")
-    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    token_commands = token.add_subparsers(dest="what", required=True, metavar="ACTION")
     create = token_commands.add_parser(
         "create", parents=[common], help="create an API token and print it (only it) on stdout"
     )
@@ -86,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     owner.add_argument("--role", choices=[r.value for r in Role], help="a standalone token")
     owner.add_argument("--user", help="a token of this user (with the user's role)")
     create.add_argument("--name", default=None, help="what the token is for (default: the role)")
+    listing = token_commands.add_parser(
+        "list", parents=[common], help="list API tokens (never the tokens themselves)"
+    )
+    listing.add_argument("--all", action="store_true", help="revoked ones too")
+    revoke = token_commands.add_parser(
+        "revoke", parents=[common], help="revoke an API token (refused at once)"
+    )
+    revoke.add_argument("id", type=int, help="token id, from `token list`")
 
     user = commands.add_parser("user", help="users who log in with a password")
     user_commands = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
@@ -205,6 +213,35 @@ def _cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _cmd_token_list(args: argparse.Namespace, settings: Settings) -> int:
+    database = dbmod.Database(_prepare(settings))
+    try:
+        with database.session() as session:
+            tokens = list_api_tokens(session, revoked=None if args.all else False)
+    finally:
+        database.dispose()
+    print(f"{'id':>5}  {'role':<8}  {'user':<16}  {'created':<20}  {'revoked':<20}  name")
+    for t in tokens:
+        revoked = f"{t.revoked_at:%Y-%m-%d %H:%M:%S}" if t.revoked_at else "-"
+        print(
+            f"{t.id:>5}  {t.role.value:<8}  {t.username or '-':<16}  "
+            f"{t.created_at:%Y-%m-%d %H:%M:%S}  {revoked:<20}  {t.name}"
+        )
+    return EXIT_OK
+
+
+def _cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    database = dbmod.Database(_prepare(settings))
+    try:
+        with database.writer() as session, session.begin():
+            token, newly = revoke_api_token(session, args.id, SystemClock().now())
+    finally:
+        database.dispose()
+    state = "revoked" if newly else "was already revoked"
+    print(f"token {token.id} ({token.name}) {state}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _read_password() -> str:
     """The new password: prompted twice on a terminal, else the first line of stdin."""
     if sys.stdin.isatty():
@@ -269,6 +306,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
         return _cmd_serve(args, settings)
     if args.command == "token":
+        if args.what == "list":
+            return _cmd_token_list(args, settings)
+        if args.what == "revoke":
+            return _cmd_token_revoke(args, settings)
         return _cmd_token_create(args, settings)
     if args.command == "site":
         return _cmd_site_add(args, settings)

@@ -65,6 +65,34 @@ def test_token_create_prints_only_the_token(tmp_path: Path, env: dict[str, str])
         db.dispose()
 
 
+def test_token_list_and_revoke(tmp_path: Path, env: dict[str, str]) -> None:
+    data = ["--data-dir", str(tmp_path)]
+    tokens = [
+        hq(["token", "create", "--role", role, "--name", name, *data], env).stdout.strip()
+        for role, name in [("admin", "ops-admin"), ("viewer", "wallboard")]
+    ]
+    listed = hq(["token", "list", *data], env)
+    assert listed.returncode == 0, listed.stderr
+    assert "ops-admin" in listed.stdout and "wallboard" in listed.stdout
+    assert not any(t in listed.stdout + listed.stderr for t in tokens)
+    db = _db(tmp_path)
+    try:
+        with db.session() as session:
+            wallboard = session.scalars(select(ApiToken).where(ApiToken.name == "wallboard")).one()
+        revoked = hq(["token", "revoke", str(wallboard.id), *data], env)
+        assert revoked.returncode == 0, revoked.stderr
+        assert "revoked" in revoked.stderr
+        with db.session() as session:
+            assert session.get_one(ApiToken, wallboard.id).revoked_at is not None
+    finally:
+        db.dispose()
+    # Listed only with --all now; an unknown id is a clear error.
+    assert "wallboard" not in hq(["token", "list", *data], env).stdout
+    assert "wallboard" in hq(["token", "list", "--all", *data], env).stdout
+    unknown = hq(["token", "revoke", "999", *data], env)
+    assert unknown.returncode == 1 and "no API token 999" in unknown.stderr
+
+
 def test_site_add_creates_once_and_prints_a_new_enrollment_token(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
