@@ -343,7 +343,7 @@ class TicketBook:
     def _move_timers(self) -> list[dict[str, Any]]:
         """Move the timers of tickets whose grade changed; the rows of timers to add."""
         session = self.session
-        rows: list[dict[str, Any]] = []
+        new_rows: list[dict[str, Any]] = []
         need_chain = [t for t in self._moved.values() if "escalation" not in t.__dict__]
         if need_chain:
             # Not preloaded: the chain is a large JSON only moved tickets need.
@@ -370,10 +370,10 @@ class TicketBook:
                     if row["kind"] == TimerKind.ACK:
                         row["done_at"] = ticket.acknowledged_at
                         row["outcome"] = TimerOutcome.CANCELLED.value
-            rows.extend(added)
+            new_rows.extend(added)
         escalation.save_timers(session, (t for m in timers.values() for t in m.values()), [])
         self._moved.clear()
-        return rows
+        return new_rows
 
 
 # The ticket columns the policy reads (the rest, e.g. the escalation chain, stays in the table).
