@@ -77,3 +77,20 @@ def test_sqlite_writers_queue_in_process(tmp_path: Path) -> None:
             session.execute(text("SELECT 1"))
     finally:
         db.dispose()
+
+
+def test_checkpoint_moves_the_wal_into_the_database_file(tmp_path: Path) -> None:
+    path = tmp_path / "hq.sqlite3"
+    upgrade(f"sqlite:///{path}")
+    db = Database(f"sqlite:///{path}")
+    try:
+        with db.writer() as session, session.begin():
+            assert session.execute(text("PRAGMA wal_autocheckpoint")).scalar_one() == 10_000
+            session.execute(text("CREATE TABLE filler (x BLOB)"))
+            for _ in range(200):
+                session.execute(text("INSERT INTO filler VALUES (randomblob(4000))"))
+        before = path.stat().st_size  # the rows are in the WAL, below the autocheckpoint size
+        db.checkpoint()
+        assert path.stat().st_size > before + 200 * 4000
+    finally:
+        db.dispose()
