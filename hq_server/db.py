@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -123,7 +124,8 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 
 WAL_AUTOCHECKPOINT_PAGES = 10_000
 _HOLDS_LOCK = "stationwatch_write_lock"
-_WRITE_LOCKS: dict[str, FairLock] = {}
+# Weak: a lock lives as long as an engine's hooks use it (tests open many files).
+_WRITE_LOCKS: weakref.WeakValueDictionary[str, FairLock] = weakref.WeakValueDictionary()
 _WRITE_LOCKS_GUARD = threading.Lock()
 
 
@@ -131,7 +133,10 @@ def _write_lock(engine: Engine) -> FairLock:
     """The writers' queue of one SQLite file, shared by every engine on it in this process."""
     path = str(Path(engine.url.database or "").expanduser().resolve())
     with _WRITE_LOCKS_GUARD:
-        return _WRITE_LOCKS.setdefault(path, FairLock())
+        lock = _WRITE_LOCKS.get(path)
+        if lock is None:
+            lock = _WRITE_LOCKS[path] = FairLock()
+        return lock
 
 
 def is_retryable(exc: BaseException) -> bool:
