@@ -15,9 +15,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
+from hq_server import rows
 from hq_server.domain import DONE_STATUSES
 from hq_server.models import Ticket
 from hq_server.models_ops import EscalationChain, EscalationTimer
@@ -179,26 +180,16 @@ def timers_of(
     return result
 
 
+# The timer columns planning changes.
+_TIMER_STATE = ("due_at", "done_at", "outcome")
+
+
 def save_timers(
     session: Session, timers: Iterable[TimerState], new_rows: list[dict[str, Any]]
 ) -> None:
     """Write the changed timers and insert the new ones, each in one executemany."""
-    changed = [
-        {"b_id": t.id, "b_due_at": t.due_at, "b_done_at": t.done_at, "b_outcome": t.outcome}
-        for t in timers
-        if t.changed
-    ]
-    if changed:
-        stmt = (
-            update(EscalationTimer)
-            .where(EscalationTimer.id == bindparam("b_id"))
-            .values(
-                due_at=bindparam("b_due_at"),
-                done_at=bindparam("b_done_at"),
-                outcome=bindparam("b_outcome"),
-            )
-        )
-        session.connection().execute(stmt, changed)
+    changed = ((t.id, (t.due_at, t.done_at, t.outcome)) for t in timers if t.changed)
+    rows.update_rows(session, rows.table_of(EscalationTimer), _TIMER_STATE, changed)
     if new_rows:
         session.execute(insert(EscalationTimer), new_rows)
 

@@ -76,13 +76,24 @@ def update_by_id(
     session: Session, model: type[M], objects: Iterable[M], columns: Sequence[str]
 ) -> None:
     """UPDATE these columns of these instances' rows in one executemany."""
+    values = ((obj.__dict__["id"], [obj.__dict__[c] for c in columns]) for obj in objects)
+    update_rows(session, table_of(model), columns, values)
+
+
+def update_rows(
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    values: Iterable[tuple[int, Sequence[Any]]],
+) -> None:
+    """UPDATE `columns` of the rows with these ids in one executemany; `values` holds
+    (id, the columns' new values in order)."""
     rows = [
-        {"b_id": obj.__dict__["id"], **{f"b_{c}": obj.__dict__[c] for c in columns}}
-        for obj in objects
+        {"b_id": row_id, **{f"b_{c}": v for c, v in zip(columns, new, strict=True)}}
+        for row_id, new in values
     ]
     if not rows:
         return
-    table = table_of(model)
     stmt = (
         update(table)
         .where(table.c.id == bindparam("b_id"))

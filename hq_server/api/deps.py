@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
@@ -108,6 +109,11 @@ AgentDep = Annotated[AgentPrincipal, Depends(require_agent)]
 ViewerDep = Annotated[UserPrincipal, Depends(require_user(Role.VIEWER))]
 EngineerDep = Annotated[UserPrincipal, Depends(require_user(Role.ENGINEER))]
 AdminDep = Annotated[UserPrincipal, Depends(require_user(Role.ADMIN))]
+
+
+def query_instant(value: datetime) -> datetime:
+    """A query parameter's instant; one without a zone is taken as UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def audit_note(request: Request, summary: str | None = None, **targets: object) -> None:

@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response
@@ -23,7 +23,15 @@ from starlette.concurrency import run_in_threadpool
 
 from agent.wire import API_PREFIX, ID_PATTERN, JobKind, JobPoll, JobResult, JobStatus
 from hq_server.api.body import BoundedBodyRoute
-from hq_server.api.deps import AgentDep, ClockDep, DbDep, SettingsDep, ViewerDep, require_user
+from hq_server.api.deps import (
+    AgentDep,
+    ClockDep,
+    DbDep,
+    SettingsDep,
+    ViewerDep,
+    query_instant,
+    require_user,
+)
 from hq_server.api.errors import ERROR_RESPONSES
 from hq_server.api.job_schemas import (
     JobDetailOut,
@@ -420,9 +428,9 @@ def get_inspection_report(
     format: Annotated[Literal["json", "md"], Query(description="json or md")] = "json",
 ) -> InspectionReportOut | Response:
     """The inspection report of a site."""
-    end = _aware(to) if to is not None else clock.now()
+    end = query_instant(to) if to is not None else clock.now()
     try:
-        start = _aware(from_) if from_ is not None else end - timedelta(days=7)
+        start = query_instant(from_) if from_ is not None else end - timedelta(days=7)
     except OverflowError:
         raise HTTPException(status_code=422, detail="`to` is too early") from None
     if start >= end:
@@ -434,8 +442,3 @@ def get_inspection_report(
     if format == "md":
         return Response(to_markdown(report), media_type="text/markdown; charset=utf-8")
     return report
-
-
-def _aware(value: datetime) -> datetime:
-    """A query time without zone is taken as UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

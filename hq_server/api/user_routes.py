@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from agent.wire import API_PREFIX
 from hq_server.api.body import BoundedBodyRoute
-from hq_server.api.deps import ClockDep, DbDep, Id, ViewerDep
+from hq_server.api.deps import ClockDep, DbDep, Id, ViewerDep, query_instant
 from hq_server.api.errors import ERROR_RESPONSES
 from hq_server.api.schemas import (
     AlarmEventOut,
@@ -104,14 +104,9 @@ def list_alarm_events(
             Event.site_id == alarm.site_id, Event.fault_key == alarm.fault_key
         )
         if before is not None:
-            stmt = stmt.where(Event.observed_at < _utc(before))
+            stmt = stmt.where(Event.observed_at < query_instant(before))
         stmt = stmt.order_by(Event.observed_at.desc(), Event.id.desc()).limit(limit)
         return [AlarmEventOut.of(e) for e in session.scalars(stmt)]
-
-
-def _utc(value: datetime) -> datetime:
-    """Query instants without a zone are taken as UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 @router.get("/tickets", response_model=list[TicketOut])
