@@ -308,6 +308,19 @@ class Ticket(Base):
     escalation: Mapped[dict[str, Any] | None] = mapped_column(
         JSON, comment="the escalation chain copied when the ticket opened"
     )
+    # Added by revision 0005: the next step of each escalation (hq_server.escalation).
+    ack_escalation_level: Mapped[int] = mapped_column(
+        SmallInteger, server_default="0", comment="ack escalation levels reached so far"
+    )
+    ack_escalation_at: Mapped[datetime | None] = mapped_column(
+        index=True, comment="when the next ack escalation level is due; null: not running"
+    )
+    restore_escalation_level: Mapped[int] = mapped_column(
+        SmallInteger, server_default="0", comment="restore escalation levels reached so far"
+    )
+    restore_escalation_at: Mapped[datetime | None] = mapped_column(
+        index=True, comment="when the next restore escalation level is due; null: not running"
+    )
 
     site: Mapped[Site] = relationship(lazy="joined", innerjoin=True)
     history: Mapped[list[TicketEvent]] = relationship(

@@ -95,25 +95,6 @@ class EscalationChain(Base):
     updated_at: Mapped[datetime]
 
 
-class EscalationTimer(Base):
-    """A due escalation step of a ticket; the scheduler claims it once (done_at)."""
-
-    __tablename__ = "escalation_timers"
-    __table_args__ = (
-        UniqueConstraint("ticket_id", "kind", "level"),
-        CheckConstraint("kind IN ('ack', 'restore')", name="kind_known"),
-        Index(None, "done_at", "due_at"),
-    )
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
-    kind: Mapped[str] = mapped_column(String(8))
-    level: Mapped[int] = mapped_column(SmallInteger)
-    due_at: Mapped[datetime]
-    done_at: Mapped[datetime | None]
-    outcome: Mapped[str] = mapped_column(String(20), comment="pending, escalated, cancelled")
-
-
 class Notification(Base):
     """The outbox of webhook and e-mail notifications, sent and retried by the scheduler."""
 

@@ -2,8 +2,9 @@
 
 A step, in order: release ended maintenance windows, check heartbeats (dead man's switch),
 fire due escalation timers, send due notifications. Each piece of work is one transaction, so
-a restart between two never loses or repeats a step: an escalation timer is claimed (done_at)
-in the same transaction that writes its history entry and its notifications.
+a restart between two never loses or repeats a step: an escalation step is claimed (the
+ticket's level advanced) in the same transaction that writes its history entry and its
+notifications.
 
 Several replicas on PostgreSQL: only the holder of a session advisory lock (pg_try_advisory_lock
 on a dedicated connection) runs the steps; the others keep trying to become leader. SQLite: a
@@ -23,15 +24,15 @@ from sqlalchemy import Connection, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from hq_server import deadman, maintenance, notify
+from hq_server import deadman, escalation, maintenance, notify
 from hq_server.clock import Clock
 from hq_server.db import Database
-from hq_server.domain import DONE_STATUSES, SYSTEM_ACTOR, TicketAction
+from hq_server.domain import SYSTEM_ACTOR, TicketAction
 from hq_server.escalation import TimerKind, TimerOutcome
 from hq_server.models import Ticket
-from hq_server.models_ops import EscalationTimer
 from hq_server.settings import Settings
 from hq_server.ticket_book import ticket_for_active_alarm
+from hq_server.ticket_clock import ticket_clock
 from hq_server.tickets import TicketPolicy, find_open_ticket, history
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ LEADER_LOCK_KEY = 0x5357_5343  # "SWSC"
 # The lock is per HQ schema: replicas of one HQ share it, HQs in other schemas of the same
 # database (e.g. parallel test runs) do not block each other.
 _SCHEMA_KEY = "hashtext(current_schema())"
-# At most this many timers per step, so one step never runs for long.
+# At most this many escalation steps per scheduler step, so one never runs for long.
 MAX_TIMERS_PER_STEP = 500
 
 
@@ -160,63 +161,67 @@ class Scheduler:
                 count += 1
         return count
 
-    def fire_one_timer(self, now: datetime) -> str | None:
-        """Claim the next due timer and escalate (or cancel/defer) it in one transaction."""
+    def fire_one_timer(self, now: datetime) -> TimerOutcome | None:
+        """Take the next due escalation step and escalate (or cancel/defer) it in one
+        transaction; None when no step is due."""
         with self.db.writer() as session, session.begin():
-            stmt = (
-                select(EscalationTimer)
-                .join(Ticket, Ticket.id == EscalationTimer.ticket_id)
-                .where(
-                    EscalationTimer.outcome == TimerOutcome.PENDING.value,
-                    EscalationTimer.due_at <= now,
-                    Ticket.paused_since.is_(None),  # pending customer: the clock stands still
-                )
-                .order_by(EscalationTimer.due_at, EscalationTimer.level, EscalationTimer.id)
-                .limit(1)
-            )
-            if self.db.dialect == "postgresql":
-                stmt = stmt.with_for_update(of=EscalationTimer, skip_locked=True)
-            timer = session.scalars(stmt).first()
-            if timer is None:
+            due = self._next_due(session, now)
+            if due is None:
                 return None
-            ticket = session.get_one(Ticket, timer.ticket_id, with_for_update=True)
-            finished = ticket.status in DONE_STATUSES or (
-                timer.kind == TimerKind.ACK and ticket.acknowledged_at is not None
-            )
-            if finished:
-                timer.done_at, timer.outcome = now, TimerOutcome.CANCELLED.value
-                return timer.outcome
+            ticket, kind = due
+            if not escalation.runs(ticket, kind):
+                escalation.stop(ticket, kind)
+                return TimerOutcome.CANCELLED
             window = maintenance.holding_window(session, ticket, now)
             if window is not None:
-                # The escalation waits for the window's end; later levels keep their spacing.
-                shift = window.ends_at - timer.due_at
-                for pending in session.scalars(
-                    select(EscalationTimer).where(
-                        EscalationTimer.ticket_id == ticket.id,
-                        EscalationTimer.kind == timer.kind,
-                        EscalationTimer.outcome == TimerOutcome.PENDING.value,
-                    )
-                ):
-                    pending.due_at += shift
-                return "deferred"
-            timer.done_at, timer.outcome = now, TimerOutcome.ESCALATED.value
-            self._escalate(session, ticket, timer, now)
-            return timer.outcome
+                escalation.defer(ticket, kind, window.ends_at)
+                return TimerOutcome.DEFERRED
+            self._escalate(session, ticket, kind, escalation.level(ticket, kind), now)
+            escalation.advance(ticket, kind, ticket_clock(session, ticket))
+            return TimerOutcome.ESCALATED
+
+    def _next_due(self, session: Session, now: datetime) -> tuple[Ticket, TimerKind] | None:
+        """The ticket and escalation whose step is due first, locked (paused tickets wait:
+        pending the customer, the clock stands still)."""
+        candidates = []
+        for kind in TimerKind:
+            at = escalation.at_column(kind)
+            stmt = (
+                select(at, Ticket.id)
+                .where(at <= now, Ticket.paused_since.is_(None))
+                .order_by(at, Ticket.id)
+                .limit(1)
+            )
+            row = session.execute(stmt).first()
+            if row is not None:
+                candidates.append((row[0], row[1], kind))
+        if not candidates:
+            return None
+        _, ticket_id, kind = min(candidates)
+        at = escalation.at_column(kind)
+        take = select(Ticket).where(
+            Ticket.id == ticket_id, at <= now, Ticket.paused_since.is_(None)
+        )
+        if self.db.dialect == "postgresql":
+            # Another transaction may hold the ticket (ingest): a later step takes it.
+            take = take.with_for_update(of=Ticket, skip_locked=True)
+        ticket = session.scalars(take).first()
+        return None if ticket is None else (ticket, kind)
 
     def _escalate(
-        self, session: Session, ticket: Ticket, timer: EscalationTimer, now: datetime
+        self, session: Session, ticket: Ticket, kind: TimerKind, level_index: int, now: datetime
     ) -> None:
         """Record one escalation step on the ticket and queue its notifications."""
-        levels: list[dict[str, Any]] = (ticket.escalation or {}).get("levels", [])
-        fallback: dict[str, Any] = {"name": f"level {timer.level + 1}", "contacts": []}
-        level = levels[timer.level] if timer.level < len(levels) else fallback
-        deadline = ticket.ack_due_at if timer.kind == TimerKind.ACK else ticket.restore_due_at
-        what = "acknowledged" if timer.kind == TimerKind.ACK else "restored"
+        levels = escalation.levels_of(ticket)
+        fallback: dict[str, Any] = {"name": f"level {level_index + 1}", "contacts": []}
+        level = levels[level_index] if level_index < len(levels) else fallback
+        deadline = escalation.deadline_of(ticket, kind)
+        what = "acknowledged" if kind is TimerKind.ACK else "restored"
         contacts = level.get("contacts", [])
         names = ", ".join(c.get("name", "?") for c in contacts) or "no contacts"
         detail = (
             f"not {what} by {deadline.isoformat() if deadline else '?'}: escalated to level "
-            f"{timer.level + 1} ({level.get('name')}): {names}"
+            f"{level_index + 1} ({level.get('name')}): {names}"
         )
         history(
             session,
@@ -225,15 +230,15 @@ class Scheduler:
             SYSTEM_ACTOR,
             TicketAction.ESCALATED,
             detail,
-            kind=timer.kind,
-            level=timer.level + 1,
+            kind=kind.value,
+            level=level_index + 1,
             level_name=level.get("name"),
             contacts=[c.get("name") for c in contacts],
         )
         payload = {
             "event": "escalation",
             "subject": f"[StationWatch] {ticket.number} grade {ticket.grade} not {what}: "
-            f"level {timer.level + 1} ({level.get('name')})",
+            f"level {level_index + 1} ({level.get('name')})",
             "text": f"{ticket.number} {ticket.title}\nsite {ticket.site.name}\n{detail}\n",
             "ticket": {
                 "id": ticket.id,
@@ -245,13 +250,13 @@ class Scheduler:
                 "ack_due_at": _iso(ticket.ack_due_at),
                 "restore_due_at": _iso(ticket.restore_due_at),
             },
-            "kind": timer.kind,
-            "level": timer.level + 1,
+            "kind": kind.value,
+            "level": level_index + 1,
             "level_name": level.get("name"),
             "at": now.isoformat(),
         }
         for index, contact in enumerate(contacts):
-            key = f"escalation:{ticket.id}:{timer.kind}:{timer.level}:{index}"
+            key = f"escalation:{ticket.id}:{kind.value}:{level_index}:{index}"
             notify.notify_contact(
                 session,
                 ticket,
@@ -260,7 +265,7 @@ class Scheduler:
                 key,
                 now,
                 self.settings,
-                contact_at=(timer.level, index),
+                contact_at=(level_index, index),
             )
         logger.warning("ticket %s: %s", ticket.number, detail)
 

@@ -89,7 +89,7 @@ def acknowledge(session: Session, ticket: Ticket, now: datetime, who: str) -> No
 def _mark_acknowledged(session: Session, ticket: Ticket, now: datetime) -> None:
     if ticket.acknowledged_at is None:
         ticket.acknowledged_at = now
-        escalation.cancel(session, ticket.id, TimerKind.ACK, now)
+        escalation.stop(ticket, TimerKind.ACK)
 
 
 def assign(
@@ -209,7 +209,7 @@ def resolve(session: Session, ticket: Ticket, now: datetime, who: str, res: Reso
     if ticket.paused_since is not None:
         _resume_clock(session, ticket, now, {})
     ticket.acknowledged_at = ticket.acknowledged_at or now
-    escalation.cancel(session, ticket.id, None, now)
+    escalation.stop(ticket)
     ticket.status = S.RESOLVED.value
     ticket.resolved_at = now
     ticket.resolution = res.as_json()
@@ -250,10 +250,7 @@ def reopen(session: Session, ticket: Ticket, now: datetime, who: str, reason: st
     ticket.status = (S.IN_PROGRESS if ticket.acknowledged_at else S.NEW).value
     ticket.resolved_at = None
     ticket.closed_at = None
-    escalation.rearm(session, ticket.id, TimerKind.RESTORE)
-    if ticket.acknowledged_at is None:
-        escalation.rearm(session, ticket.id, TimerKind.ACK)
-    ticket_clock.refresh(session, ticket)
+    ticket_clock.refresh(session, ticket)  # and the escalations run again from their levels
     _touch(
         session,
         ticket,

@@ -13,9 +13,10 @@ A batch of events brings hundreds of transitions; applied one by one with their 
 they cost some ten statements each. A TicketBook keeps what one transaction knows of the
 tickets of its fingerprints and writes in bulk when it settles:
 - the open and the last resolved ticket of each fingerprint (`preload`: one query per batch);
-- tickets to open (inserted together, their numbers allocated as one block, timers in bulk);
+- tickets to open (inserted together, their numbers allocated as one block);
 - history entries (inserted together, in the order they happened);
-- tickets whose grade changed (their timers loaded and moved together).
+- tickets whose grade changed (their escalation chains loaded together, to move the
+  escalations' next steps).
 The book works on detached copies of alarms and tickets (hq_server.rows) and writes them with
 Core executemany statements; it also writes the alarms ingest hands it (`alarm_changed`). The
 rare paths (outage grouping, reopening) settle first and then use the ORM on fresh rows, so they
@@ -36,9 +37,7 @@ from sqlalchemy.orm import Session
 
 from hq_server import escalation, maintenance, outage, rows, ticket_actions, ticket_clock
 from hq_server.domain import OPEN_STATUSES, TicketAction, TicketStatus
-from hq_server.escalation import TimerKind, TimerOutcome
 from hq_server.models import Alarm, Site, Ticket, TicketEvent
-from hq_server.models_ops import EscalationTimer
 from hq_server.tickets import (
     AlarmTransition,
     ConcurrentTicket,
@@ -229,13 +228,15 @@ class TicketBook:
         return TicketOutcome(ticket, opened=True)
 
     def change_grade(self, ticket: Ticket, grade: int, who: str) -> None:
-        """Set a ticket's grade and recompute its deadlines (its timers move when settling)."""
+        """Set a ticket's grade and recompute its deadlines (its escalations move when settling)."""
         old = ticket.grade
         ticket.grade = grade
         deadlines = ticket_clock.compute(self.session, ticket)
         ticket.ack_due_at = deadlines.ack_due_at
         ticket.restore_due_at = deadlines.restore_due_at
-        if ticket.id is not None:  # a ticket still opening gets its timers from scratch
+        if ticket.id is None:  # still opening: its escalations start from this grade
+            escalation.schedule(ticket, ticket_clock.ticket_clock(self.session, ticket))
+        else:
             self._moved[ticket.id] = ticket
         self._touch(ticket, "grade", "ack_due_at", "restore_due_at")
         self.note(
@@ -268,7 +269,7 @@ class TicketBook:
     # ---- writing ----------------------------------------------------------------------------
 
     def settle(self) -> None:
-        """Write what the book holds: alarms, new tickets, changed tickets, timers, history."""
+        """Write what the book holds: alarms, new tickets, changed tickets, history."""
         session = self.session
         session.flush()  # what the ORM paths changed, before rows they read are overwritten
         stored = [a for a in self._alarms.values() if a.id is not None]
@@ -281,17 +282,10 @@ class TicketBook:
             rows.insert_new(session, Alarm, of_site, "fault_key", Alarm.site_id == site_id)
         rows.update_by_id(session, Alarm, stored, _ALARM_STATE)
         opening, self._opening = self._opening, []
-        timer_rows: list[dict[str, Any]] = []
         if opening:
             self._insert_tickets(opening)
-            for o in opening:
-                clock = ticket_clock.ticket_clock(session, o.ticket)
-                due = escalation.due_times(o.ticket, clock)
-                timer_rows.extend(escalation.timer_row(o.ticket.id, d) for d in due)
         if self._moved:
-            timer_rows.extend(self._move_timers())
-        if timer_rows:
-            session.execute(insert(EscalationTimer), timer_rows)
+            self._move_steps()
         shapes: dict[tuple[str, ...], list[Ticket]] = {}
         for ticket, changed in self._touched.values():
             shapes.setdefault(tuple(sorted(changed)), []).append(ticket)
@@ -340,40 +334,21 @@ class TicketBook:
                 t.grade,
             )
 
-    def _move_timers(self) -> list[dict[str, Any]]:
-        """Move the timers of tickets whose grade changed; the rows of timers to add."""
-        session = self.session
-        new_rows: list[dict[str, Any]] = []
+    def _move_steps(self) -> None:
+        """Set when the escalations of tickets whose grade changed take their next step."""
         need_chain = [t for t in self._moved.values() if "escalation" not in t.__dict__]
         if need_chain:
             # Not preloaded: the chain is a large JSON only moved tickets need.
             stmt = select(Ticket.id, Ticket.escalation).where(
                 Ticket.id.in_([t.id for t in need_chain])
             )
-            chains = {ticket_id: chain for ticket_id, chain in session.execute(stmt)}
+            chains = {ticket_id: chain for ticket_id, chain in self.session.execute(stmt)}
             for ticket in need_chain:
                 ticket.__dict__["escalation"] = chains[ticket.id]
-        timers = escalation.timers_of(session, list(self._moved))
-        for ticket_id, ticket in self._moved.items():
-            clock = ticket_clock.ticket_clock(session, ticket)
-            mine = timers[ticket_id]
-            missing = escalation.plan(ticket, clock, mine)
-            added = [escalation.timer_row(ticket_id, due) for due in missing]
-            if ticket.acknowledged_at is not None:
-                # Acknowledged: the ack escalation stays stopped whatever the grade says.
-                for timer in mine.values():
-                    if timer.kind == TimerKind.ACK and timer.outcome == TimerOutcome.PENDING:
-                        timer.done_at = ticket.acknowledged_at
-                        timer.outcome = TimerOutcome.CANCELLED.value
-                        timer.changed = True
-                for row in added:
-                    if row["kind"] == TimerKind.ACK:
-                        row["done_at"] = ticket.acknowledged_at
-                        row["outcome"] = TimerOutcome.CANCELLED.value
-            new_rows.extend(added)
-        escalation.save_timers(session, (t for m in timers.values() for t in m.values()), [])
+        for ticket in self._moved.values():
+            escalation.schedule(ticket, ticket_clock.ticket_clock(self.session, ticket))
+            self._touch(ticket, *escalation.STEP_COLUMNS)
         self._moved.clear()
-        return new_rows
 
 
 # The ticket columns the policy reads (the rest, e.g. the escalation chain, stays in the table).
@@ -392,6 +367,10 @@ _TICKET_POLICY_COLUMNS = (
     "ack_due_at",
     "restore_due_at",
     "pauses",
+    "ack_escalation_level",
+    "ack_escalation_at",
+    "restore_escalation_level",
+    "restore_escalation_at",
 )
 # The alarm columns ingest changes (hq_server.ingest).
 _ALARM_STATE = (

@@ -60,13 +60,11 @@ def compute(session: Session, ticket: Ticket) -> Deadlines:
 
 
 def refresh(session: Session, ticket: Ticket) -> Deadlines:
-    """Recompute and store the deadlines, and move the pending escalation timers with them."""
+    """Recompute and store the deadlines, and move the escalations' next steps with them."""
     deadlines = compute(session, ticket)
     ticket.ack_due_at = deadlines.ack_due_at
     ticket.restore_due_at = deadlines.restore_due_at
-    escalation.schedule(session, ticket, ticket_clock(session, ticket))
-    if ticket.acknowledged_at is not None:
-        escalation.cancel(session, ticket.id, escalation.TimerKind.ACK, ticket.acknowledged_at)
+    escalation.schedule(ticket, ticket_clock(session, ticket))
     return deadlines
 
 

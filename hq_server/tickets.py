@@ -213,10 +213,13 @@ def new_ticket(
         resolution=None,
         paused_since=None,
         pauses=None,
+        ack_escalation_level=0,
+        restore_escalation_level=0,
     )
     deadlines = ticket_clock.compute(session, ticket)
     ticket.ack_due_at = deadlines.ack_due_at
     ticket.restore_due_at = deadlines.restore_due_at
+    escalation.schedule(ticket, ticket_clock.ticket_clock(session, ticket))
     return ticket
 
 
@@ -234,7 +237,7 @@ def open_subject(
     *,
     alarm_active: bool = True,
 ) -> TicketOutcome:
-    """Open one ticket with deadlines, escalation chain and timers; reuse a concurrent winner."""
+    """Open one ticket with deadlines and escalation chain; reuse a concurrent winner."""
     site = subject.site
     try:
         with session.begin_nested():
@@ -242,9 +245,6 @@ def open_subject(
             ticket.number = allocate_number(session, now.year)
             session.add(ticket)
             session.flush()
-            escalation.schedule(
-                session, ticket, ticket_clock.ticket_clock(session, ticket), new=True
-            )
             history(
                 session,
                 ticket,

@@ -140,6 +140,14 @@ class TicketOut(_Out):
     time_spent_minutes: int
     resolution: dict[str, Any] | None
     escalation_chain: str | None
+    ack_escalation_level: int = Field(description="ack escalation levels reached so far")
+    ack_escalation_at: datetime | None = Field(
+        description="when the next ack escalation level is due; null: not running"
+    )
+    restore_escalation_level: int = Field(description="restore escalation levels reached so far")
+    restore_escalation_at: datetime | None = Field(
+        description="when the next restore escalation level is due; null: not running"
+    )
 
     @classmethod
     def fields_of(cls, t: Ticket) -> dict[str, Any]:
@@ -174,6 +182,10 @@ class TicketOut(_Out):
             "time_spent_minutes": t.time_spent_minutes,
             "resolution": t.resolution,
             "escalation_chain": (t.escalation or {}).get("name"),
+            "ack_escalation_level": t.ack_escalation_level,
+            "ack_escalation_at": t.ack_escalation_at,
+            "restore_escalation_level": t.restore_escalation_level,
+            "restore_escalation_at": t.restore_escalation_at,
         }
 
     @classmethod

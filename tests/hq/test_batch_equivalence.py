@@ -2,7 +2,7 @@
 writes it in bulk (hq_server.ticket_book), which must not change what happens. Two sites get
 the same random stream (raises, grade updates, clears; flapping, device-unreachable outages,
 a site-unreachable fault, tickets resolved and raised again): one site's agent posts each phase
-as one batch, the other's posts every event alone. Alarms, tickets, their history, timers and
+as one batch, the other's posts every event alone. Alarms, tickets, their history, escalations and
 outage links must come out the same."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from hq_server.domain import Role
 from hq_server.models import Alarm, Event, Site, Ticket, TicketEvent
-from hq_server.models_ops import EscalationTimer, TicketAlarmLink
+from hq_server.models_ops import TicketAlarmLink
 from tests.hq.conftest import HQ
 
 RESOLVED = {"cause": "c", "fix": "f", "tested": True, "confirmed_by_customer": True}
@@ -76,14 +76,6 @@ def _who(value: str) -> str:
     return re.sub(r"agent:\d+", "agent", value)
 
 
-def _timer(x: EscalationTimer) -> tuple[Any, ...]:
-    if x.outcome == "cancelled":
-        # A timer cancelled by a grade without its deadline keeps the due time it had; one by
-        # one it may have moved with a grade the batch passed through. Cancelled is cancelled.
-        return (x.kind, x.level, x.outcome)
-    return (x.kind, x.level, x.outcome, x.due_at, x.done_at)
-
-
 def _snapshot(session: Session, site_name: str) -> dict[str, Any]:
     site = session.scalars(select(Site).where(Site.name == site_name)).one()
     alarms = {
@@ -108,12 +100,6 @@ def _snapshot(session: Session, site_name: str) -> dict[str, Any]:
                 select(TicketEvent).where(TicketEvent.ticket_id == t.id).order_by(TicketEvent.id)
             )
         ]
-        timers = sorted(
-            _timer(x)
-            for x in session.scalars(
-                select(EscalationTimer).where(EscalationTimer.ticket_id == t.id)
-            )
-        )
         links = sorted(
             alarm_keys[link.alarm_id]
             for link in session.scalars(
@@ -132,7 +118,8 @@ def _snapshot(session: Session, site_name: str) -> dict[str, Any]:
                 t.resolved_at,
                 t.alarm_id is not None and alarm_keys[t.alarm_id],
                 history,
-                timers,
+                (t.ack_escalation_level, t.ack_escalation_at),
+                (t.restore_escalation_level, t.restore_escalation_at),
                 links,
             )
         )

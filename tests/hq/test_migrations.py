@@ -31,7 +31,6 @@ EXPECTED_TABLES = {
     "audit_log",
     "calendars",
     "escalation_chains",
-    "escalation_timers",
     "notifications",
     "maintenance_windows",
     "ticket_alarm_links",
