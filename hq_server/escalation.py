@@ -138,10 +138,6 @@ def _set(ticket: Ticket, kind: TimerKind, at: datetime | None, reached: int | No
             ticket.restore_escalation_level = reached
 
 
-# The ticket columns `schedule` and `stop` change.
-STEP_COLUMNS = ("ack_escalation_at", "restore_escalation_at")
-
-
 def schedule(ticket: Ticket, clock: ResponseClock) -> None:
     """Set when each escalation's next step is due from the ticket's deadlines, status and the
     levels reached (after it opens, its grade or calendar changes, or it reopens)."""

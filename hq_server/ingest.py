@@ -309,45 +309,44 @@ def _apply(agent: Agent, alarm: Alarm | None, ev: FaultEvent, decision: Decision
     if alarm is None:
         if kind is not TransitionKind.RAISED:
             return None  # a CLEAR for a fault HQ never saw raised: stored, nothing to change
-        alarm = Alarm(
-            site_id=agent.site_id,
-            site=agent.site,
-            fault_key=ev.fault_key,
-            device_id=ev.device_id,
-            device_class=ev.device_class,
-            code=ev.code,
-            component=ev.component,
-            grade=ev.grade,
-            title=ev.title,
-            active=True,
-            first_raised_at=observed,
-            last_change_at=observed,
-            cleared_at=None,
-            raise_count=1,
-            last_agent_id=agent.id,
-            last_event_seq=ev.seq,
-            flapping=False,
-            state_log="",
-        )
-        return alarm
+        values = {
+            "site_id": agent.site_id,
+            "site": agent.site,
+            "fault_key": ev.fault_key,
+            "device_id": ev.device_id,
+            "device_class": ev.device_class,
+            "code": ev.code,
+            "component": ev.component,
+            "grade": ev.grade,
+            "title": ev.title,
+            "active": True,
+            "first_raised_at": observed,
+            "last_change_at": observed,
+            "cleared_at": None,
+            "raise_count": 1,
+            "last_agent_id": agent.id,
+            "last_event_seq": ev.seq,
+            "flapping": False,
+            "state_log": "",
+        }
+        return rows_of.detached(Alarm, values)  # inserted by the book (rows.insert_new)
 
     # Bookkeeping for staleness moves on with every fresh event, even one that changes nothing.
-    alarm.last_agent_id = agent.id
-    alarm.last_event_seq = ev.seq
+    rows_of.put(alarm, last_agent_id=agent.id, last_event_seq=ev.seq)
     if kind is None:
         return alarm
-    alarm.last_change_at = observed
     if kind is TransitionKind.CLEARED:
-        alarm.active = False
-        alarm.cleared_at = observed
-    else:
-        if kind is TransitionKind.RAISED:
-            alarm.active = True
-            alarm.cleared_at = None
-            alarm.raise_count += 1
-        alarm.grade = ev.grade
-        alarm.title = ev.title
-        alarm.device_class = ev.device_class
+        rows_of.put(alarm, last_change_at=observed, active=False, cleared_at=observed)
+        return alarm
+    if kind is TransitionKind.RAISED:
+        rows_of.put(alarm, active=True, cleared_at=None, raise_count=alarm.raise_count + 1)
+    rows_of.put(
+        alarm,
+        last_change_at=observed,
+        grade=ev.grade,
+        title=ev.title,
+        device_class=ev.device_class,
+    )
     return alarm
 
 
@@ -363,10 +362,10 @@ def _observe_flapping(
         high=policy.flap_high,
         low=policy.flap_low,
     )
-    alarm.state_log = state.log
+    rows_of.put(alarm, state_log=state.log)
     if state.flapping == alarm.flapping:
         return
-    alarm.flapping = state.flapping
+    rows_of.put(alarm, flapping=state.flapping)
     logger.info(
         "site=%s fault=%s: flapping %s (%.0f%% state change)",
         alarm.site_id,

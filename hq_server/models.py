@@ -83,9 +83,12 @@ class UTCDateTime(TypeDecorator[datetime]):
         def to_text(value: datetime | None) -> str | None:
             if value is None:
                 return None
-            if value.tzinfo is None:
-                raise ValueError("naive datetime given to a UTCDateTime column")
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            zone = value.tzinfo
+            if zone is not UTC:  # most values are UTC already: no conversion
+                if zone is None:
+                    raise ValueError("naive datetime given to a UTCDateTime column")
+                value = value.astimezone(UTC)
+            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
         return to_text
 

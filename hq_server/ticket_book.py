@@ -25,13 +25,14 @@ see the database as if each earlier transition had been applied alone.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import Text, cast, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -138,8 +139,7 @@ class TicketBook:
         if t.kind is TransitionKind.CLEARED:
             if ticket is None or not ticket.alarm_active:
                 return None if ticket is None else TicketOutcome(ticket, opened=False)
-            ticket.alarm_active = False
-            self._touch(ticket, "alarm_active")
+            self._set(ticket, alarm_active=False)
             if not alarm.flapping:  # a flapping alarm changes the flag, not the history
                 self.note(ticket, t.who, TicketAction.ALARM_CLEARED, "alarm cleared")
             return TicketOutcome(ticket, opened=False)
@@ -153,8 +153,7 @@ class TicketBook:
             return None
 
         if not ticket.alarm_active:
-            ticket.alarm_active = True
-            self._touch(ticket, "alarm_active")
+            self._set(ticket, alarm_active=True)
             if not alarm.flapping:
                 self.note(
                     ticket,
@@ -202,8 +201,7 @@ class TicketBook:
             assert reopened is not None
             if alarm.grade != reopened.grade:
                 self.change_grade(reopened, alarm.grade, who)
-            reopened.alarm_active = True
-            self._touch(reopened, "alarm_active")
+            self._set(reopened, alarm_active=True)
             return TicketOutcome(reopened, opened=False)
         subject = Subject.of(alarm)
         ticket = new_ticket(
@@ -230,15 +228,18 @@ class TicketBook:
     def change_grade(self, ticket: Ticket, grade: int, who: str) -> None:
         """Set a ticket's grade and recompute its deadlines (its escalations move when settling)."""
         old = ticket.grade
-        ticket.grade = grade
+        rows.put(ticket, grade=grade)  # the deadlines follow from the new grade
         deadlines = ticket_clock.compute(self.session, ticket)
-        ticket.ack_due_at = deadlines.ack_due_at
-        ticket.restore_due_at = deadlines.restore_due_at
+        self._set(
+            ticket,
+            grade=grade,
+            ack_due_at=deadlines.ack_due_at,
+            restore_due_at=deadlines.restore_due_at,
+        )
         if ticket.id is None:  # still opening: its escalations start from this grade
             escalation.schedule(ticket, ticket_clock.ticket_clock(self.session, ticket))
         else:
             self._moved[ticket.id] = ticket
-        self._touch(ticket, "grade", "ack_due_at", "restore_due_at")
         self.note(
             ticket,
             who,
@@ -254,11 +255,13 @@ class TicketBook:
         """Have the book write this (detached or new) alarm when it settles."""
         self._alarms[id(alarm)] = alarm
 
-    def _touch(self, ticket: Ticket, *columns: str) -> None:
-        ticket.updated_at = self.now
+    def _set(self, ticket: Ticket, **values: Any) -> None:
+        """Change columns of a ticket the book holds (a detached copy or one it opens); only
+        the columns changed are written when it settles."""
+        rows.put(ticket, updated_at=self.now, **values)
         if ticket.id is not None:
             _, changed = self._touched.setdefault(ticket.id, (ticket, {"updated_at"}))
-            changed.update(columns)
+            changed.update(values)
 
     def note(
         self, ticket: Ticket, who: str, what: TicketAction, detail: str, **data: object
@@ -305,7 +308,7 @@ class TicketBook:
                 for ticket, who, what, detail, data in self._history
             ]
             self._history.clear()
-            session.execute(insert(TicketEvent), entries)
+            session.connection().execute(rows.table_of(TicketEvent).insert(), entries)
         # ORM instances of these rows may now be stale: the next ORM read loads them afresh.
         for obj in list(session.identity_map.values()):
             if isinstance(obj, Alarm | Ticket):
@@ -315,8 +318,7 @@ class TicketBook:
         session = self.session
         numbers = allocate_numbers(session, self.now.year, len(opening))
         for o, number in zip(opening, numbers, strict=True):
-            o.ticket.number = number
-            o.ticket.alarm_id = o.alarm.id
+            rows.put(o.ticket, number=number, alarm_id=o.alarm.id)
         try:
             rows.insert_new(session, Ticket, [o.ticket for o in opening], "number")
         except IntegrityError as exc:
@@ -338,16 +340,23 @@ class TicketBook:
         """Set when the escalations of tickets whose grade changed take their next step."""
         need_chain = [t for t in self._moved.values() if "escalation" not in t.__dict__]
         if need_chain:
-            # Not preloaded: the chain is a large JSON only moved tickets need.
-            stmt = select(Ticket.id, Ticket.escalation).where(
+            # Not preloaded: the chain is a large JSON only moved tickets need. Read as text,
+            # decoded once per distinct chain (the tickets of a site mostly share one); the
+            # decoded chains are only read.
+            stmt = select(Ticket.id, cast(Ticket.escalation, Text)).where(
                 Ticket.id.in_([t.id for t in need_chain])
             )
-            chains = {ticket_id: chain for ticket_id, chain in self.session.execute(stmt)}
+            texts = {ticket_id: text for ticket_id, text in self.session.execute(stmt)}
+            decoded = {text: json.loads(text) for text in set(texts.values()) if text}
             for ticket in need_chain:
-                ticket.__dict__["escalation"] = chains[ticket.id]
+                ticket.__dict__["escalation"] = decoded.get(texts[ticket.id] or "")
         for ticket in self._moved.values():
             escalation.schedule(ticket, ticket_clock.ticket_clock(self.session, ticket))
-            self._touch(ticket, *escalation.STEP_COLUMNS)
+            self._set(
+                ticket,
+                ack_escalation_at=ticket.ack_escalation_at,
+                restore_escalation_at=ticket.restore_escalation_at,
+            )
         self._moved.clear()
 
 
