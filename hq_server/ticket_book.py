@@ -360,7 +360,8 @@ class TicketBook:
         self._moved.clear()
 
 
-# The ticket columns the policy reads (the rest, e.g. the escalation chain, stays in the table).
+# The ticket columns the policy reads (the rest, e.g. the escalation chain or the deadlines it
+# only writes, stays in the table: reading one of those on a copy raises).
 _TICKET_POLICY_COLUMNS = (
     "id",
     "number",
@@ -370,16 +371,11 @@ _TICKET_POLICY_COLUMNS = (
     "grade",
     "alarm_active",
     "opened_at",
-    "updated_at",
     "acknowledged_at",
     "resolved_at",
-    "ack_due_at",
-    "restore_due_at",
     "pauses",
     "ack_escalation_level",
-    "ack_escalation_at",
     "restore_escalation_level",
-    "restore_escalation_at",
 )
 # The alarm columns ingest changes (hq_server.ingest).
 _ALARM_STATE = (
