@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Table, bindparam, insert, inspect, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import instance_state
 
 from hq_server.models import Base
 
@@ -33,13 +34,14 @@ def detached(model: type[M], values: Mapping[str, Any], missing: Iterable[str] =
     """An instance of `model` holding `values`, built the way the ORM builds loaded rows (no
     change history), and tracked by no session. Reading one of the `missing` attributes of a
     stored row (one with its id) raises DetachedInstanceError instead of answering None."""
-    obj: M = model.__mapper__.class_manager.new_instance()
+    mapper = model.__mapper__
+    obj: M = mapper.class_manager.new_instance()
     obj.__dict__.update(values)
     row_id = values.get("id")
     if row_id is not None:
-        state = inspect(obj)
-        state.key = model.__mapper__.identity_key_from_primary_key((row_id,))
-        state.expired_attributes.update(missing)
+        state = instance_state(obj)
+        state.key = mapper.identity_key_from_primary_key((row_id,))
+        state.expired_attributes = set(missing)
     return obj
 
 
@@ -61,11 +63,13 @@ def load(
     set on each."""
     table = table_of(model)
     keys = [c.key for c in table.columns] if columns is None else list(columns)
-    missing = [c.key for c in table.columns if c.key not in keys]
-    rows = session.execute(select(*(table.c[k] for k in keys)).where(*where))
-    return [
-        detached(model, {**dict(zip(keys, row, strict=True)), **extra}, missing) for row in rows
-    ]
+    missing = frozenset(c.key for c in table.columns if c.key not in keys)
+    result = []
+    for row in session.execute(select(*(table.c[k] for k in keys)).where(*where)):
+        values = dict(zip(keys, row, strict=True))
+        values.update(extra)
+        result.append(detached(model, values, missing))
+    return result
 
 
 def insert_new(

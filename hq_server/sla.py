@@ -12,8 +12,9 @@ a deadline = opened_at + (target + paused working time) on the ticket's clock.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from itertools import pairwise
@@ -207,9 +208,27 @@ def business_clock(spec: CalendarSpec) -> ResponseClock:
     """The clock of a calendar: 24x7 if it says so, else its open hours."""
     if spec.always_open:
         return AROUND_THE_CLOCK
+    # Every ticket's deadlines ask for their site's clock: the last few specs seen are looked up
+    # by equality (a C-level comparison) before their hours are frozen into a cache key.
+    recent = _recent_clocks
+    for seen, clock in recent:
+        if seen == spec:
+            return clock
     hours = spec.hours if spec.hours is not None else DEFAULT_HOURS
     frozen = tuple((day, tuple(tuple(i) for i in spans)) for day, spans in hours.items())
-    return _calendar(spec.timezone, frozen, spec.holidays)
+    clock = _calendar(spec.timezone, frozen, spec.holidays)
+    # A copy: the spec's hours may be a calendar row's dict, which must not change the cache.
+    _remember((replace(spec, hours=copy.deepcopy(spec.hours)), clock))
+    return clock
+
+
+_recent_clocks: tuple[tuple[CalendarSpec, ResponseClock], ...] = ()
+
+
+def _remember(entry: tuple[CalendarSpec, ResponseClock]) -> None:
+    global _recent_clocks
+    # Replaced whole, never changed in place: threads reading it see one version or the other.
+    _recent_clocks = (entry, *_recent_clocks[:7])
 
 
 @lru_cache(maxsize=256)
