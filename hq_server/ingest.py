@@ -272,34 +272,55 @@ def _store(session: Session, agent: Agent, stored: list[_Stored], now: datetime)
     if not stored:
         return
     rows = [
-        {
-            "event_id": s.event.event_id,
-            "agent_id": agent.id,
-            "site_id": agent.site_id,
-            "seq": s.event.seq,
-            "kind": s.event.kind.value,
-            "fault_key": s.event.fault_key,
-            "device_id": s.event.device_id,
-            "device_class": s.event.device_class,
-            "code": s.event.code,
-            "component": s.event.component,
-            "grade": s.event.grade,
-            "title": s.event.title,
-            "detail": s.event.detail,
-            "observed_at": _aware(s.event.observed_at),
-            "received_at": now,
-            "values": dict(s.event.values),
-            "applied": s.applied,
-        }
+        (
+            s.event.event_id,
+            agent.id,
+            agent.site_id,
+            s.event.seq,
+            s.event.kind.value,
+            s.event.fault_key,
+            s.event.device_id,
+            s.event.device_class,
+            s.event.code,
+            s.event.component,
+            s.event.grade,
+            s.event.title,
+            s.event.detail,
+            _aware(s.event.observed_at),
+            now,
+            dict(s.event.values),
+            s.applied,
+        )
         for s in stored
     ]
     try:
         # No event of the batch can have been stored since the check for known ones: SQLite
         # has one writer at a time, PostgreSQL holds the event ids' locks (lock_batch).
-        session.connection().execute(rows_of.table_of(Event).insert(), rows)
+        rows_of.insert_rows(session, rows_of.table_of(Event), _EVENT_COLUMNS, rows)
     except IntegrityError as exc:
         # Defence in depth: should another path ever store events, run the batch again.
         raise RetryBatch(f"an event of the batch was stored meanwhile: {exc.orig}") from exc
+
+
+_EVENT_COLUMNS = (
+    "event_id",
+    "agent_id",
+    "site_id",
+    "seq",
+    "kind",
+    "fault_key",
+    "device_id",
+    "device_class",
+    "code",
+    "component",
+    "grade",
+    "title",
+    "detail",
+    "observed_at",
+    "received_at",
+    "values",
+    "applied",
+)
 
 
 def _apply(agent: Agent, alarm: Alarm | None, ev: FaultEvent, decision: Decision) -> Alarm | None:

@@ -297,18 +297,11 @@ class TicketBook:
             rows.update_by_id(session, Ticket, tickets, columns)
         if self._history:
             entries = [
-                {
-                    "ticket_id": ticket.id,
-                    "at": self.now,
-                    "who": who,
-                    "what": what,
-                    "detail": detail,
-                    "data": _with_alarm_id(ticket, what, data),
-                }
+                (ticket.id, self.now, who, what, detail, _with_alarm_id(ticket, what, data))
                 for ticket, who, what, detail, data in self._history
             ]
             self._history.clear()
-            session.connection().execute(rows.table_of(TicketEvent).insert(), entries)
+            rows.insert_rows(session, rows.table_of(TicketEvent), _HISTORY_COLUMNS, entries)
         # ORM instances of these rows may now be stale: the next ORM read loads them afresh.
         for obj in list(session.identity_map.values()):
             if isinstance(obj, Alarm | Ticket):
@@ -377,6 +370,7 @@ _TICKET_POLICY_COLUMNS = (
     "ack_escalation_level",
     "restore_escalation_level",
 )
+_HISTORY_COLUMNS = ("ticket_id", "at", "who", "what", "detail", "data")
 # The alarm columns ingest changes (hq_server.ingest).
 _ALARM_STATE = (
     "last_agent_id",
