@@ -92,6 +92,7 @@ class _Stored:
     """An event to store (and whether it changed its alarm)."""
 
     event: FaultEvent
+    observed_at: datetime  # aware UTC
     applied: bool
 
 
@@ -114,6 +115,8 @@ class IngestResult:
 
 def _aware(value: datetime) -> datetime:
     """Agents send aware timestamps; a naive one is taken as UTC."""
+    if value.tzinfo is UTC:
+        return value
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -159,7 +162,8 @@ def ingest_batch(
     unique: dict[UUID, FaultEvent] = {}
     for ev in batch.events:
         unique.setdefault(ev.event_id, ev)
-    events = sorted(unique.values(), key=lambda e: (e.seq, _aware(e.observed_at)))
+    observed = {e.event_id: _aware(e.observed_at) for e in unique.values()}
+    events = sorted(unique.values(), key=lambda e: (e.seq, observed[e.event_id]))
     if not events:
         return result
 
@@ -193,14 +197,14 @@ def ingest_batch(
             continue
         alarm = alarms.get(ev.fault_key)
         decision = decide(_view(alarm), ev, agent.id)
-        to_store.append(_Stored(ev, applied=decision.transition is not None))
+        to_store.append(_Stored(ev, observed[ev.event_id], decision.transition is not None))
         result.new += 1
         result.stored.append(ev.event_id)
         if decision.stale:
             result.stale += 1
             continue
         old_grade = alarm.grade if alarm is not None else None
-        alarm = _apply(agent, alarm, ev, decision)
+        alarm = _apply(agent, alarm, ev, observed[ev.event_id], decision)
         if alarm is None:
             continue
         alarms[ev.fault_key] = alarm
@@ -286,7 +290,7 @@ def _store(session: Session, agent: Agent, stored: list[_Stored], now: datetime)
             s.event.grade,
             s.event.title,
             s.event.detail,
-            _aware(s.event.observed_at),
+            s.observed_at,
             now,
             dict(s.event.values),
             s.applied,
@@ -323,9 +327,10 @@ _EVENT_COLUMNS = (
 )
 
 
-def _apply(agent: Agent, alarm: Alarm | None, ev: FaultEvent, decision: Decision) -> Alarm | None:
+def _apply(
+    agent: Agent, alarm: Alarm | None, ev: FaultEvent, observed: datetime, decision: Decision
+) -> Alarm | None:
     """Change the (detached) alarm as decided, creating it on a first RAISE; returns it."""
-    observed = _aware(ev.observed_at)
     kind = decision.transition
     if alarm is None:
         if kind is not TransitionKind.RAISED:
