@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Table, bindparam, insert, select, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state
 
@@ -128,12 +129,12 @@ class _Compiled:
     names: tuple[str, ...] | None  # the parameter names, for drivers taking a dict per row
 
 
-_COMPILED: dict[tuple[str, str, str, tuple[str, ...]], _Compiled] = {}
+_COMPILED: dict[tuple[str, str, type[Dialect], str, tuple[str, ...]], _Compiled] = {}
 
 
 def _compiled(kind: str, table: Table, columns: tuple[str, ...], session: Session) -> _Compiled:
     dialect = session.get_bind().dialect
-    key = (kind, table.fullname, dialect.name, columns)
+    key = (kind, table.fullname, type(dialect), dialect.paramstyle, columns)
     found = _COMPILED.get(key)
     if found is not None:
         return found

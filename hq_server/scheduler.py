@@ -187,26 +187,24 @@ class Scheduler:
         for kind in TimerKind:
             at = escalation.at_column(kind)
             stmt = (
-                select(at, Ticket.id)
+                select(Ticket)
                 .where(at <= now, Ticket.paused_since.is_(None))
                 .order_by(at, Ticket.id)
                 .limit(1)
             )
-            row = session.execute(stmt).first()
-            if row is not None:
-                candidates.append((row[0], row[1], kind))
+            if self.db.dialect == "postgresql":
+                # A ticket another transaction holds (ingest, an engineer) is passed over for
+                # the next due one; a later step takes it.
+                stmt = stmt.with_for_update(of=Ticket, skip_locked=True)
+            ticket = session.scalars(stmt).first()
+            if ticket is not None:
+                due = escalation.next_at(ticket, kind)
+                assert due is not None
+                candidates.append((due, ticket.id, kind, ticket))
         if not candidates:
             return None
-        _, ticket_id, kind = min(candidates)
-        at = escalation.at_column(kind)
-        take = select(Ticket).where(
-            Ticket.id == ticket_id, at <= now, Ticket.paused_since.is_(None)
-        )
-        if self.db.dialect == "postgresql":
-            # Another transaction may hold the ticket (ingest): a later step takes it.
-            take = take.with_for_update(of=Ticket, skip_locked=True)
-        ticket = session.scalars(take).first()
-        return None if ticket is None else (ticket, kind)
+        _, _, kind, ticket = min(candidates, key=lambda c: c[:3])
+        return ticket, kind
 
     def _escalate(
         self, session: Session, ticket: Ticket, kind: TimerKind, level_index: int, now: datetime

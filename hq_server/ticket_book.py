@@ -331,18 +331,39 @@ class TicketBook:
 
     def _move_steps(self) -> None:
         """Set when the escalations of tickets whose grade changed take their next step."""
-        need_chain = [t for t in self._moved.values() if "escalation" not in t.__dict__]
-        if need_chain:
-            # Not preloaded: the chain is a large JSON only moved tickets need. Read as text,
-            # decoded once per distinct chain (the tickets of a site mostly share one); the
-            # decoded chains are only read.
-            stmt = select(Ticket.id, cast(Ticket.escalation, Text)).where(
-                Ticket.id.in_([t.id for t in need_chain])
+        # Read now, and locked on PostgreSQL: the scheduler may have escalated a level since
+        # the batch preloaded its tickets, and the next step counts from the level reached.
+        # The chain was not preloaded: a large JSON only moved tickets need. It is read as
+        # text and decoded once per distinct chain (the tickets of a site mostly share one);
+        # the decoded chains are only read.
+        stmt = (
+            select(
+                Ticket.id,
+                cast(Ticket.escalation, Text),
+                Ticket.ack_escalation_level,
+                Ticket.restore_escalation_level,
+                Ticket.status,
+                Ticket.acknowledged_at,
             )
-            texts = {ticket_id: text for ticket_id, text in self.session.execute(stmt)}
-            decoded = {text: json.loads(text) for text in set(texts.values()) if text}
-            for ticket in need_chain:
-                ticket.__dict__["escalation"] = decoded.get(texts[ticket.id] or "")
+            .where(Ticket.id.in_(list(self._moved)))
+            .order_by(Ticket.id)
+        )
+        if self.session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(of=Ticket)
+        decoded: dict[str, Any] = {}
+        for ticket_id, text, ack_level, restore_level, status, acked in self.session.execute(stmt):
+            ticket = self._moved[ticket_id]
+            if "escalation" not in ticket.__dict__:
+                if text and text not in decoded:
+                    decoded[text] = json.loads(text)
+                rows.put(ticket, escalation=decoded.get(text or ""))
+            rows.put(
+                ticket,
+                ack_escalation_level=ack_level,
+                restore_escalation_level=restore_level,
+                status=status,
+                acknowledged_at=acked,
+            )
         for ticket in self._moved.values():
             escalation.schedule(ticket, ticket_clock.ticket_clock(self.session, ticket))
             self._set(

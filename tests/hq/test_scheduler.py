@@ -14,7 +14,8 @@ from sqlalchemy import select
 from hq_server.clock import ManualClock
 from hq_server.db import Database
 from hq_server.domain import Role
-from hq_server.models import TicketEvent
+from hq_server.escalation import TimerOutcome
+from hq_server.models import Ticket, TicketEvent
 from hq_server.scheduler import Scheduler
 from hq_server.settings import Settings
 from tests.hq.conftest import START, start_hq
@@ -123,3 +124,37 @@ def test_concurrent_claims_escalate_each_step_once(migrated_url: str, tmp_path: 
     assert outcomes.count("escalated") == len(steps)
     assert {level for _, _, level in steps} == {1, 2}
     assert len(steps) == 12
+
+
+def test_a_ticket_held_elsewhere_does_not_hold_up_other_escalations(
+    migrated_url: str, tmp_path: Path
+) -> None:
+    if migrated_url.startswith("sqlite"):
+        pytest.skip("row locks are PostgreSQL's: SQLite has one writer at a time")
+    clock = ManualClock(START)
+    with start_hq(migrated_url, clock, tmp_path) as hq:
+        agent = hq.enroll()
+        hq.post_events(agent, [hq.event(device_id=f"tx{i}", grade=1) for i in range(2)])
+    clock.set(START + timedelta(minutes=15))  # level 1 of both ack escalations is due
+    settings = Settings(db_url=migrated_url, data_dir=tmp_path)
+    db, holder = Database(migrated_url), Database(migrated_url)
+    try:
+        with holder.engine.connect() as conn, conn.begin():
+            # Another transaction (ingest, an engineer) holds the ticket due first.
+            first = conn.execute(
+                select(Ticket.id)
+                .order_by(Ticket.ack_escalation_at, Ticket.id)
+                .limit(1)
+                .with_for_update()
+            ).scalar_one()
+            outcome = Scheduler(db, clock, settings).fire_one_timer(clock.now())
+            with db.session() as session:
+                escalated = session.scalars(
+                    select(TicketEvent.ticket_id).where(TicketEvent.what == "escalated")
+                ).all()
+                others = session.scalars(select(Ticket.id).where(Ticket.id != first)).all()
+    finally:
+        db.dispose()
+        holder.dispose()
+    assert outcome == TimerOutcome.ESCALATED
+    assert escalated == others  # the other ticket's step went ahead

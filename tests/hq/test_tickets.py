@@ -313,3 +313,23 @@ def test_the_book_writes_only_the_ticket_columns_it_changed(hq: HQ) -> None:
         ticket = session.scalars(select(Ticket)).one()
         assert ticket.alarm_active is False  # what the book changed
         assert ticket.ack_due_at == moved  # what it did not change is left alone
+
+
+def test_a_grade_change_moves_the_escalation_from_the_level_reached_meanwhile(hq: HQ) -> None:
+    agent = hq.enroll()
+    hq.post_events(agent, [hq.event(EventKind.RAISE, grade=2)])
+    with hq.db.writer() as session, session.begin():
+        alarm = session.scalars(select(Alarm)).one()
+        book = TicketBook(session, hq.clock.now(), DEFAULT_POLICY)
+        book.preload(alarm.site, [alarm.fault_key])
+        # Meanwhile (the scheduler's transaction on PostgreSQL) level 1 escalates.
+        session.execute(update(Ticket).values(ack_escalation_level=1))
+        alarm.grade = 1
+        book.apply(AlarmTransition(TransitionKind.GRADE_CHANGED, alarm, 2, "test"))
+        book.settle()
+    with hq.db.session() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        assert ticket.grade == 1 and ticket.ack_due_at is not None
+        # Built-in chain: level 2 is due 30 min after level 1, itself due at the deadline.
+        assert ticket.ack_escalation_level == 1
+        assert ticket.ack_escalation_at == ticket.ack_due_at + timedelta(minutes=30)
