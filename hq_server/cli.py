@@ -19,6 +19,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from hq_server import db as dbmod
+from hq_server import secretbox
 from hq_server.auth import create_api_token, list_api_tokens, revoke_api_token
 from hq_server.clock import SystemClock
 from hq_server.domain import Role
@@ -159,7 +160,25 @@ def _prepare(settings: Settings) -> str:
         except OSError as exc:
             raise ConfigError(f"cannot create data dir {settings.data_dir}: {exc}") from None
     dbmod.upgrade(url)
+    _seal_webhook_keys(url, settings)
     return url
+
+
+def _seal_webhook_keys(url: str, settings: Settings) -> None:
+    """Seal webhook keys stored before HQ sealed them (hq_server.secretbox)."""
+    box = secretbox.box_for(settings)
+    db = dbmod.Database(url)
+    try:
+        with db.writer() as session, session.begin():
+            sealed = secretbox.seal_stored(session, box)
+    finally:
+        db.dispose()
+    if sealed:
+        print(
+            f"sealed the webhook keys of {sealed} escalation chains and tickets with "
+            f"{secretbox.key_file(settings)}",
+            file=sys.stderr,
+        )
 
 
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:

@@ -34,6 +34,7 @@ from hq_server.db import Database, insert_ignoring_conflict
 from hq_server.domain import SYSTEM_ACTOR, TicketAction
 from hq_server.models import Ticket
 from hq_server.models_ops import Notification
+from hq_server.secretbox import SecretUnavailable, box_for, key_file
 from hq_server.settings import Settings
 from hq_server.tickets import history
 
@@ -165,7 +166,13 @@ def resolve_secret(
         contact = _contact_at(ticket.escalation if ticket else None, position)
         # The same URL too: a key is only ever sent to the receiver it was configured for.
         if contact.get("webhook_url") == target and contact.get("webhook_secret"):
-            return str(contact["webhook_secret"])
+            try:
+                return box_for(settings).open(str(contact["webhook_secret"]))
+            except SecretUnavailable:
+                raise DeliveryError(
+                    f"the webhook key of {ref} does not open with HQ's key file "
+                    f"({key_file(settings)}); not sent unsigned"
+                ) from None
     raise DeliveryError(f"the webhook key of {ref} is gone from the ticket's chain; not sent")
 
 

@@ -33,6 +33,7 @@ ENV_TUNABLES = (
     "smtp_timeout",
     "webhook_timeout",
     "webhook_secrets",
+    "secret_key_file",
     "notify_max_attempts",
     "notify_backoff",
     "login_max_failures",
@@ -115,6 +116,11 @@ class Settings(BaseModel):
     webhook_timeout: float = Field(default=10.0, gt=0)
     webhook_secrets: dict[str, str] = Field(
         default_factory=dict, description="HMAC secret per webhook URL (the chain may set one)"
+    )
+    secret_key_file: Path | None = Field(
+        default=None,
+        description="HQ's key sealing webhook keys in the database (default data_dir/secret.key; "
+        "created, mode 0600, on first use; the same file on every replica)",
     )
     notify_max_attempts: int = Field(default=5, ge=1, le=50)
     notify_backoff: timedelta = Field(

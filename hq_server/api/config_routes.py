@@ -13,7 +13,15 @@ from sqlalchemy.orm import Session
 from agent.wire import API_PREFIX
 from hq_server import ticket_clock
 from hq_server.api.body import BoundedBodyRoute
-from hq_server.api.deps import AdminDep, ClockDep, DbDep, Id, ViewerDep, audit_note
+from hq_server.api.deps import (
+    AdminDep,
+    ClockDep,
+    DbDep,
+    Id,
+    SettingsDep,
+    ViewerDep,
+    audit_note,
+)
 from hq_server.api.errors import ERROR_RESPONSES, body_errors, responses
 from hq_server.api.schemas import ErrorOut, SiteOut
 from hq_server.api.schemas_config import (
@@ -28,6 +36,7 @@ from hq_server.api.schemas_config import (
 from hq_server.errors import Conflict, InvalidInput, NotFound
 from hq_server.models import Agent, Site
 from hq_server.models_ops import Calendar, EscalationChain, MaintenanceWindow
+from hq_server.secretbox import box_for
 
 router = APIRouter(
     prefix=API_PREFIX,
@@ -187,15 +196,21 @@ def get_chain(chain_id: Id, _user: ViewerDep, db: DbDep) -> ChainOut:
 
 @router.post("/escalation-chains", response_model=ChainOut, status_code=201, responses=_409)
 def post_chain(
-    body: ChainIn, request: Request, _admin: AdminDep, db: DbDep, clock: ClockDep
+    body: ChainIn,
+    request: Request,
+    _admin: AdminDep,
+    db: DbDep,
+    clock: ClockDep,
+    settings: SettingsDep,
 ) -> ChainOut:
     """Create the chain of a customer and grade (new tickets copy it when they open)."""
+    levels = box_for(settings).seal_levels(body.stored_levels())
     with db.writer() as session, session.begin():
         row = EscalationChain(
             name=body.name,
             customer=body.customer,
             grade=body.grade,
-            levels=body.stored_levels(),
+            levels=levels,
             updated_at=clock.now(),
         )
         session.add(row)
@@ -212,12 +227,14 @@ def put_chain(
     _admin: AdminDep,
     db: DbDep,
     clock: ClockDep,
+    settings: SettingsDep,
 ) -> ChainOut:
     """Replace a chain (tickets already open keep the copy they were opened with)."""
+    levels = box_for(settings).seal_levels(body.stored_levels())
     with db.writer() as session, session.begin():
         row = _get(session, EscalationChain, chain_id, "escalation chain")
         row.name, row.customer, row.grade = body.name, body.customer, body.grade
-        row.levels = body.stored_levels()
+        row.levels = levels
         row.updated_at = clock.now()
         _unique(session, f"a chain for customer {body.customer!r} grade {body.grade}")
         audit_note(request, f"change escalation chain {body.name}")

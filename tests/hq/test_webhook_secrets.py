@@ -7,22 +7,28 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from alembic import command
-from sqlalchemy import create_engine, insert, inspect, select, text
+from cryptography.fernet import Fernet
+from sqlalchemy import create_engine, insert, inspect, select, text, update
 from sqlalchemy.pool import NullPool
 
 from hq_server.clock import ManualClock
 from hq_server.db import Database, alembic_config, upgrade
 from hq_server.domain import Role
+from hq_server.errors import ConfigError
 from hq_server.models import Site, Ticket
-from hq_server.models_ops import Notification
+from hq_server.models_ops import EscalationChain, Notification
 from hq_server.notify import IDEMPOTENCY_HEADER, SIGNATURE_HEADER
+from hq_server.secretbox import KEY_FILE_NAME, SEALED, box_for, seal_stored
+from hq_server.settings import Settings
 from tests.hq.conftest import HQ, START, start_hq
 from tests.hq.receivers import Captured, WebhookReceiver, webhook
 
@@ -244,3 +250,83 @@ def test_revision_0004_replaces_stored_keys_by_references_and_back(db_url: str) 
     ]
     upgrade(db_url)
     assert [ref for (ref,) in _rows(db_url, "secret_ref")] == ["contact:1:0", None, None]
+
+
+# ---- keys sealed at rest (hq_server.secretbox) --------------------------------------------
+
+
+def _dump(hq: HQ, *tables: str) -> str:
+    """Every column of every row of these tables, as a database dump would show them."""
+    with hq.db.session() as session:
+        rows = [
+            list(row)
+            for table in tables
+            for row in session.execute(text(f"SELECT * FROM {table}"))  # noqa: S608
+        ]
+    return json.dumps(rows, default=str)
+
+
+def test_chain_keys_are_sealed_in_the_database_and_still_sign(
+    migrated_url: str, clock: ManualClock, tmp_path: Path, webhook: WebhookReceiver
+) -> None:
+    duty = f"{webhook.url}/duty"
+    with start_hq(migrated_url, clock, tmp_path) as hq:
+        _escalate(hq, [{"name": "duty", "webhook_url": duty, "webhook_secret": CONTACT_KEY}])
+        assert hq.step().notification_attempts == 1
+        dump = _dump(hq, "escalation_chains", "tickets", "notifications")
+    assert duty in dump and SEALED in dump  # the dump is real: chain and ticket are in it
+    assert CONTACT_KEY not in dump
+    assert _signed_with(CONTACT_KEY, webhook.requests[0])
+    key_file = tmp_path / KEY_FILE_NAME
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+def test_keys_stored_plain_are_sealed_at_upgrade_and_still_sign(
+    migrated_url: str, clock: ManualClock, tmp_path: Path, webhook: WebhookReceiver
+) -> None:
+    with start_hq(migrated_url, clock, tmp_path) as hq:
+        _escalate(hq, [{"name": "duty", "webhook_url": webhook.url, "webhook_secret": "x" * 8}])
+        # As stored by a version that did not seal: the key in plain text.
+        plain = _chain([{"name": "d", "webhook_url": webhook.url, "webhook_secret": CONTACT_KEY}])
+        with hq.db.writer() as session, session.begin():
+            session.execute(update(EscalationChain).values(levels={"levels": plain["levels"]}))
+            session.execute(update(Ticket).values(escalation={"name": "c", **plain}))
+        assert CONTACT_KEY in _dump(hq, "escalation_chains", "tickets")
+        settings = Settings(db_url=migrated_url, data_dir=tmp_path)
+        with hq.db.writer() as session, session.begin():
+            assert seal_stored(session, box_for(settings)) == 2  # the chain and the ticket
+        with hq.db.writer() as session, session.begin():
+            assert seal_stored(session, box_for(settings)) == 0  # nothing left to seal
+        assert CONTACT_KEY not in _dump(hq, "escalation_chains", "tickets")
+        assert hq.step().notification_attempts == 1
+    assert _signed_with(CONTACT_KEY, webhook.requests[0])
+
+
+def test_a_key_sealed_with_another_key_file_is_not_sent_unsigned(
+    migrated_url: str, clock: ManualClock, tmp_path: Path, webhook: WebhookReceiver
+) -> None:
+    with start_hq(migrated_url, clock, tmp_path) as hq:
+        _escalate(hq, [{"name": "duty", "webhook_url": webhook.url, "webhook_secret": "k" * 12}])
+    (tmp_path / KEY_FILE_NAME).unlink()  # HQ comes back with a new key file
+    with start_hq(migrated_url, clock, tmp_path) as hq:
+        assert hq.step().notification_attempts == 1
+        admin = hq.user_token(Role.ADMIN)
+        ticket_id = hq.tickets(admin)[0]["id"]
+        history = hq.get(admin, f"/api/v1/tickets/{ticket_id}").json()["history"]
+    [note] = [h for h in history if h["what"] == "notification"]
+    assert note["data"]["ok"] is False
+    assert "does not open with HQ's key file" in note["detail"]
+    assert webhook.requests == []
+
+
+def test_a_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    key_file = tmp_path / "hq.key"
+    key_file.write_bytes(Fernet.generate_key())
+    key_file.chmod(0o644)
+    settings = Settings(data_dir=tmp_path, secret_key_file=key_file)
+    with pytest.raises(ConfigError, match=r"hq.key: .*owner only \(chmod 600\)"):
+        box_for(settings)
+    key_file.write_text("not a key")
+    key_file.chmod(0o600)
+    with pytest.raises(ConfigError, match=r"hq.key: not a key"):
+        box_for(Settings(data_dir=tmp_path / "x", secret_key_file=key_file))
