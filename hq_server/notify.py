@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from hq_server.db import Database, insert_ignoring_conflict
 from hq_server.domain import SYSTEM_ACTOR, TicketAction
+from hq_server.errors import ConfigError
 from hq_server.models import Ticket
 from hq_server.models_ops import Notification
 from hq_server.secretbox import SecretUnavailable, box_for, key_file
@@ -173,6 +174,8 @@ def resolve_secret(
                     f"the webhook key of {ref} does not open with HQ's key file "
                     f"({key_file(settings)}); not sent unsigned"
                 ) from None
+            except ConfigError as exc:
+                raise DeliveryError(f"{exc}; not sent unsigned") from None
     raise DeliveryError(f"the webhook key of {ref} is gone from the ticket's chain; not sent")
 
 

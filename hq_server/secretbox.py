@@ -75,16 +75,26 @@ def box_for(settings: Settings) -> SecretBox:
     """The SecretBox of HQ's key file, created (mode 0600) if it does not exist yet. Read each
     time (chains are saved and webhooks sent now and then): a replaced file counts at once."""
     path = key_file(settings)
+    if path.exists():
+        return SecretBox(_read_key(path))
+    key = Fernet.generate_key()
+    # Written whole under another name, then linked into place: a crash leaves no half key,
+    # and of two processes starting at once the second reads the first one's key.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(key + b"\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.link(tmp, path)
     except FileExistsError:
         return SecretBox(_read_key(path))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot create HQ's key file: {exc.strerror}") from None
-    key = Fernet.generate_key()
-    with os.fdopen(fd, "wb") as out:
-        out.write(key + b"\n")
+    finally:
+        tmp.unlink(missing_ok=True)
     return SecretBox(key)
 
 

@@ -330,3 +330,20 @@ def test_a_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
     key_file.chmod(0o600)
     with pytest.raises(ConfigError, match=r"hq.key: not a key"):
         box_for(Settings(data_dir=tmp_path / "x", secret_key_file=key_file))
+
+
+def test_an_unreadable_key_file_fails_the_attempt_and_the_step_goes_on(
+    migrated_url: str, clock: ManualClock, tmp_path: Path, webhook: WebhookReceiver
+) -> None:
+    with start_hq(migrated_url, clock, tmp_path) as hq:
+        _escalate(hq, [{"name": "duty", "webhook_url": webhook.url, "webhook_secret": "k" * 12}])
+        (tmp_path / KEY_FILE_NAME).chmod(0o644)
+        report = hq.step()
+        assert (report.escalated, report.notification_attempts) == (1, 1)
+        admin = hq.user_token(Role.ADMIN)
+        ticket_id = hq.tickets(admin)[0]["id"]
+        history = hq.get(admin, f"/api/v1/tickets/{ticket_id}").json()["history"]
+    [note] = [h for h in history if h["what"] == "notification"]
+    assert note["data"]["ok"] is False
+    assert "owner only (chmod 600)" in note["detail"] and "not sent unsigned" in note["detail"]
+    assert webhook.requests == []
