@@ -127,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     database = commands.add_parser("db", help="database maintenance")
     db_commands = database.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_commands.add_parser("upgrade", parents=[common], help="migrate the database to this version")
+    db_commands.add_parser(
+        "unseal",
+        parents=[common],
+        help="put webhook keys back in plain text, before going back to a version that does not "
+        "seal them (hq serve and hq db upgrade of this version seal them again)",
+    )
     return parser
 
 
@@ -321,6 +327,32 @@ def _cmd_db_upgrade(_args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _cmd_db_unseal(_args: argparse.Namespace, settings: Settings) -> int:
+    url = settings.database_url
+    dbmod.parse_url(url)
+    dbmod.upgrade(url)  # the tables as this version reads them; not _prepare: it seals
+    box = secretbox.box_for(settings)
+    db = dbmod.Database(url)
+    try:
+        with db.writer() as session, session.begin():
+            opened = secretbox.unseal_stored(session, box)
+    except secretbox.SecretUnavailable as exc:
+        print(
+            f"error: {exc}: a webhook key does not open with {secretbox.key_file(settings)} "
+            "(another HQ's key file?); nothing was changed",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    finally:
+        db.dispose()
+    print(
+        f"opened the webhook keys of {opened} escalation chains and tickets: they are in plain "
+        "text in the database now; hq serve or hq db upgrade of this version seals them again",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
         return _cmd_serve(args, settings)
@@ -334,6 +366,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _cmd_site_add(args, settings)
     if args.command == "user":
         return _cmd_user_add(args, settings)
+    if args.db_command == "unseal":
+        return _cmd_db_unseal(args, settings)
     return _cmd_db_upgrade(args, settings)
 
 

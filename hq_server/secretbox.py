@@ -6,7 +6,8 @@ HQ's key file, which only HQ reads (`secret_key_file`, default `<data_dir>/secre
 0600, created on first use). Every HQ replica of one database needs the same file.
 
 Keys stored before sealing existed are read as they are until `seal_stored` (run by
-`hq db upgrade` and at `hq serve` start) seals them.
+`hq db upgrade` and at `hq serve` start) seals them. `unseal_stored` (`hq db unseal`) puts them
+back in plain text, for going back to a version that does not seal.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import copy
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +60,21 @@ class SecretBox:
 
     def seal_levels(self, chain: dict[str, Any]) -> dict[str, Any]:
         """A copy of a chain (or its stored levels) with every contact's webhook key sealed."""
-        sealed = copy.deepcopy(chain)
-        for level in sealed.get("levels", []):
-            for contact in level.get("contacts", []):
-                if isinstance(contact, dict) and isinstance(contact.get(_FIELD), str):
-                    contact[_FIELD] = self.seal(contact[_FIELD])
-        return sealed
+        return _with_keys(chain, self.seal)
+
+    def open_levels(self, chain: dict[str, Any]) -> dict[str, Any]:
+        """A copy of a chain (or its stored levels) with every contact's webhook key opened;
+        SecretUnavailable if one does not open."""
+        return _with_keys(chain, self.open)
+
+
+def _with_keys(chain: dict[str, Any], change: Callable[[str], str]) -> dict[str, Any]:
+    changed = copy.deepcopy(chain)
+    for level in changed.get("levels", []):
+        for contact in level.get("contacts", []):
+            if isinstance(contact, dict) and isinstance(contact.get(_FIELD), str):
+                contact[_FIELD] = change(contact[_FIELD])
+    return changed
 
 
 def key_file(settings: Settings) -> Path:
@@ -121,18 +132,35 @@ def _read_key(path: Path) -> bytes:
 def seal_stored(session: Session, box: SecretBox) -> int:
     """Seal the webhook keys still stored plain, in chains and in tickets' copies of them;
     returns how many rows changed."""
+    return _rewrite_stored(session, box.seal_levels)
+
+
+def unseal_stored(session: Session, box: SecretBox) -> int:
+    """Put the sealed webhook keys back in plain text (before going back to a version that
+    does not seal); returns how many rows changed. A key that does not open raises
+    SecretUnavailable naming its row, and the caller's transaction changes nothing."""
+    return _rewrite_stored(session, box.open_levels)
+
+
+def _rewrite_stored(session: Session, change: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
     changed = 0
     for chain in session.scalars(select(EscalationChain)):
-        sealed = box.seal_levels(chain.levels)
-        if sealed != chain.levels:
-            chain.levels = sealed
+        try:
+            levels = change(chain.levels)
+        except SecretUnavailable:
+            raise SecretUnavailable(f"escalation chain {chain.name!r} (id {chain.id})") from None
+        if levels != chain.levels:
+            chain.levels = levels
             changed += 1
     stmt = select(Ticket).where(cast(Ticket.escalation, Text).like(f'%"{_FIELD}"%'))
     for ticket in session.scalars(stmt):
         if not ticket.escalation:
             continue
-        sealed = box.seal_levels(ticket.escalation)
-        if sealed != ticket.escalation:
-            ticket.escalation = sealed
+        try:
+            escalation = change(ticket.escalation)
+        except SecretUnavailable:
+            raise SecretUnavailable(f"ticket {ticket.number}") from None
+        if escalation != ticket.escalation:
+            ticket.escalation = escalation
             changed += 1
     return changed

@@ -20,6 +20,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, insert, inspect, select, text, update
 from sqlalchemy.pool import NullPool
 
+from hq_server import cli
 from hq_server.clock import ManualClock
 from hq_server.db import Database, alembic_config, upgrade
 from hq_server.domain import Role
@@ -298,6 +299,43 @@ def test_keys_stored_plain_are_sealed_at_upgrade_and_still_sign(
         with hq.db.writer() as session, session.begin():
             assert seal_stored(session, box_for(settings)) == 0  # nothing left to seal
         assert CONTACT_KEY not in _dump(hq, "escalation_chains", "tickets")
+        assert hq.step().notification_attempts == 1
+    assert _signed_with(CONTACT_KEY, webhook.requests[0])
+
+
+def test_unseal_puts_keys_back_in_plain_text_with_the_right_key_file_only(
+    migrated_url: str,
+    clock: ManualClock,
+    tmp_path: Path,
+    webhook: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`hq db unseal`, for going back to a version that does not seal: with another key file
+    it changes nothing and names the row; with HQ's own it opens every key."""
+    with start_hq(migrated_url, clock, tmp_path) as hq:
+        _escalate(hq, [{"name": "duty", "webhook_url": webhook.url, "webhook_secret": CONTACT_KEY}])
+        sealed = _dump(hq, "escalation_chains", "tickets")
+    assert CONTACT_KEY not in sealed and SEALED in sealed
+    unseal = ["db", "unseal", "--db-url", migrated_url, "--data-dir", str(tmp_path)]
+
+    other = tmp_path / "other.key"
+    other.write_bytes(Fernet.generate_key())
+    other.chmod(0o600)
+    monkeypatch.setenv("STATIONWATCH_SECRET_KEY_FILE", str(other))
+    assert cli.run(unseal) == cli.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "escalation chain 'hooks'" in err and "nothing was changed" in err
+    with start_hq(migrated_url, clock, tmp_path) as hq:
+        assert _dump(hq, "escalation_chains", "tickets") == sealed
+
+    monkeypatch.delenv("STATIONWATCH_SECRET_KEY_FILE")
+    assert cli.run(unseal) == cli.EXIT_OK
+    assert "opened the webhook keys of 2 escalation chains and tickets" in capsys.readouterr().err
+    with start_hq(migrated_url, clock, tmp_path) as hq:
+        plain = _dump(hq, "escalation_chains", "tickets")
+        assert plain.count(CONTACT_KEY) == 2 and SEALED not in plain
+        # As a version that does not seal would: the plain key signs.
         assert hq.step().notification_attempts == 1
     assert _signed_with(CONTACT_KEY, webhook.requests[0])
 
