@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from hq_server import secretbox
 from hq_server.api import (
     admin_routes,
     agent_routes,
@@ -58,7 +59,14 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await run_in_threadpool(db.check_schema)
+        try:
+            await run_in_threadpool(db.check_schema)
+            await run_in_threadpool(_establish_key, db, settings, the_clock)
+        except BaseException:
+            await run_in_threadpool(scheduler.close)
+            if database is None:
+                db.dispose()
+            raise
         logger.info("HQ ready on database %s", safe_url(db.url))
         task = asyncio.create_task(scheduler.run()) if settings.scheduler_enabled else None
         checkpoints = asyncio.create_task(_checkpoints(db)) if db.dialect == "sqlite" else None
@@ -100,6 +108,14 @@ def create_app(
     app.include_router(backup_routes.router)
     app.add_middleware(AuditMiddleware)
     return app
+
+
+def _establish_key(db: Database, settings: Settings, clock: Clock) -> None:
+    """Refuse to start with a key file that is not the database's (hq_server.secretbox)."""
+    with db.writer() as session, session.begin():
+        sealed = secretbox.establish(session, settings, clock.now())
+    if sealed:
+        logger.warning("sealed the webhook keys of %d escalation chains and tickets", sealed)
 
 
 async def _checkpoints(db: Database) -> None:

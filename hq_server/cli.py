@@ -131,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
         "unseal",
         parents=[common],
         help="put webhook keys back in plain text, before going back to a version that does not "
-        "seal them (hq serve and hq db upgrade of this version seal them again)",
+        "seal them; stop every HQ of the database first (HQ of this version seals them again "
+        "when it starts)",
     )
     return parser
 
@@ -166,17 +167,16 @@ def _prepare(settings: Settings) -> str:
         except OSError as exc:
             raise ConfigError(f"cannot create data dir {settings.data_dir}: {exc}") from None
     dbmod.upgrade(url)
-    _seal_webhook_keys(url, settings)
     return url
 
 
-def _seal_webhook_keys(url: str, settings: Settings) -> None:
-    """Seal webhook keys stored before HQ sealed them (hq_server.secretbox)."""
-    box = secretbox.box_for(settings)
+def _establish_key(url: str, settings: Settings) -> None:
+    """Check HQ's key file against the database (the first time: record it and seal the
+    webhook keys stored before HQ sealed them; hq_server.secretbox)."""
     db = dbmod.Database(url)
     try:
         with db.writer() as session, session.begin():
-            sealed = secretbox.seal_stored(session, box)
+            sealed = secretbox.establish(session, settings, SystemClock().now())
     finally:
         db.dispose()
     if sealed:
@@ -199,7 +199,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from hq_server.app import create_app
 
-    _prepare(settings)
+    _establish_key(_prepare(settings), settings)
     app = create_app(settings)
     level = getattr(args, "log_level", "info")
     # A batch of events allocates many short-lived objects; the default gen-0 threshold (700)
@@ -328,18 +328,15 @@ def _cmd_db_upgrade(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_db_unseal(_args: argparse.Namespace, settings: Settings) -> int:
-    url = settings.database_url
-    dbmod.parse_url(url)
-    dbmod.upgrade(url)  # the tables as this version reads them; not _prepare: it seals
-    box = secretbox.box_for(settings)
+    url = _prepare(settings)
     db = dbmod.Database(url)
     try:
         with db.writer() as session, session.begin():
-            opened = secretbox.unseal_stored(session, box)
+            opened = secretbox.unseal_stored(session, settings)
     except secretbox.SecretUnavailable as exc:
         print(
-            f"error: {exc}: a webhook key does not open with {secretbox.key_file(settings)} "
-            "(another HQ's key file?); nothing was changed",
+            f"error: {exc}: its webhook key does not open with {secretbox.key_file(settings)}; "
+            "nothing was changed",
             file=sys.stderr,
         )
         return EXIT_ERROR
@@ -347,7 +344,7 @@ def _cmd_db_unseal(_args: argparse.Namespace, settings: Settings) -> int:
         db.dispose()
     print(
         f"opened the webhook keys of {opened} escalation chains and tickets: they are in plain "
-        "text in the database now; hq serve or hq db upgrade of this version seals them again",
+        "text in the database now, until an HQ of this version starts and seals them again",
         file=sys.stderr,
     )
     return EXIT_OK

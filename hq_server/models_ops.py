@@ -155,3 +155,13 @@ class TicketAlarmLink(Base):
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
     alarm_id: Mapped[int] = mapped_column(ForeignKey("alarms.id"), primary_key=True)
     linked_at: Mapped[datetime]
+
+
+class HqFact(Base):
+    """A fact HQ keeps about its own database, e.g. which key seals its webhook keys."""
+
+    __tablename__ = "hq_facts"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime]

@@ -3,34 +3,46 @@
 Escalation chains, and the copy of its chain each ticket keeps, hold the contacts' webhook keys.
 Stored sealed, a dump or backup of the database does not hand them out: opening them needs
 HQ's key file, which only HQ reads (`secret_key_file`, default `<data_dir>/secret.key`, mode
-0600, created on first use). Every HQ replica of one database needs the same file.
+0600). Every HQ replica of one database needs the same file.
 
-Keys stored before sealing existed are read as they are until `seal_stored` (run by
-`hq db upgrade` and at `hq serve` start) seals them. `unseal_stored` (`hq db unseal`) puts them
-back in plain text, for going back to a version that does not seal.
+HQ's first start (`establish`) writes the key file if there is none and records its fingerprint
+in the database (hq_facts), then seals the keys stored plain by versions that did not seal.
+Every later start checks its key file against that fingerprint: with another key, or none, HQ
+refuses to start rather than seal with a key the other replicas do not have. `unseal_stored`
+(`hq db unseal`) puts the keys back in plain text, for going back to a version that does not
+seal, and forgets the fingerprint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
+import hmac
 import os
 import stat
+import tempfile
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import Text, cast, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Text, cast, select, text
+from sqlalchemy.orm import Session, load_only
 
 from hq_server.errors import ConfigError
 from hq_server.models import Ticket
-from hq_server.models_ops import EscalationChain
+from hq_server.models_ops import EscalationChain, HqFact
 from hq_server.settings import Settings
 
 SEALED = "sealed:v1:"
 KEY_FILE_NAME = "secret.key"
+KEY_FACT = "secret_key"  # hq_facts row: the fingerprint of the key webhook keys are sealed with
 _FIELD = "webhook_secret"
+_FINGERPRINT_INPUT = b"stationwatch: which key seals the webhook keys"
+# pg_advisory_xact_lock key: one HQ at a time records (or checks) the key at start.
+_ESTABLISH_LOCK = 0x53574B59
 
 
 class SecretUnavailable(Exception):
@@ -42,12 +54,17 @@ class SecretBox:
 
     def __init__(self, key: bytes) -> None:
         self._fernet = Fernet(key)
+        # Names the key without giving it away (an HMAC of a constant under it).
+        self.fingerprint = hmac.new(key, _FINGERPRINT_INPUT, hashlib.sha256).hexdigest()
 
     def seal(self, plain: str) -> str:
-        """The sealed form of `plain` (an already sealed value is returned as it is)."""
-        if plain.startswith(SEALED):
-            return plain
+        """The sealed form of `plain`, whatever it looks like (a key given through the API that
+        happens to start like a sealed value is sealed too)."""
         return SEALED + self._fernet.encrypt(plain.encode()).decode("ascii")
+
+    def seal_if_plain(self, stored: str) -> str:
+        """A stored value sealed, unless it already is."""
+        return stored if stored.startswith(SEALED) else self.seal(stored)
 
     def open(self, stored: str) -> str:
         """The plain value of a stored one (one stored before sealing is returned as is)."""
@@ -61,6 +78,10 @@ class SecretBox:
     def seal_levels(self, chain: dict[str, Any]) -> dict[str, Any]:
         """A copy of a chain (or its stored levels) with every contact's webhook key sealed."""
         return _with_keys(chain, self.seal)
+
+    def seal_plain_levels(self, chain: dict[str, Any]) -> dict[str, Any]:
+        """A copy of a stored chain with the webhook keys still in plain text sealed."""
+        return _with_keys(chain, self.seal_if_plain)
 
     def open_levels(self, chain: dict[str, Any]) -> dict[str, Any]:
         """A copy of a chain (or its stored levels) with every contact's webhook key opened;
@@ -82,31 +103,82 @@ def key_file(settings: Settings) -> Path:
     return settings.secret_key_file or settings.data_dir / KEY_FILE_NAME
 
 
+def has_keys(chain: dict[str, Any]) -> bool:
+    """Whether a chain (or its levels) has a contact with a webhook key."""
+    return any(
+        isinstance(contact, dict) and contact.get(_FIELD)
+        for level in chain.get("levels", [])
+        for contact in level.get("contacts", [])
+    )
+
+
 def box_for(settings: Settings) -> SecretBox:
-    """The SecretBox of HQ's key file, created (mode 0600) if it does not exist yet. Read each
-    time (chains are saved and webhooks sent now and then): a replaced file counts at once."""
+    """The SecretBox of HQ's key file. Read each time (chains are saved and webhooks sent now
+    and then): a replaced file counts at once. Never creates one: only `establish` does."""
     path = key_file(settings)
-    if path.exists():
-        return SecretBox(_read_key(path))
-    key = Fernet.generate_key()
-    # Written whole under another name, then linked into place: a crash leaves no half key,
-    # and of two processes starting at once the second reads the first one's key.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if not path.exists():
+        raise ConfigError(f"{path}: HQ's key file is missing (HQ writes it at its first start)")
+    return SecretBox(_read_key(path))
+
+
+def establish(session: Session, settings: Settings, now: datetime) -> int:
+    """At HQ's start: check the key file against the fingerprint the database keeps; the first
+    time (no fingerprint yet), write the key file if there is none, record its fingerprint and
+    seal the keys stored plain. Returns how many rows were sealed; ConfigError naming the file
+    if it is missing or not the database's key."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ESTABLISH_LOCK})
+    path = key_file(settings)
+    fact = session.get(HqFact, KEY_FACT)
+    if fact is None:
+        box = SecretBox(_read_key(path) if path.exists() else _create_key(path))
+        session.add(HqFact(name=KEY_FACT, value=box.fingerprint, updated_at=now))
+        return seal_stored(session, box)
+    if not path.exists():
+        raise ConfigError(
+            f"{path}: HQ's key file is missing, and this database's webhook keys are sealed "
+            f"with key {fact.value[:12]}: copy that key file here from another HQ of this "
+            "database or from its backup (or set secret_key_file)"
+        )
+    _check(path, SecretBox(_read_key(path)), fact)
+    return 0
+
+
+def _check(path: Path, box: SecretBox, fact: HqFact) -> None:
+    if box.fingerprint != fact.value:
+        raise ConfigError(
+            f"{path}: not the key this database's webhook keys are sealed with (this file is "
+            f"key {box.fingerprint[:12]}, the database's is {fact.value[:12]}): use that key "
+            "file, from another HQ of this database or from its backup"
+        )
+
+
+def _create_key(path: Path) -> bytes:
+    """Write a new key file and return the key in it. Written whole under a unique name, then
+    linked into place: a crash leaves no half key, and of two writers at once the second gets
+    the first one's key (read back from the file, never its own)."""
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(key + b"\n")
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot create HQ's key file: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as out:  # mkstemp: mode 0600, O_EXCL
+            out.write(Fernet.generate_key() + b"\n")
             out.flush()
             os.fsync(out.fileno())
-        os.link(tmp, path)
-    except FileExistsError:
-        return SecretBox(_read_key(path))
+        with contextlib.suppress(FileExistsError):  # another writer was first: its key wins
+            os.link(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot create HQ's key file: {exc.strerror}") from None
     finally:
-        tmp.unlink(missing_ok=True)
-    return SecretBox(key)
+        Path(tmp).unlink(missing_ok=True)
+    return _read_key(path)
 
 
 def _read_key(path: Path) -> bytes:
@@ -132,19 +204,29 @@ def _read_key(path: Path) -> bytes:
 def seal_stored(session: Session, box: SecretBox) -> int:
     """Seal the webhook keys still stored plain, in chains and in tickets' copies of them;
     returns how many rows changed."""
-    return _rewrite_stored(session, box.seal_levels)
+    return _rewrite_stored(session, box.seal_plain_levels)
 
 
-def unseal_stored(session: Session, box: SecretBox) -> int:
+def unseal_stored(session: Session, settings: Settings) -> int:
     """Put the sealed webhook keys back in plain text (before going back to a version that
-    does not seal); returns how many rows changed. A key that does not open raises
-    SecretUnavailable naming its row, and the caller's transaction changes nothing."""
-    return _rewrite_stored(session, box.open_levels)
+    does not seal) and forget the key's fingerprint; returns how many rows changed. A key that
+    does not open raises SecretUnavailable naming its row, and the caller's transaction
+    changes nothing. Run it with every HQ of the database stopped: a running one seals the
+    chains it saves."""
+    box = box_for(settings)
+    fact = session.get(HqFact, KEY_FACT, with_for_update=True)
+    if fact is not None:
+        _check(key_file(settings), box, fact)
+    changed = _rewrite_stored(session, box.open_levels)
+    if fact is not None:
+        session.delete(fact)
+    return changed
 
 
 def _rewrite_stored(session: Session, change: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
     changed = 0
-    for chain in session.scalars(select(EscalationChain)):
+    # Rows locked (PostgreSQL): a chain saved meanwhile is not overwritten with what was read.
+    for chain in session.scalars(select(EscalationChain).with_for_update()):
         try:
             levels = change(chain.levels)
         except SecretUnavailable:
@@ -152,7 +234,14 @@ def _rewrite_stored(session: Session, change: Callable[[dict[str, Any]], dict[st
         if levels != chain.levels:
             chain.levels = levels
             changed += 1
-    stmt = select(Ticket).where(cast(Ticket.escalation, Text).like(f'%"{_FIELD}"%'))
+    stmt = (
+        select(Ticket)
+        .options(load_only(Ticket.id, Ticket.number, Ticket.escalation))
+        # Only tickets whose chain has a key (email-only contacts store "webhook_secret": null).
+        .where(cast(Ticket.escalation, Text).like(f'%"{_FIELD}": "%'))
+        .with_for_update()
+        .execution_options(yield_per=500)
+    )
     for ticket in session.scalars(stmt):
         if not ticket.escalation:
             continue

@@ -120,7 +120,7 @@ class Settings(BaseModel):
     secret_key_file: Path | None = Field(
         default=None,
         description="HQ's key sealing webhook keys in the database (default data_dir/secret.key; "
-        "created, mode 0600, on first use; the same file on every replica)",
+        "written, mode 0600, at HQ's first start; the same file on every replica)",
     )
     notify_max_attempts: int = Field(default=5, ge=1, le=50)
     notify_backoff: timedelta = Field(

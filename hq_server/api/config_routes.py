@@ -3,7 +3,7 @@ site, escalation chains, maintenance windows. Calendar changes recompute open ti
 
 from __future__ import annotations
 
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import select, update
@@ -36,7 +36,8 @@ from hq_server.api.schemas_config import (
 from hq_server.errors import Conflict, InvalidInput, NotFound
 from hq_server.models import Agent, Site
 from hq_server.models_ops import Calendar, EscalationChain, MaintenanceWindow
-from hq_server.secretbox import box_for
+from hq_server.secretbox import box_for, has_keys
+from hq_server.settings import Settings
 
 router = APIRouter(
     prefix=API_PREFIX,
@@ -177,6 +178,11 @@ def put_site_calendar(
 # ---- escalation chains -----------------------------------------------------------------------
 
 
+def _sealed(settings: Settings, levels: dict[str, Any]) -> dict[str, Any]:
+    """Levels as stored: webhook keys sealed (only those need HQ's key file)."""
+    return box_for(settings).seal_levels(levels) if has_keys(levels) else levels
+
+
 @router.get("/escalation-chains", response_model=list[ChainOut])
 def list_chains(_user: ViewerDep, db: DbDep) -> list[ChainOut]:
     """All escalation chains, by customer and grade."""
@@ -204,7 +210,7 @@ def post_chain(
     settings: SettingsDep,
 ) -> ChainOut:
     """Create the chain of a customer and grade (new tickets copy it when they open)."""
-    levels = box_for(settings).seal_levels(body.stored_levels())
+    levels = _sealed(settings, body.stored_levels())
     with db.writer() as session, session.begin():
         row = EscalationChain(
             name=body.name,
@@ -230,7 +236,7 @@ def put_chain(
     settings: SettingsDep,
 ) -> ChainOut:
     """Replace a chain (tickets already open keep the copy they were opened with)."""
-    levels = box_for(settings).seal_levels(body.stored_levels())
+    levels = _sealed(settings, body.stored_levels())
     with db.writer() as session, session.begin():
         row = _get(session, EscalationChain, chain_id, "escalation chain")
         row.name, row.customer, row.grade = body.name, body.customer, body.grade

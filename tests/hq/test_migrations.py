@@ -40,6 +40,8 @@ EXPECTED_TABLES = {
     "job_schedules",
     "config_backups",
     "apscheduler_jobs",
+    # revision 0006: which key seals the webhook keys
+    "hq_facts",
 }
 
 

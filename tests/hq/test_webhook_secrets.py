@@ -7,8 +7,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import shutil
 import stat
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +20,7 @@ from typing import Any
 import pytest
 from alembic import command
 from cryptography.fernet import Fernet
-from sqlalchemy import create_engine, insert, inspect, select, text, update
+from sqlalchemy import create_engine, delete, insert, inspect, select, text, update
 from sqlalchemy.pool import NullPool
 
 from hq_server import cli
@@ -26,9 +29,9 @@ from hq_server.db import Database, alembic_config, upgrade
 from hq_server.domain import Role
 from hq_server.errors import ConfigError
 from hq_server.models import Site, Ticket
-from hq_server.models_ops import EscalationChain, Notification
+from hq_server.models_ops import EscalationChain, HqFact, Notification
 from hq_server.notify import IDEMPOTENCY_HEADER, SIGNATURE_HEADER
-from hq_server.secretbox import KEY_FILE_NAME, SEALED, box_for, seal_stored
+from hq_server.secretbox import KEY_FACT, KEY_FILE_NAME, SEALED, _create_key, box_for, seal_stored
 from hq_server.settings import Settings
 from tests.hq.conftest import HQ, START, start_hq
 from tests.hq.receivers import Captured, WebhookReceiver, webhook
@@ -258,11 +261,15 @@ def test_revision_0004_replaces_stored_keys_by_references_and_back(db_url: str) 
 
 def _dump(hq: HQ, *tables: str) -> str:
     """Every column of every row of these tables, as a database dump would show them."""
-    with hq.db.session() as session:
+    return _db_dump(hq.db, *tables)
+
+
+def _db_dump(db: Database, *tables: str) -> str:
+    with db.session() as session:
         rows = [
             list(row)
             for table in tables
-            for row in session.execute(text(f"SELECT * FROM {table}"))  # noqa: S608
+            for row in session.execute(text(f"SELECT * FROM {table} ORDER BY 1"))  # noqa: S608
         ]
     return json.dumps(rows, default=str)
 
@@ -282,25 +289,88 @@ def test_chain_keys_are_sealed_in_the_database_and_still_sign(
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
 
 
-def test_keys_stored_plain_are_sealed_at_upgrade_and_still_sign(
+def _forget_key(hq: HQ, plain: dict[str, Any]) -> None:
+    """The database as a version that did not seal left it: keys in plain text, no key fact."""
+    with hq.db.writer() as session, session.begin():
+        session.execute(update(EscalationChain).values(levels={"levels": plain["levels"]}))
+        session.execute(update(Ticket).values(escalation={"name": "c", **plain}))
+        session.execute(delete(HqFact))
+
+
+def test_keys_stored_plain_are_sealed_at_first_start_and_still_sign(
     migrated_url: str, clock: ManualClock, tmp_path: Path, webhook: WebhookReceiver
 ) -> None:
+    plain = _chain([{"name": "d", "webhook_url": webhook.url, "webhook_secret": CONTACT_KEY}])
     with start_hq(migrated_url, clock, tmp_path) as hq:
         _escalate(hq, [{"name": "duty", "webhook_url": webhook.url, "webhook_secret": "x" * 8}])
-        # As stored by a version that did not seal: the key in plain text.
-        plain = _chain([{"name": "d", "webhook_url": webhook.url, "webhook_secret": CONTACT_KEY}])
-        with hq.db.writer() as session, session.begin():
-            session.execute(update(EscalationChain).values(levels={"levels": plain["levels"]}))
-            session.execute(update(Ticket).values(escalation={"name": "c", **plain}))
-        assert CONTACT_KEY in _dump(hq, "escalation_chains", "tickets")
-        settings = Settings(db_url=migrated_url, data_dir=tmp_path)
-        with hq.db.writer() as session, session.begin():
-            assert seal_stored(session, box_for(settings)) == 2  # the chain and the ticket
-        with hq.db.writer() as session, session.begin():
-            assert seal_stored(session, box_for(settings)) == 0  # nothing left to seal
+        _forget_key(hq, plain)
+        assert _dump(hq, "escalation_chains", "tickets").count(CONTACT_KEY) == 2
+    with start_hq(migrated_url, clock, tmp_path) as hq:
         assert CONTACT_KEY not in _dump(hq, "escalation_chains", "tickets")
+        with hq.db.writer() as session, session.begin():
+            box = box_for(Settings(db_url=migrated_url, data_dir=tmp_path))
+            assert seal_stored(session, box) == 0  # nothing left to seal
+            assert session.get(HqFact, KEY_FACT).value == box.fingerprint  # type: ignore[union-attr]
         assert hq.step().notification_attempts == 1
     assert _signed_with(CONTACT_KEY, webhook.requests[0])
+
+
+def test_hq_refuses_to_start_without_the_databases_key_file(
+    migrated_url: str, clock: ManualClock, tmp_path: Path
+) -> None:
+    """A second HQ without the key file, or with another one, must not make its own key."""
+    with start_hq(migrated_url, clock, tmp_path / "first"):
+        pass
+    replica = tmp_path / "replica"
+    missing = pytest.raises(ConfigError, match=r"replica/secret.key: HQ's key file is missing")
+    with missing, start_hq(migrated_url, clock, replica):
+        pass
+    assert not (replica / KEY_FILE_NAME).exists()
+    replica.mkdir()
+    (replica / KEY_FILE_NAME).write_bytes(Fernet.generate_key())
+    (replica / KEY_FILE_NAME).chmod(0o600)
+    other = pytest.raises(ConfigError, match=r"replica/secret.key: not the key this database's")
+    with other, start_hq(migrated_url, clock, replica):
+        pass
+    shutil.copy2(tmp_path / "first" / KEY_FILE_NAME, replica / KEY_FILE_NAME)
+    with start_hq(migrated_url, clock, replica) as hq:
+        assert hq.client.get("/healthz").status_code == 200
+
+
+def test_only_hq_start_makes_a_key_file(migrated_url: str, tmp_path: Path) -> None:
+    """Commands other than `serve` (a token listed from another directory, a migration job)
+    neither make a key file nor seal with one."""
+    elsewhere = tmp_path / "elsewhere"
+    for argv in (["db", "upgrade"], ["token", "list"]):
+        assert cli.run([*argv, "--db-url", migrated_url, "--data-dir", str(elsewhere)]) == 0
+    assert not (elsewhere / KEY_FILE_NAME).exists()
+    with _database(migrated_url) as db, db.session() as session:
+        assert session.get(HqFact, KEY_FACT) is None
+
+
+def test_a_key_that_looks_sealed_is_sealed_too(
+    migrated_url: str, clock: ManualClock, tmp_path: Path, webhook: WebhookReceiver
+) -> None:
+    key = SEALED + "not-really"
+    with start_hq(migrated_url, clock, tmp_path) as hq:
+        _escalate(hq, [{"name": "duty", "webhook_url": webhook.url, "webhook_secret": key}])
+        assert key not in _dump(hq, "escalation_chains", "tickets")
+        assert hq.step().notification_attempts == 1
+    assert _signed_with(key, webhook.requests[0])
+
+
+def test_writers_racing_to_make_the_key_file_all_get_the_key_in_it(tmp_path: Path) -> None:
+    path = tmp_path / "keys" / KEY_FILE_NAME
+    start = threading.Barrier(8)
+
+    def make() -> bytes:
+        start.wait()
+        return _create_key(path)
+
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: make(), range(8)))
+    assert keys == {path.read_bytes().strip()}
+    assert sorted(p.name for p in path.parent.iterdir()) == [KEY_FILE_NAME]  # no temp left
 
 
 def test_unseal_puts_keys_back_in_plain_text_with_the_right_key_file_only(
@@ -312,10 +382,10 @@ def test_unseal_puts_keys_back_in_plain_text_with_the_right_key_file_only(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`hq db unseal`, for going back to a version that does not seal: with another key file
-    it changes nothing and names the row; with HQ's own it opens every key."""
+    it changes nothing; with HQ's own it opens every key, and HQ seals them again at start."""
     with start_hq(migrated_url, clock, tmp_path) as hq:
         _escalate(hq, [{"name": "duty", "webhook_url": webhook.url, "webhook_secret": CONTACT_KEY}])
-        sealed = _dump(hq, "escalation_chains", "tickets")
+        sealed = _dump(hq, "escalation_chains", "tickets", "hq_facts")
     assert CONTACT_KEY not in sealed and SEALED in sealed
     unseal = ["db", "unseal", "--db-url", migrated_url, "--data-dir", str(tmp_path)]
 
@@ -324,29 +394,30 @@ def test_unseal_puts_keys_back_in_plain_text_with_the_right_key_file_only(
     other.chmod(0o600)
     monkeypatch.setenv("STATIONWATCH_SECRET_KEY_FILE", str(other))
     assert cli.run(unseal) == cli.EXIT_ERROR
-    err = capsys.readouterr().err
-    assert "escalation chain 'hooks'" in err and "nothing was changed" in err
-    with start_hq(migrated_url, clock, tmp_path) as hq:
-        assert _dump(hq, "escalation_chains", "tickets") == sealed
+    assert "other.key: not the key this database's" in capsys.readouterr().err
+    with _database(migrated_url) as db:
+        assert _db_dump(db, "escalation_chains", "tickets", "hq_facts") == sealed
 
     monkeypatch.delenv("STATIONWATCH_SECRET_KEY_FILE")
     assert cli.run(unseal) == cli.EXIT_OK
     assert "opened the webhook keys of 2 escalation chains and tickets" in capsys.readouterr().err
-    with start_hq(migrated_url, clock, tmp_path) as hq:
-        plain = _dump(hq, "escalation_chains", "tickets")
+    with _database(migrated_url) as db:
+        plain = _db_dump(db, "escalation_chains", "tickets")
         assert plain.count(CONTACT_KEY) == 2 and SEALED not in plain
-        # As a version that does not seal would: the plain key signs.
+        with db.session() as session:
+            assert session.get(HqFact, KEY_FACT) is None  # an HQ of this version seals again
+    with start_hq(migrated_url, clock, tmp_path) as hq:
+        assert CONTACT_KEY not in _dump(hq, "escalation_chains", "tickets")
         assert hq.step().notification_attempts == 1
     assert _signed_with(CONTACT_KEY, webhook.requests[0])
 
 
-def test_a_key_sealed_with_another_key_file_is_not_sent_unsigned(
+def test_a_replaced_key_file_fails_the_attempt_never_sends_unsigned(
     migrated_url: str, clock: ManualClock, tmp_path: Path, webhook: WebhookReceiver
 ) -> None:
     with start_hq(migrated_url, clock, tmp_path) as hq:
         _escalate(hq, [{"name": "duty", "webhook_url": webhook.url, "webhook_secret": "k" * 12}])
-    (tmp_path / KEY_FILE_NAME).unlink()  # HQ comes back with a new key file
-    with start_hq(migrated_url, clock, tmp_path) as hq:
+        (tmp_path / KEY_FILE_NAME).write_bytes(Fernet.generate_key())  # replaced while running
         assert hq.step().notification_attempts == 1
         admin = hq.user_token(Role.ADMIN)
         ticket_id = hq.tickets(admin)[0]["id"]
@@ -355,6 +426,22 @@ def test_a_key_sealed_with_another_key_file_is_not_sent_unsigned(
     assert note["data"]["ok"] is False
     assert "does not open with HQ's key file" in note["detail"]
     assert webhook.requests == []
+
+
+def test_a_chain_without_webhook_keys_is_saved_without_the_key_file(
+    migrated_url: str, clock: ManualClock, tmp_path: Path
+) -> None:
+    with start_hq(migrated_url, clock, tmp_path) as hq:
+        (tmp_path / KEY_FILE_NAME).chmod(0o644)
+        admin = hq.user_token(Role.ADMIN)
+        mail = _chain([{"name": "duty", "email": "duty@example.com"}])
+        assert hq.post(admin, "/api/v1/escalation-chains", mail).status_code == 201
+        keyed = _chain(
+            [{"name": "duty", "webhook_url": "http://127.0.0.1:9/x", "webhook_secret": "k" * 12}]
+        )
+        refused = hq.post(admin, "/api/v1/escalation-chains", {**keyed, "name": "k"})
+        assert refused.status_code == 400, refused.text
+        assert "owner only" in refused.json()["detail"]
 
 
 def test_a_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
@@ -385,3 +472,19 @@ def test_an_unreadable_key_file_fails_the_attempt_and_the_step_goes_on(
     assert note["data"]["ok"] is False
     assert "owner only (chmod 600)" in note["detail"] and "not sent unsigned" in note["detail"]
     assert webhook.requests == []
+
+
+def test_revision_0006_adds_hq_facts_and_takes_it_back(migrated_url: str) -> None:
+    def tables() -> set[str]:
+        engine = create_engine(migrated_url, poolclass=NullPool)
+        try:
+            with engine.connect() as conn:
+                return set(inspect(conn).get_table_names())
+        finally:
+            engine.dispose()
+
+    assert "hq_facts" in tables()
+    _downgrade(migrated_url, "0005")
+    assert "hq_facts" not in tables()
+    upgrade(migrated_url)
+    assert "hq_facts" in tables()
