@@ -54,8 +54,8 @@ _409 = responses(409)
 _404_409 = responses(404, 409)
 
 
-def _get(session: Session, model: type[_T], ident: int, what: str) -> _T:
-    row = session.get(model, ident)
+def _get(session: Session, model: type[_T], ident: int, what: str, for_update: bool = False) -> _T:
+    row = session.get(model, ident, with_for_update=for_update)
     if row is None:
         raise NotFound(f"no {what} {ident}")
     return row
@@ -183,6 +183,23 @@ def _sealed(settings: Settings, levels: dict[str, Any]) -> dict[str, Any]:
     return box_for(settings).seal_levels(levels) if has_keys(levels) else levels
 
 
+def _keep_keys(
+    levels: dict[str, Any], stored: dict[str, Any], positions: list[tuple[int, int]]
+) -> None:
+    """Give the contacts at `positions` the (sealed) key stored for their webhook_url."""
+    by_url = {
+        c["webhook_url"]: c["webhook_secret"]
+        for level in stored.get("levels", [])
+        for c in level.get("contacts", [])
+        if c.get("webhook_url") and c.get("webhook_secret")
+    }
+    for i, j in positions:
+        contact = levels["levels"][i]["contacts"][j]
+        key = by_url.get(contact["webhook_url"])
+        if key is not None:
+            contact["webhook_secret"] = key
+
+
 @router.get("/escalation-chains", response_model=list[ChainOut])
 def list_chains(_user: ViewerDep, db: DbDep) -> list[ChainOut]:
     """All escalation chains, by customer and grade."""
@@ -235,10 +252,13 @@ def put_chain(
     clock: ClockDep,
     settings: SettingsDep,
 ) -> ChainOut:
-    """Replace a chain (tickets already open keep the copy they were opened with)."""
+    """Replace a chain (tickets already open keep the copy they were opened with). Webhook
+    keys are never shown, so a contact that leaves out `webhook_secret` keeps the key stored for
+    its webhook_url; `"webhook_secret": null` removes it."""
     levels = _sealed(settings, body.stored_levels())
     with db.writer() as session, session.begin():
-        row = _get(session, EscalationChain, chain_id, "escalation chain")
+        row = _get(session, EscalationChain, chain_id, "escalation chain", for_update=True)
+        _keep_keys(levels, row.levels, body.keys_left_out())
         row.name, row.customer, row.grade = body.name, body.customer, body.grade
         row.levels = levels
         row.updated_at = clock.now()

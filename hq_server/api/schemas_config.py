@@ -113,7 +113,12 @@ class ContactIn(_In):
     email: str | None = Field(default=None, max_length=254, pattern=EMAIL)
     webhook_url: HttpUrl | None = None
     webhook_secret: str | None = Field(
-        default=None, min_length=8, max_length=200, description="HMAC-SHA256 key of the webhook"
+        default=None,
+        min_length=8,
+        max_length=200,
+        description="HMAC-SHA256 key of the webhook. Never shown again. When a chain is "
+        "replaced (PUT), a contact that leaves it out keeps the key stored for the same "
+        "webhook_url; null removes it.",
     )
 
     @model_validator(mode="after")
@@ -145,6 +150,15 @@ class ChainIn(_In):
     def stored_levels(self) -> dict[str, Any]:
         """The levels as stored (and copied onto tickets)."""
         return {"levels": [level.model_dump(mode="json") for level in self.levels]}
+
+    def keys_left_out(self) -> list[tuple[int, int]]:
+        """(level, contact) positions of webhooks whose key the request left out (not null)."""
+        return [
+            (i, j)
+            for i, level in enumerate(self.levels)
+            for j, contact in enumerate(level.contacts)
+            if contact.webhook_url is not None and "webhook_secret" not in contact.model_fields_set
+        ]
 
 
 class ContactOut(_Out):

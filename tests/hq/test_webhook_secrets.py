@@ -488,3 +488,41 @@ def test_revision_0006_adds_hq_facts_and_takes_it_back(migrated_url: str) -> Non
     assert "hq_facts" not in tables()
     upgrade(migrated_url)
     assert "hq_facts" in tables()
+
+
+def test_a_chain_replaced_without_its_keys_keeps_them_for_the_same_url(
+    migrated_url: str, clock: ManualClock, tmp_path: Path, webhook: WebhookReceiver
+) -> None:
+    """Keys are never shown, so a PUT that leaves one out keeps it (for the same URL only);
+    an explicit null removes it."""
+
+    def contact(url: str, **key: str | None) -> dict[str, Any]:
+        return {"name": "duty", "webhook_url": url, **key}
+
+    with start_hq(migrated_url, clock, tmp_path) as hq:
+        admin = hq.user_token(Role.ADMIN)
+        created = hq.post(
+            admin,
+            "/api/v1/escalation-chains",
+            _chain([contact(webhook.url, webhook_secret=CONTACT_KEY)]),
+        )
+        path = f"/api/v1/escalation-chains/{created.json()['id']}"
+
+        def put(contacts: list[dict[str, Any]], delay: int) -> bool:
+            body = _chain(contacts)
+            body["levels"][0]["delay_minutes"] = delay
+            answer = hq.call("PUT", admin, path, body)
+            assert answer.status_code == 200, answer.text
+            has: bool = answer.json()["levels"][0]["contacts"][0]["has_webhook_secret"]
+            return has
+
+        assert put([contact(webhook.url)], 1) is True  # left out: kept
+        assert put([contact(f"{webhook.url}/other")], 1) is False  # another URL: not carried
+        assert put([contact(webhook.url)], 1) is False  # gone with the URL change
+        assert put([contact(webhook.url, webhook_secret=CONTACT_KEY)], 1) is True
+        assert put([contact(webhook.url)], 0) is True
+        hq.post_events(hq.enroll(), [hq.event(grade=1)])  # the ticket copies the kept key
+        clock.set(START + timedelta(minutes=10))
+        assert hq.step().notification_attempts == 1
+        assert put([contact(webhook.url, webhook_secret=None)], 0) is False  # null: removed
+    assert _signed_with(CONTACT_KEY, webhook.requests[0])
