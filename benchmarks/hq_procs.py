@@ -217,7 +217,7 @@ def hq_server(work: Path, db_url: str | None = None, log_level: str = "warning")
     sw = stationwatch_cmd()
     work.mkdir(parents=True, exist_ok=True)
     data_dir = work / "hq"
-    db_opts = ["--db-url", db_url] if db_url else ["--data-dir", str(data_dir)]
+    db_opts = ["--data-dir", str(data_dir), *(["--db-url", db_url] if db_url else [])]
     cli = [*sw, "hq"]
     _capture([*cli, "db", "upgrade", *db_opts])
     admin = _capture([*cli, "token", "create", "--role", "admin", "--name", "bench", *db_opts])

@@ -134,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
         "seal them; stop every HQ of the database first (HQ of this version seals them again "
         "when it starts)",
     )
+    downgrade = db_commands.add_parser(
+        "downgrade",
+        parents=[common],
+        help="migrate the database back to REVISION, for going back to an older version (stop "
+        "every HQ of the database and run `hq db unseal` first)",
+    )
+    downgrade.add_argument("revision", help="the revision the older version needs, e.g. 0005")
     return parser
 
 
@@ -365,6 +372,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _cmd_user_add(args, settings)
     if args.db_command == "unseal":
         return _cmd_db_unseal(args, settings)
+    if args.db_command == "downgrade":
+        dbmod.downgrade(settings.database_url, args.revision)
+        print(f"database is at revision {args.revision}", file=sys.stderr)
+        return EXIT_OK
     return _cmd_db_upgrade(args, settings)
 
 

@@ -15,6 +15,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
@@ -252,6 +253,26 @@ def upgrade(url: str, revision: str = "heads") -> None:
             cfg = alembic_config()
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
+    finally:
+        engine.dispose()
+    logger.info("database %s is at revision %s", safe_url(url), revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Migrate the database at `url` back to `revision` (for going back to an older version)."""
+    engine = make_engine(url)
+    try:
+        with translate_errors(url), engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                )
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            try:
+                command.downgrade(cfg, revision)
+            except CommandError as exc:  # an unknown revision, or one ahead of the database
+                raise ConfigError(f"cannot downgrade to {revision!r}: {exc}") from None
     finally:
         engine.dispose()
     logger.info("database %s is at revision %s", safe_url(url), revision)

@@ -83,6 +83,17 @@ class SecretBox:
         """A copy of a stored chain with the webhook keys still in plain text sealed."""
         return _with_keys(chain, self.seal_if_plain)
 
+    def adopt_levels(self, chain: dict[str, Any]) -> dict[str, Any]:
+        """A copy of a stored chain with the plain keys sealed; SecretUnavailable if a sealed
+        one does not open with this key."""
+        return _with_keys(chain, self._adopt)
+
+    def _adopt(self, stored: str) -> str:
+        if stored.startswith(SEALED):
+            self.open(stored)
+            return stored
+        return self.seal(stored)
+
     def open_levels(self, chain: dict[str, Any]) -> dict[str, Any]:
         """A copy of a chain (or its stored levels) with every contact's webhook key opened;
         SecretUnavailable if one does not open."""
@@ -122,26 +133,48 @@ def box_for(settings: Settings) -> SecretBox:
 
 
 def establish(session: Session, settings: Settings, now: datetime) -> int:
-    """At HQ's start: check the key file against the fingerprint the database keeps; the first
-    time (no fingerprint yet), write the key file if there is none, record its fingerprint and
-    seal the keys stored plain. Returns how many rows were sealed; ConfigError naming the file
-    if it is missing or not the database's key."""
+    """At HQ's start: check the key file against the fingerprint the database keeps, and seal
+    the chains' keys an older HQ may have saved plain meanwhile. The first time (no fingerprint
+    yet): write the key file if there is none, check that the keys already sealed open with it,
+    seal those stored plain and record its fingerprint. Returns how many rows were sealed;
+    ConfigError naming the file if it is missing or not the database's key."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ESTABLISH_LOCK})
     path = key_file(settings)
     fact = session.get(HqFact, KEY_FACT)
     if fact is None:
+        if not path.exists() and _any_sealed(session):
+            raise ConfigError(
+                f"{path}: HQ's key file is missing, and this database holds webhook keys "
+                "sealed with a key it does not name: copy here the key file of the HQ that "
+                "sealed them (or set secret_key_file)"
+            )
         box = SecretBox(_read_key(path) if path.exists() else _create_key(path))
+        try:
+            sealed = _rewrite_stored(session, box.adopt_levels)
+        except SecretUnavailable as exc:
+            raise ConfigError(
+                f"{path}: {exc} holds a webhook key sealed with another key: use the key file "
+                "of the HQ that sealed it"
+            ) from None
         session.add(HqFact(name=KEY_FACT, value=box.fingerprint, updated_at=now))
-        return seal_stored(session, box)
+        return sealed
     if not path.exists():
         raise ConfigError(
             f"{path}: HQ's key file is missing, and this database's webhook keys are sealed "
             f"with key {fact.value[:12]}: copy that key file here from another HQ of this "
             "database or from its backup (or set secret_key_file)"
         )
-    _check(path, SecretBox(_read_key(path)), fact)
-    return 0
+    box = SecretBox(_read_key(path))
+    _check(path, box, fact)
+    return _rewrite_stored(session, box.seal_plain_levels, tickets=False)
+
+
+def _any_sealed(session: Session) -> bool:
+    like = f"%{SEALED}%"
+    chains = select(EscalationChain.id).where(cast(EscalationChain.levels, Text).like(like))
+    tickets = select(Ticket.id).where(cast(Ticket.escalation, Text).like(like))
+    return any(session.execute(query.limit(1)).first() for query in (chains, tickets))
 
 
 def _check(path: Path, box: SecretBox, fact: HqFact) -> None:
@@ -213,8 +246,10 @@ def unseal_stored(session: Session, settings: Settings) -> int:
     does not open raises SecretUnavailable naming its row, and the caller's transaction
     changes nothing. Run it with every HQ of the database stopped: a running one seals the
     chains it saves."""
-    box = box_for(settings)
     fact = session.get(HqFact, KEY_FACT, with_for_update=True)
+    if fact is None and not key_file(settings).exists() and not _any_sealed(session):
+        return 0  # nothing was ever sealed here
+    box = box_for(settings)
     if fact is not None:
         _check(key_file(settings), box, fact)
     changed = _rewrite_stored(session, box.open_levels)
@@ -223,7 +258,9 @@ def unseal_stored(session: Session, settings: Settings) -> int:
     return changed
 
 
-def _rewrite_stored(session: Session, change: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
+def _rewrite_stored(
+    session: Session, change: Callable[[dict[str, Any]], dict[str, Any]], tickets: bool = True
+) -> int:
     changed = 0
     # Rows locked (PostgreSQL): a chain saved meanwhile is not overwritten with what was read.
     for chain in session.scalars(select(EscalationChain).with_for_update()):
@@ -234,6 +271,8 @@ def _rewrite_stored(session: Session, change: Callable[[dict[str, Any]], dict[st
         if levels != chain.levels:
             chain.levels = levels
             changed += 1
+    if not tickets:
+        return changed
     stmt = (
         select(Ticket)
         .options(load_only(Ticket.id, Ticket.number, Ticket.escalation))

@@ -184,20 +184,25 @@ def _sealed(settings: Settings, levels: dict[str, Any]) -> dict[str, Any]:
 
 
 def _keep_keys(
-    levels: dict[str, Any], stored: dict[str, Any], positions: list[tuple[int, int]]
+    levels: dict[str, Any],
+    stored: dict[str, Any],
+    positions: list[tuple[int, int]],
+    settings: Settings,
 ) -> None:
-    """Give the contacts at `positions` the (sealed) key stored for their webhook_url."""
-    by_url = {
-        c["webhook_url"]: c["webhook_secret"]
+    """Give the contacts at `positions` the key stored in the chain for the same contact (same
+    name and webhook_url), sealed."""
+    by_contact = {
+        (c["name"], c["webhook_url"]): c["webhook_secret"]
         for level in stored.get("levels", [])
         for c in level.get("contacts", [])
         if c.get("webhook_url") and c.get("webhook_secret")
     }
     for i, j in positions:
         contact = levels["levels"][i]["contacts"][j]
-        key = by_url.get(contact["webhook_url"])
+        key = by_contact.get((contact["name"], contact["webhook_url"]))
         if key is not None:
-            contact["webhook_secret"] = key
+            # One saved in plain text by an older HQ is sealed now.
+            contact["webhook_secret"] = box_for(settings).seal_if_plain(key)
 
 
 @router.get("/escalation-chains", response_model=list[ChainOut])
@@ -253,12 +258,13 @@ def put_chain(
     settings: SettingsDep,
 ) -> ChainOut:
     """Replace a chain (tickets already open keep the copy they were opened with). Webhook
-    keys are never shown, so a contact that leaves out `webhook_secret` keeps the key stored for
-    its webhook_url; `"webhook_secret": null` removes it."""
+    keys are never shown, so a contact that leaves out `webhook_secret` keeps the key the chain
+    holds for the same contact (same name and webhook_url); `"webhook_secret": null` removes
+    it."""
     levels = _sealed(settings, body.stored_levels())
     with db.writer() as session, session.begin():
         row = _get(session, EscalationChain, chain_id, "escalation chain", for_update=True)
-        _keep_keys(levels, row.levels, body.keys_left_out())
+        _keep_keys(levels, row.levels, body.keys_left_out(), settings)
         row.name, row.customer, row.grade = body.name, body.customer, body.grade
         row.levels = levels
         row.updated_at = clock.now()

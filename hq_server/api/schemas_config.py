@@ -117,8 +117,8 @@ class ContactIn(_In):
         min_length=8,
         max_length=200,
         description="HMAC-SHA256 key of the webhook. Never shown again. When a chain is "
-        "replaced (PUT), a contact that leaves it out keeps the key stored for the same "
-        "webhook_url; null removes it.",
+        "replaced (PUT), a contact that leaves it out keeps the key the chain holds for the "
+        "same contact (same name and webhook_url); null removes it.",
     )
 
     @model_validator(mode="after")

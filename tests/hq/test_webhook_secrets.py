@@ -474,7 +474,9 @@ def test_an_unreadable_key_file_fails_the_attempt_and_the_step_goes_on(
     assert webhook.requests == []
 
 
-def test_revision_0006_adds_hq_facts_and_takes_it_back(migrated_url: str) -> None:
+def test_revision_0006_adds_hq_facts_and_takes_it_back(
+    migrated_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     def tables() -> set[str]:
         engine = create_engine(migrated_url, poolclass=NullPool)
         try:
@@ -483,8 +485,11 @@ def test_revision_0006_adds_hq_facts_and_takes_it_back(migrated_url: str) -> Non
         finally:
             engine.dispose()
 
+    db = ["--db-url", migrated_url, "--data-dir", str(tmp_path)]
     assert "hq_facts" in tables()
-    _downgrade(migrated_url, "0005")
+    assert cli.run(["db", "downgrade", "nosuch", *db]) == cli.EXIT_ERROR
+    assert "cannot downgrade to 'nosuch'" in capsys.readouterr().err
+    assert cli.run(["db", "downgrade", "0005", *db]) == cli.EXIT_OK
     assert "hq_facts" not in tables()
     upgrade(migrated_url)
     assert "hq_facts" in tables()
@@ -526,3 +531,85 @@ def test_a_chain_replaced_without_its_keys_keeps_them_for_the_same_url(
         assert hq.step().notification_attempts == 1
         assert put([contact(webhook.url, webhook_secret=None)], 0) is False  # null: removed
     assert _signed_with(CONTACT_KEY, webhook.requests[0])
+
+
+def test_keys_sealed_with_a_key_the_database_does_not_name_are_not_adopted(
+    migrated_url: str, clock: ManualClock, tmp_path: Path, webhook: WebhookReceiver
+) -> None:
+    """No fingerprint recorded (e.g. after a downgrade below 0006) but keys already sealed:
+    an HQ without their key file must not start and record a key of its own."""
+    first = tmp_path / "first"
+    with start_hq(migrated_url, clock, first) as hq:
+        _escalate(hq, [{"name": "duty", "webhook_url": webhook.url, "webhook_secret": CONTACT_KEY}])
+        with hq.db.writer() as session, session.begin():
+            session.execute(delete(HqFact))
+    replica = tmp_path / "replica"
+    missing = pytest.raises(ConfigError, match=r"missing, and this database holds webhook keys")
+    with missing, start_hq(migrated_url, clock, replica):
+        pass
+    assert not (replica / KEY_FILE_NAME).exists()
+    replica.mkdir()
+    (replica / KEY_FILE_NAME).write_bytes(Fernet.generate_key())
+    (replica / KEY_FILE_NAME).chmod(0o600)
+    other = pytest.raises(ConfigError, match=r"escalation chain 'hooks' .* sealed with another key")
+    with other, start_hq(migrated_url, clock, replica):
+        pass
+    with start_hq(migrated_url, clock, first) as hq:
+        assert hq.step().notification_attempts == 1
+        with hq.db.session() as session:
+            fact = session.get(HqFact, KEY_FACT)
+            assert fact is not None and fact.value == box_for(Settings(data_dir=first)).fingerprint
+    assert _signed_with(CONTACT_KEY, webhook.requests[0])
+
+
+def test_a_chain_saved_plain_by_an_older_hq_is_sealed_at_the_next_start(
+    migrated_url: str, clock: ManualClock, tmp_path: Path, webhook: WebhookReceiver
+) -> None:
+    plain = _chain([{"name": "d", "webhook_url": webhook.url, "webhook_secret": CONTACT_KEY}])
+    with start_hq(migrated_url, clock, tmp_path) as hq:
+        assert (
+            hq.post(hq.user_token(Role.ADMIN), "/api/v1/escalation-chains", plain).status_code
+            == 201
+        )
+        with hq.db.writer() as session, session.begin():  # as an HQ that does not seal saves it
+            session.execute(update(EscalationChain).values(levels={"levels": plain["levels"]}))
+        assert CONTACT_KEY in _dump(hq, "escalation_chains")
+    with start_hq(migrated_url, clock, tmp_path) as hq:
+        assert CONTACT_KEY not in _dump(hq, "escalation_chains")
+        hq.post_events(hq.enroll(), [hq.event(grade=1)])
+        clock.set(START + timedelta(minutes=10))
+        assert hq.step().notification_attempts == 1
+    assert _signed_with(CONTACT_KEY, webhook.requests[0])
+
+
+def test_contacts_sharing_a_url_each_keep_their_own_key(
+    migrated_url: str, clock: ManualClock, tmp_path: Path, webhook: WebhookReceiver
+) -> None:
+    def contact(name: str, **key: str) -> dict[str, Any]:
+        return {"name": name, "webhook_url": webhook.url, **key}
+
+    with start_hq(migrated_url, clock, tmp_path) as hq:
+        admin = hq.user_token(Role.ADMIN)
+        both = _chain(
+            [
+                contact("a", webhook_secret="key-of-a-123"),
+                contact("b", webhook_secret="key-of-b-456"),
+            ]
+        )
+        chain_id = hq.post(admin, "/api/v1/escalation-chains", both).json()["id"]
+        path = f"/api/v1/escalation-chains/{chain_id}"
+        assert hq.call("PUT", admin, path, _chain([contact("a"), contact("b")])).status_code == 200
+        with hq.db.session() as session:
+            row = session.get(EscalationChain, chain_id)
+            assert row is not None
+            opened = box_for(Settings(data_dir=tmp_path)).open_levels(row.levels)
+    keys = {c["name"]: c["webhook_secret"] for c in opened["levels"][0]["contacts"]}
+    assert keys == {"a": "key-of-a-123", "b": "key-of-b-456"}
+
+
+def test_unseal_of_a_database_never_sealed_needs_no_key_file(
+    migrated_url: str, tmp_path: Path
+) -> None:
+    argv = ["db", "unseal", "--db-url", migrated_url, "--data-dir", str(tmp_path / "none")]
+    assert cli.run(argv) == cli.EXIT_OK
+    assert not (tmp_path / "none" / KEY_FILE_NAME).exists()
