@@ -61,7 +61,7 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         try:
             await run_in_threadpool(db.check_schema)
-            await run_in_threadpool(_establish_key, db, settings, the_clock)
+            await run_in_threadpool(establish_key, db, settings, the_clock)
         except BaseException:
             await run_in_threadpool(scheduler.close)
             if database is None:
@@ -110,12 +110,17 @@ def create_app(
     return app
 
 
-def _establish_key(db: Database, settings: Settings, clock: Clock) -> None:
-    """Refuse to start with a key file that is not the database's (hq_server.secretbox)."""
+def establish_key(db: Database, settings: Settings, clock: Clock) -> None:
+    """Refuse to start with a key file that is not the database's; the first time, record it
+    and seal the webhook keys stored before HQ sealed them (hq_server.secretbox)."""
     with db.writer() as session, session.begin():
         sealed = secretbox.establish(session, settings, clock.now())
     if sealed:
-        logger.warning("sealed the webhook keys of %d escalation chains and tickets", sealed)
+        logger.warning(
+            "sealed the webhook keys of %d escalation chains and tickets with %s",
+            sealed,
+            secretbox.key_file(settings),
+        )
 
 
 async def _checkpoints(db: Database) -> None:

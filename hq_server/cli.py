@@ -177,23 +177,6 @@ def _prepare(settings: Settings) -> str:
     return url
 
 
-def _establish_key(url: str, settings: Settings) -> None:
-    """Check HQ's key file against the database (the first time: record it and seal the
-    webhook keys stored before HQ sealed them; hq_server.secretbox)."""
-    db = dbmod.Database(url)
-    try:
-        with db.writer() as session, session.begin():
-            sealed = secretbox.establish(session, settings, SystemClock().now())
-    finally:
-        db.dispose()
-    if sealed:
-        print(
-            f"sealed the webhook keys of {sealed} escalation chains and tickets with "
-            f"{secretbox.key_file(settings)}",
-            file=sys.stderr,
-        )
-
-
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if not is_loopback(settings.host) and not settings.allow_remote:
         print(
@@ -204,9 +187,13 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_USAGE
     import uvicorn
 
-    from hq_server.app import create_app
+    from hq_server.app import create_app, establish_key
 
-    _establish_key(_prepare(settings), settings)
+    db = dbmod.Database(_prepare(settings))
+    try:  # here too, not only at app start: a wrong key file is a one-line error, no traceback
+        establish_key(db, settings, SystemClock())
+    finally:
+        db.dispose()
     app = create_app(settings)
     level = getattr(args, "log_level", "info")
     # A batch of events allocates many short-lived objects; the default gen-0 threshold (700)

@@ -6,7 +6,7 @@ import logging
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -243,23 +243,18 @@ def alembic_config() -> Config:
 
 def upgrade(url: str, revision: str = "heads") -> None:
     """Migrate the database at `url` to `revision` (creates the schema on an empty database)."""
-    engine = make_engine(url)
-    try:
-        with translate_errors(url), engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
-                )
-            cfg = alembic_config()
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
-    finally:
-        engine.dispose()
-    logger.info("database %s is at revision %s", safe_url(url), revision)
+    _migrate(url, command.upgrade, revision)
 
 
 def downgrade(url: str, revision: str) -> None:
     """Migrate the database at `url` back to `revision` (for going back to an older version)."""
+    try:
+        _migrate(url, command.downgrade, revision)
+    except CommandError as exc:  # an unknown revision, or one ahead of the database
+        raise ConfigError(f"cannot downgrade to {revision!r}: {exc}") from None
+
+
+def _migrate(url: str, step: Callable[[Config, str], None], revision: str) -> None:
     engine = make_engine(url)
     try:
         with translate_errors(url), engine.begin() as conn:
@@ -269,10 +264,7 @@ def downgrade(url: str, revision: str) -> None:
                 )
             cfg = alembic_config()
             cfg.attributes["connection"] = conn
-            try:
-                command.downgrade(cfg, revision)
-            except CommandError as exc:  # an unknown revision, or one ahead of the database
-                raise ConfigError(f"cannot downgrade to {revision!r}: {exc}") from None
+            step(cfg, revision)
     finally:
         engine.dispose()
     logger.info("database %s is at revision %s", safe_url(url), revision)

@@ -22,7 +22,7 @@ import hmac
 import os
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,11 @@ _FINGERPRINT_INPUT = b"stationwatch: which key seals the webhook keys"
 _ESTABLISH_LOCK = 0x53574B59
 
 
+def is_sealed(stored: str) -> bool:
+    """Whether a stored value is sealed (else a version that did not seal stored it plain)."""
+    return stored.startswith(SEALED)
+
+
 class SecretUnavailable(Exception):
     """A sealed value that HQ's key does not open (another key file, or damaged)."""
 
@@ -64,11 +69,11 @@ class SecretBox:
 
     def seal_if_plain(self, stored: str) -> str:
         """A stored value sealed, unless it already is."""
-        return stored if stored.startswith(SEALED) else self.seal(stored)
+        return stored if is_sealed(stored) else self.seal(stored)
 
     def open(self, stored: str) -> str:
         """The plain value of a stored one (one stored before sealing is returned as is)."""
-        if not stored.startswith(SEALED):
+        if not is_sealed(stored):
             return stored
         try:
             return self._fernet.decrypt(stored.removeprefix(SEALED).encode("ascii")).decode()
@@ -89,7 +94,7 @@ class SecretBox:
         return _with_keys(chain, self._adopt)
 
     def _adopt(self, stored: str) -> str:
-        if stored.startswith(SEALED):
+        if is_sealed(stored):
             self.open(stored)
             return stored
         return self.seal(stored)
@@ -261,16 +266,11 @@ def unseal_stored(session: Session, settings: Settings) -> int:
 def _rewrite_stored(
     session: Session, change: Callable[[dict[str, Any]], dict[str, Any]], tickets: bool = True
 ) -> int:
-    changed = 0
     # Rows locked (PostgreSQL): a chain saved meanwhile is not overwritten with what was read.
-    for chain in session.scalars(select(EscalationChain).with_for_update()):
-        try:
-            levels = change(chain.levels)
-        except SecretUnavailable:
-            raise SecretUnavailable(f"escalation chain {chain.name!r} (id {chain.id})") from None
-        if levels != chain.levels:
-            chain.levels = levels
-            changed += 1
+    chains = session.scalars(select(EscalationChain).with_for_update())
+    changed = _rewrite_rows(
+        chains, "levels", change, lambda c: f"escalation chain {c.name!r} (id {c.id})"
+    )
     if not tickets:
         return changed
     stmt = (
@@ -281,14 +281,27 @@ def _rewrite_stored(
         .with_for_update()
         .execution_options(yield_per=500)
     )
-    for ticket in session.scalars(stmt):
-        if not ticket.escalation:
+    rows = session.scalars(stmt)
+    return changed + _rewrite_rows(rows, "escalation", change, lambda t: f"ticket {t.number}")
+
+
+def _rewrite_rows(
+    rows: Iterable[Any],
+    column: str,
+    change: Callable[[dict[str, Any]], dict[str, Any]],
+    name: Callable[[Any], str],
+) -> int:
+    """Apply `change` to a chain-holding column of each row; SecretUnavailable names the row."""
+    changed = 0
+    for row in rows:
+        value = getattr(row, column)
+        if not value:
             continue
         try:
-            escalation = change(ticket.escalation)
+            new = change(value)
         except SecretUnavailable:
-            raise SecretUnavailable(f"ticket {ticket.number}") from None
-        if escalation != ticket.escalation:
-            ticket.escalation = escalation
+            raise SecretUnavailable(name(row)) from None
+        if new != value:
+            setattr(row, column, new)
             changed += 1
     return changed

@@ -36,7 +36,7 @@ from hq_server.api.schemas_config import (
 from hq_server.errors import Conflict, InvalidInput, NotFound
 from hq_server.models import Agent, Site
 from hq_server.models_ops import Calendar, EscalationChain, MaintenanceWindow
-from hq_server.secretbox import box_for, has_keys
+from hq_server.secretbox import box_for, has_keys, is_sealed
 from hq_server.settings import Settings
 
 router = APIRouter(
@@ -201,8 +201,8 @@ def _keep_keys(
         contact = levels["levels"][i]["contacts"][j]
         key = by_contact.get((contact["name"], contact["webhook_url"]))
         if key is not None:
-            # One saved in plain text by an older HQ is sealed now.
-            contact["webhook_secret"] = box_for(settings).seal_if_plain(key)
+            # One saved in plain text by an older HQ is sealed now (only that needs the key).
+            contact["webhook_secret"] = key if is_sealed(key) else box_for(settings).seal(key)
 
 
 @router.get("/escalation-chains", response_model=list[ChainOut])

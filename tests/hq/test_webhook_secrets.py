@@ -315,6 +315,27 @@ def test_keys_stored_plain_are_sealed_at_first_start_and_still_sign(
     assert _signed_with(CONTACT_KEY, webhook.requests[0])
 
 
+def _new_key_file(path: Path) -> Path:
+    """A key file of a new key, as HQ would write it (mode 0600)."""
+    path.write_bytes(Fernet.generate_key())
+    path.chmod(0o600)
+    return path
+
+
+def _refused_without_and_with_a_new_key(
+    url: str, clock: ManualClock, data_dir: Path, *, missing: str, other: str
+) -> None:
+    """HQ on `data_dir` refuses to start without a key file (and writes none), then with a key
+    file of a new key."""
+    with pytest.raises(ConfigError, match=missing), start_hq(url, clock, data_dir):
+        pass
+    assert not (data_dir / KEY_FILE_NAME).exists()
+    data_dir.mkdir()
+    _new_key_file(data_dir / KEY_FILE_NAME)
+    with pytest.raises(ConfigError, match=other), start_hq(url, clock, data_dir):
+        pass
+
+
 def test_hq_refuses_to_start_without_the_databases_key_file(
     migrated_url: str, clock: ManualClock, tmp_path: Path
 ) -> None:
@@ -322,16 +343,13 @@ def test_hq_refuses_to_start_without_the_databases_key_file(
     with start_hq(migrated_url, clock, tmp_path / "first"):
         pass
     replica = tmp_path / "replica"
-    missing = pytest.raises(ConfigError, match=r"replica/secret.key: HQ's key file is missing")
-    with missing, start_hq(migrated_url, clock, replica):
-        pass
-    assert not (replica / KEY_FILE_NAME).exists()
-    replica.mkdir()
-    (replica / KEY_FILE_NAME).write_bytes(Fernet.generate_key())
-    (replica / KEY_FILE_NAME).chmod(0o600)
-    other = pytest.raises(ConfigError, match=r"replica/secret.key: not the key this database's")
-    with other, start_hq(migrated_url, clock, replica):
-        pass
+    _refused_without_and_with_a_new_key(
+        migrated_url,
+        clock,
+        replica,
+        missing=r"replica/secret.key: HQ's key file is missing",
+        other=r"replica/secret.key: not the key this database's",
+    )
     shutil.copy2(tmp_path / "first" / KEY_FILE_NAME, replica / KEY_FILE_NAME)
     with start_hq(migrated_url, clock, replica) as hq:
         assert hq.client.get("/healthz").status_code == 200
@@ -389,9 +407,7 @@ def test_unseal_puts_keys_back_in_plain_text_with_the_right_key_file_only(
     assert CONTACT_KEY not in sealed and SEALED in sealed
     unseal = ["db", "unseal", "--db-url", migrated_url, "--data-dir", str(tmp_path)]
 
-    other = tmp_path / "other.key"
-    other.write_bytes(Fernet.generate_key())
-    other.chmod(0o600)
+    other = _new_key_file(tmp_path / "other.key")
     monkeypatch.setenv("STATIONWATCH_SECRET_KEY_FILE", str(other))
     assert cli.run(unseal) == cli.EXIT_ERROR
     assert "other.key: not the key this database's" in capsys.readouterr().err
@@ -543,17 +559,13 @@ def test_keys_sealed_with_a_key_the_database_does_not_name_are_not_adopted(
         _escalate(hq, [{"name": "duty", "webhook_url": webhook.url, "webhook_secret": CONTACT_KEY}])
         with hq.db.writer() as session, session.begin():
             session.execute(delete(HqFact))
-    replica = tmp_path / "replica"
-    missing = pytest.raises(ConfigError, match=r"missing, and this database holds webhook keys")
-    with missing, start_hq(migrated_url, clock, replica):
-        pass
-    assert not (replica / KEY_FILE_NAME).exists()
-    replica.mkdir()
-    (replica / KEY_FILE_NAME).write_bytes(Fernet.generate_key())
-    (replica / KEY_FILE_NAME).chmod(0o600)
-    other = pytest.raises(ConfigError, match=r"escalation chain 'hooks' .* sealed with another key")
-    with other, start_hq(migrated_url, clock, replica):
-        pass
+    _refused_without_and_with_a_new_key(
+        migrated_url,
+        clock,
+        tmp_path / "replica",
+        missing=r"missing, and this database holds webhook keys",
+        other=r"escalation chain 'hooks' .* sealed with another key",
+    )
     with start_hq(migrated_url, clock, first) as hq:
         assert hq.step().notification_attempts == 1
         with hq.db.session() as session:
