@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from agent.config import LoadedConfig, load_config
@@ -150,10 +151,32 @@ def status(loaded: LoadedConfig) -> int:
     return 0
 
 
+def _table(rows: Sequence[tuple[str, ...]], header: tuple[str, ...]) -> None:
+    """Print rows under a header, columns padded to their widest cell."""
+    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(header)]
+    for row in [header, *rows]:
+        print("  ".join(col.ljust(w) for col, w in zip(row, widths, strict=True)).rstrip())
+
+
 async def _poll(loaded: LoadedConfig, device_id: str) -> int:
+    """Identify (as the daemon does) and poll one device; print its profile, readings, faults.
+
+    Exit 0 when the readings came back, 1 when the device could not be identified or polled or
+    gave none of its profile's key readings (profile mismatch), 2 for an unknown device.
+    """
+    import time
+
+    from agent.config import AUTO_PROFILE, with_profile
+    from agent.runner import grader_for
+    from agent.wire import EventKind
+    from checks.engine import PROFILE_MISMATCH
+    from checks.tracker import FaultTracker
+    from collectors.base import ReadingSet
     from collectors.build import make_collector
     from collectors.errors import CollectorError
+    from collectors.identify import identify_target
     from collectors.snmp import SnmpEngineHolder
+    from collectors.targets import SnmpTarget
 
     devices = {d.id: d for d in loaded.devices}
     if device_id not in devices:
@@ -165,28 +188,52 @@ async def _poll(loaded: LoadedConfig, device_id: str) -> int:
         return 2
     d = devices[device_id]
     engine = SnmpEngineHolder()
-    collector = make_collector(
-        d.id,
-        d.profile,
-        d.target,
-        snmp_engine=engine,
-        known_hosts=loaded.agent.state_dir / "known_hosts",
-    )
     try:
-        readings = await collector.collect()
+        if d.profile is AUTO_PROFILE:
+            assert isinstance(d.target, SnmpTarget)  # config allows "auto" for SNMP only
+            found = await identify_target(d.id, d.target, engine)
+            if found.profile is None:
+                print(f"{device_id}: not identified: {found.failure()}", file=sys.stderr)
+                return 1
+            try:
+                d = with_profile(d, found.profile)
+            except ValueError as exc:
+                print(f"{device_id}: identified as {found.profile.name}: {exc}", file=sys.stderr)
+                return 1
+            how = "detected"
+        else:
+            how = "configured"
+        p = d.profile
+        print(f"profile: {p.name} ({how}) - {p.vendor} {p.model}")
+        collector = make_collector(
+            d.id,
+            p,
+            d.target,
+            snmp_engine=engine,
+            known_hosts=loaded.agent.state_dir / "known_hosts",
+        )
+        try:
+            readings = await collector.collect()
+        finally:
+            await collector.close()
     except CollectorError as exc:
         print(f"{device_id}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     finally:
-        await collector.close()
         engine.close()
-    rows = [(r.metric, r.component, str(r.value), r.unit) for r in readings]
-    widths = [
-        max([len(h), *(len(row[i]) for row in rows)])
-        for i, h in enumerate(("METRIC", "COMPONENT", "VALUE", "UNIT"))
-    ]
-    for row in [("METRIC", "COMPONENT", "VALUE", "UNIT"), *rows]:
-        print("  ".join(col.ljust(w) for col, w in zip(row, widths, strict=True)).rstrip())
+    header = ("METRIC", "COMPONENT", "VALUE", "UNIT")
+    _table([(r.metric, r.component, str(r.value), r.unit) for r in readings], header)
+    # Grade the readings as the daemon would, with a fault memory of this poll only.
+    changes = grader_for(d).on_readings(ReadingSet(readings), FaultTracker(), time.time())
+    raised = [c for c in changes if c.kind is EventKind.RAISE]
+    if raised:
+        print()
+        rows = [(c.code, c.component, str(int(c.grade)), c.detail) for c in raised]
+        _table(rows, ("FAULT", "COMPONENT", "GRADE", "DETAIL"))
+    mismatch = next((c for c in raised if c.code == PROFILE_MISMATCH), None)
+    if mismatch is not None:
+        print(f"{device_id}: profile mismatch (grade 4): {mismatch.detail}", file=sys.stderr)
+        return 1
     return 0
 
 

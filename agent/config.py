@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -180,6 +180,17 @@ class Device:
     def id(self) -> str:
         """The device id."""
         return self.config.id
+
+
+def with_profile(device: Device, profile: Profile) -> Device:
+    """The device with an identified profile and that profile's checks (site overrides applied).
+
+    The overrides were validated against no profile when the device was loaded (it had none):
+    an override naming a check the identified profile lacks raises ValueError.
+    """
+    return replace(
+        device, profile=profile, checks=apply_overrides(profile.checks, device.config.checks)
+    )
 
 
 @dataclass(frozen=True)

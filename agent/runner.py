@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -27,7 +26,7 @@ import psutil
 
 from agent import __version__
 from agent.backups import BackupManager
-from agent.config import AUTO_PROFILE, Device, LoadedConfig, load_config
+from agent.config import AUTO_PROFILE, Device, LoadedConfig, load_config, with_profile
 from agent.errors import ConfigError, UplinkError, UplinkRejected
 from agent.listeners import Listeners
 from agent.outbox import Outbox
@@ -38,14 +37,13 @@ from checks.base import Finding
 from checks.checklists import builtin_checklists
 from checks.engine import CONFIG_INVALID, UNREACHABLE, UNREADABLE, DeviceGrader
 from checks.grading import Grade
-from checks.spec import apply_overrides
 from checks.tracker import FaultChange, FaultTracker
 from collectors.base import Collector, Reading, ReadingSet
 from collectors.build import make_collector
 from collectors.errors import CollectorError, DeviceUnreadable
-from collectors.profiles import builtin_profiles, identify
-from collectors.snmp import SnmpClient, SnmpEngineHolder
-from collectors.values import as_text
+from collectors.identify import identify_target
+from collectors.snmp import SnmpEngineHolder
+from collectors.targets import SnmpTarget
 
 if TYPE_CHECKING:
     from agent.jobs import JobRunner
@@ -56,7 +54,6 @@ logger = logging.getLogger(__name__)
 INSPECTION_CODES = frozenset(
     f"inspection_{item.name}"[:48] for cl in builtin_checklists().values() for item in cl.items
 )
-SYS_DESCR, SYS_OBJECT_ID = "1.3.6.1.2.1.1.1.0", "1.3.6.1.2.1.1.2.0"
 P = ParamSpec("P")
 T = TypeVar("T")
 TOKEN_FILE = "agent.token"  # noqa: S105 - a file name, not a secret
@@ -80,6 +77,33 @@ def write_token(state_dir: Path, token: str) -> Path:
         f.write(token + "\n")
     os.chmod(path, 0o600)
     return path
+
+
+def failure_outcome(exc: BaseException) -> tuple[str, DeviceState]:
+    """The fault code and device state of a failed poll or identification (one mapping for both).
+
+    An answer we cannot use (DeviceUnreadable, or a collector crash) is "unreadable"; no answer,
+    refused credentials or a host key mismatch are "unreachable".
+    """
+    if isinstance(exc, DeviceUnreadable) or not isinstance(exc, CollectorError):
+        return UNREADABLE, DeviceState.UNREADABLE
+    return UNREACHABLE, DeviceState.UNREACHABLE
+
+
+def grader_for(device: Device) -> DeviceGrader:
+    """The grader of a device: its checks, reachability and its profile's key readings."""
+    # Faults raised outside polling (traps, logs, config changes, inspections) must
+    # survive a restart: the grader must not retire them as "unknown checks".
+    profile = device.profile
+    extra = profile.event_codes() | INSPECTION_CODES
+    return DeviceGrader(
+        device.id,
+        device.checks,
+        profile.unreachable_grade,
+        extra,
+        key_metrics=profile.key_per_row(),
+        profile_name=profile.name,
+    )
 
 
 def poll_budget(device: Device, interval: float) -> float:
@@ -197,14 +221,11 @@ class AgentRuntime:
             changes = grader.on_error(UNREACHABLE, msg, self.tracker, now)
             self._set_state(device.id, DeviceState.UNREACHABLE)
         elif (exc := task.exception()) is not None:
-            unreadable = isinstance(exc, DeviceUnreadable) or not isinstance(exc, CollectorError)
             if not isinstance(exc, CollectorError):
                 logger.error("site=%s device=%s collector crashed: %r", self.site, device.id, exc)
-            code = UNREADABLE if unreadable else UNREACHABLE
+            code, state = failure_outcome(exc)
             changes = grader.on_error(code, str(exc)[:500] or type(exc).__name__, self.tracker, now)
-            self._set_state(
-                device.id, DeviceState.UNREADABLE if unreadable else DeviceState.UNREACHABLE
-            )
+            self._set_state(device.id, state)
         else:
             readings = task.result()
             changes = grader.on_readings(ReadingSet(readings), self.tracker, now)
@@ -217,26 +238,29 @@ class AgentRuntime:
         return readings
 
     async def identify(self, device: Device) -> Device | None:
-        """Recognise an SNMP device's profile from sysObjectID/sysDescr; adopt it if found."""
-        client = SnmpClient(device.target, self.engine, device_id=device.id)  # type: ignore[arg-type]
-        grader, now = self.graders[device.id], time.time()
+        """Identify an SNMP device's profile (collectors.identify) and adopt it if one answers."""
+        assert isinstance(device.target, SnmpTarget)  # config allows "auto" for SNMP only
+        grader = self.graders[device.id]
         try:
-            got = await client.get([SYS_OBJECT_ID, SYS_DESCR])
+            found = await identify_target(device.id, device.target, self.engine)
         except CollectorError as exc:
-            code = UNREADABLE if isinstance(exc, DeviceUnreadable) else UNREACHABLE
-            await self.commit(grader.on_error(code, str(exc)[:500], self.tracker, now))
-            self._set_state(device.id, DeviceState.UNREACHABLE)
+            code, state = failure_outcome(exc)
+            await self.commit(grader.on_error(code, str(exc)[:500], self.tracker, time.time()))
+            self._set_state(device.id, state)
             return None
-        oid, descr = as_text(got.get(SYS_OBJECT_ID, "")), as_text(got.get(SYS_DESCR, ""))
-        profile = identify(oid, descr, builtin_profiles())
-        if profile is None:
-            msg = f"no profile matches sysObjectID {oid or '?'} / sysDescr {descr[:80]!r}"
-            await self.commit(grader.on_error(UNREADABLE, msg, self.tracker, now))
+        if found.profile is None:
+            msg = found.failure()[:500]
+            await self.commit(grader.on_error(UNREADABLE, msg, self.tracker, time.time()))
             self._set_state(device.id, DeviceState.UNREADABLE)
             return None
-        known = dataclasses.replace(
-            device, profile=profile, checks=apply_overrides(profile.checks, device.config.checks)
-        )
+        profile = found.profile
+        try:
+            known = with_profile(device, profile)
+        except ValueError as exc:  # a site override names a check this profile lacks
+            msg = f"identified as {profile.name}, but its checks: {exc}"[:500]
+            await self.commit(grader.on_error(UNREADABLE, msg, self.tracker, time.time()))
+            self._set_state(device.id, DeviceState.UNREADABLE)
+            return None
         for i, d in enumerate(self.loaded.devices):
             if d.id == device.id:
                 self.loaded.devices[i] = known
@@ -252,12 +276,16 @@ class AgentRuntime:
             {d.id: str(d.profile.device_class) for d in self.loaded.devices}
         )
         logger.info(
-            "site=%s device=%s identified as %s (%s %s)",
+            "site=%s device=%s identified as %s (%s %s) in %d SNMP requests%s",
             self.site,
             device.id,
             profile.name,
             profile.vendor,
             profile.model,
+            found.requests,
+            f"; not {', '.join(found.refused)} (none of their key OIDs answered)"
+            if found.refused
+            else "",
         )
         return known
 
@@ -373,10 +401,7 @@ class AgentRuntime:
 
     @staticmethod
     def _grader(device: Device) -> DeviceGrader:
-        # Faults raised outside polling (traps, logs, config changes, inspections) must
-        # survive a restart: the grader must not retire them as "unknown checks".
-        extra = device.profile.event_codes() | INSPECTION_CODES
-        return DeviceGrader(device.id, device.checks, device.profile.unreachable_grade, extra)
+        return grader_for(device)
 
     def _install(self, loaded: LoadedConfig) -> None:
         """Adopt a (re)loaded config: graders, device states, classes for new events."""

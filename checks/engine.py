@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from checks.base import Finding
 from checks.grading import Grade
@@ -14,6 +14,7 @@ from collectors.base import ReadingSet
 UNREACHABLE = "unreachable"
 UNREADABLE = "unreadable"
 CONFIG_INVALID = "config_invalid"
+PROFILE_MISMATCH = "profile_mismatch"  # a poll yielded none of the profile's key readings
 REACHABILITY_CODES = frozenset({UNREACHABLE, UNREADABLE})
 
 
@@ -26,17 +27,46 @@ class DeviceGrader:
         checks: list[CheckSpec],
         unreachable_grade: Grade = Grade.SEVERE,
         extra_codes: Iterable[str] = (),
+        key_metrics: Mapping[str, bool] | None = None,
+        profile_name: str = "",
     ) -> None:
         self.device_id = device_id
         self.rules = [Rule(c) for c in checks if c.enabled]
         self.unreachable_grade = unreachable_grade
         # Codes raised outside polling (traps, log patterns, config_changed): kept at restart.
         self.extra_codes = frozenset(extra_codes)
+        # The profile's key readings (metric -> read per table row): a poll yielding none of
+        # them means the device is not the model its profile describes.
+        self.key_metrics = dict(key_metrics or {})
+        self.profile_name = profile_name
 
     @property
     def codes(self) -> set[str]:
         """Codes this grader may raise (its rules, reachability and the extra codes)."""
-        return {r.code for r in self.rules} | REACHABILITY_CODES | self.extra_codes
+        mismatch = {PROFILE_MISMATCH} if self.key_metrics else set()
+        return {r.code for r in self.rules} | REACHABILITY_CODES | self.extra_codes | mismatch
+
+    def mismatch(self, readings: ReadingSet) -> Finding | None:
+        """The profile_mismatch finding for a poll (raised when no key reading came back)."""
+        if not self.key_metrics:
+            return None
+        yielded = [
+            m
+            for m, per_row in self.key_metrics.items()
+            if (readings.components(m) if per_row else readings.get(m) is not None)
+        ]
+        if yielded:
+            return Finding(PROFILE_MISMATCH, "", False, Grade.MINOR, "", "key readings back")
+        keys = ", ".join(self.key_metrics)
+        return Finding(
+            PROFILE_MISMATCH,
+            "",
+            True,
+            Grade.MINOR,
+            "Profile mismatch: the device gives none of its profile's key readings",
+            f"profile {self.profile_name or '?'} read none of: {keys}; the device is probably "
+            "another model: check its profile (a device without one is identified by probing)",
+        )
 
     def on_readings(
         self, readings: ReadingSet, tracker: FaultTracker, now: float | None = None
@@ -50,6 +80,8 @@ class DeviceGrader:
         ]
         for rule in self.rules:
             findings.extend(rule.evaluate(readings, state))
+        if (mismatch := self.mismatch(readings)) is not None:
+            findings.append(mismatch)
         return tracker.apply(self.device_id, findings, now)
 
     def on_error(

@@ -32,8 +32,12 @@ OID_RE = re.compile(r"^1(\.\d+)+$")
 CONFIG_CHANGED = "config_changed"  # the fault code of a significant configuration change
 
 DeviceClass = Literal[
-    "transmitter", "mcu", "pbx", "switch", "ups", "environment", "host", "unknown"
+    "transmitter", "mcu", "pbx", "switch", "network", "ups", "environment", "host", "unknown"
 ]
+# Identification: at most this many vendor candidates are probed per device, then the
+# standard-MIB fallbacks; each probe is one GET (scalar key OIDs) and one GETNEXT (key columns).
+MAX_VENDOR_CANDIDATES = 3
+MAX_KEY_OIDS = 8
 
 
 class _Model(BaseModel):
@@ -176,10 +180,22 @@ class SerialSource(_Model):
 
 
 class Match(_Model):
-    """How to recognise the device when the site config names no profile."""
+    """How to recognise the device when the site config names no profile.
 
-    sys_object_id: list[str] = Field(default_factory=list)
+    `sys_object_id` prefixes and the `sys_descr` regex nominate the profile as a candidate;
+    a profile with `fallback` is a standard-MIB profile tried (in that order, after every
+    vendor candidate) on any device. Either way the candidate is taken only if the device
+    answers at least one of the profile's `key` OIDs.
+    """
+
+    sys_object_id: list[Oid] = Field(default_factory=list)
     sys_descr: str | None = None
+    fallback: int | None = Field(default=None, ge=1, le=99)
+
+    @field_validator("sys_descr")
+    @classmethod
+    def _descr_regex(cls, v: str | None) -> str | None:
+        return None if v is None else _regex(v)
 
 
 Code = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
@@ -265,6 +281,10 @@ class Profile(_Model):
     description: str = ""
     unreachable_grade: Grade = Grade.SEVERE
     match: Match = Field(default_factory=Match)
+    # Readings that show the device really is this model (its status, not its identity): a
+    # candidate is confirmed by probing them, and a poll yielding none of them is a
+    # profile_mismatch fault. Empty: an identity-only profile, confirmed by its match alone.
+    key: list[str] = Field(default_factory=list, max_length=MAX_KEY_OIDS)
     snmp: SnmpSource | None = None
     ssh: SshSource | None = None
     serial: SerialSource | None = None
@@ -312,7 +332,32 @@ class Profile(_Model):
             ):
                 if needed and needed not in metrics:
                     raise ValueError(f"check {check.code!r} uses unknown metric {needed!r}")
+        for name in self.key:
+            if name not in metrics:
+                raise ValueError(f"key reading {name!r} is not a metric of this profile")
+        if self.match.fallback is not None and not self.key:
+            raise ValueError("a fallback profile needs key readings to confirm it by")
         return self
+
+    def key_oids(self) -> tuple[list[str], list[str]]:
+        """The OIDs probed to confirm this profile: (scalar OIDs to GET, columns to GETNEXT)."""
+        scalars: list[str] = []
+        columns: list[str] = []
+        if self.snmp is None:
+            return scalars, columns
+        wanted = set(self.key)
+        scalars = [s.oid for s in self.snmp.scalars if s.metric in wanted]
+        columns = [c.oid for t in self.snmp.tables for c in t.columns if c.metric in wanted]
+        return scalars, columns
+
+    def key_per_row(self) -> dict[str, bool]:
+        """Each key metric and whether it is a table column (read per row) or a scalar."""
+        columns: set[str] = set()
+        if self.snmp:
+            columns = {c.metric for t in self.snmp.tables for c in t.columns}
+        if self.ssh:
+            columns |= {cmd.rows.metric for cmd in self.ssh.commands if cmd.rows}
+        return {name: name in columns for name in self.key}
 
     def event_codes(self) -> set[str]:
         """Fault codes raised outside polling: traps, log patterns, configuration changes."""
@@ -375,14 +420,40 @@ def load_profiles(directory: Path) -> dict[str, Profile]:
     return found
 
 
+def vendor_candidates(
+    sys_object_id: str, sys_descr: str, profiles: dict[str, Profile]
+) -> list[Profile]:
+    """Profiles whose match rules fit a device: longest sysObjectID prefix first, then sysDescr."""
+    oid = sys_object_id.strip().lstrip(".")
+    snmp = [p for p in profiles.values() if p.protocol == "snmp"]  # only SNMP is identified
+    by_oid: list[tuple[int, Profile]] = []
+    for profile in snmp:
+        hits = [p for p in profile.match.sys_object_id if oid == p or oid.startswith(p + ".")]
+        if hits:
+            by_oid.append((max(len(h) for h in hits), profile))
+    found = [p for _, p in sorted(by_oid, key=lambda pair: -pair[0])]
+    for profile in snmp:
+        descr = profile.match.sys_descr
+        if descr and profile not in found and re.search(descr, sys_descr):
+            found.append(profile)
+    return found[:MAX_VENDOR_CANDIDATES]
+
+
+def candidates(sys_object_id: str, sys_descr: str, profiles: dict[str, Profile]) -> list[Profile]:
+    """Every profile identification tries, in order: vendor candidates, then the fallbacks."""
+    found = vendor_candidates(sys_object_id, sys_descr, profiles)
+    fallbacks = sorted(
+        (p for p in profiles.values() if p.match.fallback is not None and p.protocol == "snmp"),
+        key=lambda p: (p.match.fallback or 0, p.name),
+    )
+    return found + [p for p in fallbacks if p not in found]
+
+
 def identify(sys_object_id: str, sys_descr: str, profiles: dict[str, Profile]) -> Profile | None:
-    """Pick the profile whose match rules fit a device's sysObjectID / sysDescr."""
-    oid = sys_object_id.lstrip(".")
-    for profile in profiles.values():
-        m = profile.match
-        if any(oid == p or oid.startswith(p + ".") for p in m.sys_object_id):
-            return profile
-    for profile in profiles.values():
-        if profile.match.sys_descr and re.search(profile.match.sys_descr, sys_descr):
-            return profile
-    return None
+    """The first profile whose match rules fit sysObjectID / sysDescr (not yet confirmed).
+
+    Only a candidate: `collectors.identify` confirms it by probing its key OIDs, and falls
+    back to the next candidate and to the standard-MIB profiles.
+    """
+    found = vendor_candidates(sys_object_id, sys_descr, profiles)
+    return found[0] if found else None

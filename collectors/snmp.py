@@ -345,6 +345,26 @@ class SnmpClient:
                     found[oid] = value
             return
 
+    async def columns_with_rows(self, columns: list[str]) -> set[str]:
+        """Which of these table columns have at least one row: one GETNEXT for all of them."""
+        pending = [c.strip(".") for c in dict.fromkeys(columns)]
+        found: set[str] = set()
+        while pending:
+            request = [hlapi.ObjectType(hlapi.ObjectIdentity(c)) for c in pending]
+            status, index, pairs = await self._request("getnext", hlapi.next_cmd, *request)
+            if status == _ERR_NO_SUCH_NAME and 1 <= index <= len(pending):
+                del pending[index - 1]  # SNMPv1: nothing at all after that column
+                continue
+            if status:
+                raise self._status_error("getnext", status, index)
+            for col, (name, raw) in zip(pending, pairs, strict=False):
+                base = _oid_tuple(col)
+                inside = len(name) > len(base) and name[: len(base)] == base
+                if inside and plain_value(raw) is not None:
+                    found.add(col)
+            break
+        return found
+
     async def walk_columns(self, columns: list[str]) -> dict[str, dict[str, object]]:
         """Walk table columns together (GETBULK, GETNEXT on v1): column -> {index suffix: value}."""
         cols = [c.strip(".") for c in dict.fromkeys(columns)]
