@@ -33,7 +33,9 @@ def served(request: pytest.FixtureRequest) -> Iterator[SnmprecAgent]:
     agent.stop()
 
 
-def _site(tmp_path: Path, port: int, profile: str | None = None) -> Path:
+def _site(
+    tmp_path: Path, port: int, profile: str | None = None, checks: list[Any] | None = None
+) -> Path:
     """A site config with one SNMP device `dev1` at the served port (no profile: auto)."""
     creds = tmp_path / "credentials.yaml"
     creds.write_text(yaml.safe_dump({"dev1": {"community": "public"}}), encoding="utf-8")
@@ -44,6 +46,8 @@ def _site(tmp_path: Path, port: int, profile: str | None = None) -> Path:
     }
     if profile:
         device["profile"] = profile
+    if checks:
+        device["checks"] = checks
     site = tmp_path / "site.yaml"
     config = {
         "site": "t",
@@ -146,5 +150,26 @@ async def test_poll_of_an_unidentifiable_device_says_what_was_tried(
         assert await rt.identify(rt.loaded.devices[0]) is None
         assert rt.tracker.view("dev1").is_active("unreadable")
         assert rt.device_state["dev1"] is DeviceState.UNREADABLE
+    finally:
+        await rt.close()
+
+
+@pytest.mark.parametrize("served", [DATA / "identify" / "deltaups.snmprec"], indirect=True)
+async def test_site_override_the_identified_profile_lacks_is_said_not_crashed(
+    served: SnmprecAgent, tmp_path: Path, stationwatch_cmd: list[str], clean_env: dict[str, str]
+) -> None:
+    """A check override written for another model: the command and the daemon name it."""
+    site = _site(tmp_path, served.port, checks=[{"code": "vswr_high", "above": 2}])
+    run = _poll(stationwatch_cmd, clean_env, site)
+    assert run.returncode == 1
+    assert "dev1: identified as ups_rfc1628: no check 'vswr_high' in this profile" in run.stderr
+    assert "Traceback" not in run.stderr
+    rt = AgentRuntime(load_config(site), token=None)
+    try:
+        assert await rt.identify(rt.loaded.devices[0]) is None
+        assert rt.tracker.view("dev1").is_active("unreadable")
+        assert rt.device_state["dev1"] is DeviceState.UNREADABLE
+        (detail,) = [e.detail for e in rt.outbox.pending() if e.code == "unreadable"]
+        assert "identified as ups_rfc1628, but its checks: no check 'vswr_high'" in detail
     finally:
         await rt.close()
