@@ -35,7 +35,7 @@ from pydantic import SecretStr, ValidationInfo, field_validator
 from hq_server.channels import compose
 from hq_server.channels.base import ChannelConfig, Page, Prepared, Timeouts, options_of
 from hq_server.channels.transport import check_vendor_code, send
-from hq_server.channels.validation import check_secret, check_url, national_mobile, normalize_phone
+from hq_server.channels.validation import PhoneNumber, check_secret, check_url, national_mobile
 
 HOSTS = frozenset({"oapi.dingtalk.com"})
 PATH = re.compile(r"/robot/send")
@@ -57,7 +57,7 @@ class DingTalkConfig(ChannelConfig):
 
     webhook_url: str
     secret: SecretStr | None = None
-    at_mobiles: tuple[str, ...] = ()
+    at_mobiles: tuple[PhoneNumber, ...] = ()
     at_all: bool = False
 
     @field_validator("webhook_url")
@@ -82,11 +82,6 @@ class DingTalkConfig(ChannelConfig):
         if value is not None:
             check_secret(value.get_secret_value(), SECRET, "expected 'SEC' and 64 hex digits")
         return value
-
-    @field_validator("at_mobiles")
-    @classmethod
-    def _mobiles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(normalize_phone(number) for number in value)
 
     @property
     def token(self) -> str:

@@ -38,7 +38,7 @@ from hq_server.channels.base import (
     options_of,
 )
 from hq_server.channels.errors import DeliveryError, redact
-from hq_server.channels.validation import check_email, check_hostname
+from hq_server.channels.validation import EmailAddress, check_email, check_hostname
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -59,7 +59,7 @@ class EmailConfig(ChannelConfig):
     password: SecretStr | None = None
     ca_file: str | None = None
     sender: str
-    to: tuple[str, ...] = Field(min_length=1, max_length=20)
+    to: tuple[EmailAddress, ...] = Field(min_length=1, max_length=20)
 
     @field_validator("host")
     @classmethod
@@ -70,11 +70,6 @@ class EmailConfig(ChannelConfig):
     @classmethod
     def _sender(cls, value: str) -> str:
         return check_email(value)
-
-    @field_validator("to")
-    @classmethod
-    def _to(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(check_email(address) for address in value)
 
     @field_validator("ca_file")
     @classmethod

@@ -7,7 +7,10 @@ Each raises ValueError with what was expected; none puts the checked value in it
 from __future__ import annotations
 
 import re
+from typing import Annotated
 from urllib.parse import SplitResult, urlsplit
+
+from pydantic import AfterValidator
 
 from hq_server.channels.base import ChannelOptions
 
@@ -110,3 +113,8 @@ def check_secret(value: str, pattern: str, expected: str) -> str:
     if re.fullmatch(pattern, value):
         return value
     raise ValueError(expected)
+
+
+# Field types that name the item at fault in a list ("to.1", "at_mobiles.0").
+EmailAddress = Annotated[str, AfterValidator(check_email)]
+PhoneNumber = Annotated[str, AfterValidator(normalize_phone)]

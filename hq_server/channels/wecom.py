@@ -35,7 +35,7 @@ from hq_server.channels.base import (
     options_of,
 )
 from hq_server.channels.transport import check_vendor_code, send
-from hq_server.channels.validation import check_secret, check_url, national_mobile, normalize_phone
+from hq_server.channels.validation import PhoneNumber, check_secret, check_url, national_mobile
 
 HOSTS = frozenset({"qyapi.weixin.qq.com"})
 PATH = re.compile(r"/cgi-bin/webhook/send")
@@ -59,7 +59,7 @@ class WeComConfig(ChannelConfig):
 
     webhook_url: str
     message_type: Literal["markdown", "text"] = "markdown"
-    mention_mobiles: tuple[str, ...] = ()
+    mention_mobiles: tuple[PhoneNumber, ...] = ()
 
     @field_validator("webhook_url")
     @classmethod
@@ -75,11 +75,6 @@ class WeComConfig(ChannelConfig):
             raise ValueError("expected the query ?key=<the robot's key> alone")
         check_secret(parts.query[4:], KEY, "expected a key in UUID form (8-4-4-4-12 hex digits)")
         return value
-
-    @field_validator("mention_mobiles")
-    @classmethod
-    def _mobiles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(normalize_phone(number) for number in value)
 
     @model_validator(mode="after")
     def _mentions_need_text(self) -> WeComConfig:
