@@ -3,6 +3,8 @@ named and what was expected, never echoing a secret; the registry refuses a kind
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any, ClassVar
 
 import pytest
@@ -199,3 +201,17 @@ def test_secrets_are_hidden_in_repr_and_dump() -> None:
     secret = "SEC" + "4d" * 32
     config = REGISTRY.validate("dingtalk", {"webhook_url": DING, "secret": secret})
     assert secret not in repr(config) and secret not in str(config.model_dump())
+
+
+def test_the_package_needs_nothing_else_of_hq_server() -> None:
+    code = (
+        "import sys, hq_server.channels; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'fastapi', "
+        "'agent', 'checks', 'collectors', 'cryptography'})); "
+        "print(sorted(m for m in sys.modules if m.startswith('hq_server.') "
+        "and not m.startswith('hq_server.channels')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.splitlines() == ["[]", "[]"]
