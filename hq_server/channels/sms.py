@@ -44,7 +44,7 @@ from hq_server.channels.base import (
     Timeouts,
     options_of,
 )
-from hq_server.channels.errors import DeliveryError
+from hq_server.channels.errors import DeliveryError, redact
 from hq_server.channels.transport import check_status, send
 from hq_server.channels.validation import check_url, national_mobile, normalize_phone
 
@@ -279,11 +279,11 @@ class SmsChannel:
             for part in config.success_json_field.split("."):
                 value = value.get(part) if isinstance(value, dict) else None
             if value is None or str(value) != config.success_json_value:
-                raise DeliveryError(
+                reason = (
                     f"SMS gateway refused the message: {config.success_json_field}="
-                    f"{value!r}: {answer.snippet(prepared.secrets)}",
-                    retryable=False,
+                    f"{value!r}: {answer.snippet()}"
                 )
+                raise DeliveryError(redact(reason, prepared.secrets), retryable=False)
         if config.success_regex is not None:
             text = answer.body.decode("utf-8", "replace")
             if not re.search(config.success_regex, text):
