@@ -141,7 +141,14 @@ def plain_text(page: Page) -> str:
     return "\n".join(lines) + "\n"
 
 
-def markdown(page: Page, *, paragraph: str = "\n", mentions: Sequence[str] = ()) -> str:
+def link_markdown(page: Page) -> str:
+    """The Markdown link to the console."""
+    return f"[{link_text(page)}]({page.link})"
+
+
+def markdown(
+    page: Page, *, paragraph: str = "\n", mentions: Sequence[str] = (), link: bool = True
+) -> str:
     """The page as Markdown; `paragraph` separates lines (DingTalk needs a blank line)."""
     sep = message(page.language, "field.sep")
     lines = [f"### {subject(page)}"]
@@ -151,7 +158,8 @@ def markdown(page: Page, *, paragraph: str = "\n", mentions: Sequence[str] = ())
         lines += [f"**{label}**{sep}{value}" for label, value in facts(page)]
     if page.detail:
         lines.append("> " + one_line(page.detail))
-    lines.append(f"[{link_text(page)}]({page.link})")
+    if link:
+        lines.append(link_markdown(page))
     if mentions:
         lines.append(" ".join(f"@{m}" for m in mentions))
     return paragraph.join(lines)

@@ -109,13 +109,13 @@ class WeComChannel:
         """The markdown (or text) message, cut to WeCom's size limit."""
         body: dict[str, Any]
         if self.config.message_type == "markdown":
-            content = compose.markdown(page)
-            if len(content.encode("utf-8")) > MARKDOWN_BYTES and page.detail:
-                content = compose.markdown(page.model_copy(update={"detail": ""}))
-            body = {
-                "msgtype": "markdown",
-                "markdown": {"content": fit_utf8(content, MARKDOWN_BYTES)},
-            }
+            # The link goes last and is never cut; the detail goes first when over the limit.
+            link = "\n" + compose.link_markdown(page)
+            room = MARKDOWN_BYTES - len(link.encode("utf-8"))
+            content = compose.markdown(page, link=False)
+            if len(content.encode("utf-8")) > room and page.detail:
+                content = compose.markdown(page.model_copy(update={"detail": ""}), link=False)
+            body = {"msgtype": "markdown", "markdown": {"content": fit_utf8(content, room) + link}}
         else:
             text = fit_utf8(compose.plain_text(page), TEXT_BYTES)
             body = {"msgtype": "text", "text": {"content": text}}

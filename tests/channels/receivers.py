@@ -278,7 +278,7 @@ def serve_vendors() -> Iterator[Vendors]:
     handler = type("Handler", (_Handler,), {"vendors": vendors})
     server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield vendors

@@ -170,7 +170,9 @@ def test_wecom_long_page_is_cut_to_the_byte_limit_and_accepted(vendors: Vendors)
     send(wecom(vendors), "zh-CN", detail="故障详情" * 1000, title="标题" * 250)
     [request] = vendors.of("wecom")
     assert request.answer["errcode"] == 0
-    assert len(request.json()["markdown"]["content"].encode()) <= 4096
+    content = request.json()["markdown"]["content"]
+    assert len(content.encode()) <= 4096
+    assert content.endswith("[查看工单](https://hq.example.com/console/tickets/7)")
 
 
 def test_wecom_unknown_key_is_refused_and_not_retried(vendors: Vendors) -> None:
@@ -460,3 +462,5 @@ def test_render_is_pure(vendors: Vendors, kind: str) -> None:
         dict(second.headers),
     )
     assert vendors.received == []  # rendering sends nothing
+    assert "***" in repr(first) and DINGTALK_SIGNED not in repr(first)
+    assert FEISHU_SIGNED not in repr(first)
