@@ -154,16 +154,32 @@ class SmsConfig(ChannelConfig):
                 raise ValueError("expected header names of letters, digits and -")
             if any(ord(ch) < 0x20 for ch in text):
                 raise ValueError(f"expected the value of header {name} on one line")
-            _placeholders(text)
+            # Headers are ASCII: the text, the number and the sign stay in the URL or body.
+            if _placeholders(text) - {"secret", "idempotency_key"}:
+                raise ValueError("expected only {secret} and {idempotency_key} in headers")
         return value
 
-    @field_validator("secret", "basic_auth_password")
+    @field_validator("secret")
     @classmethod
-    def _one_line(cls, value: SecretStr | None) -> SecretStr | None:
+    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"[\x21-\x7e]{1,500}", value.get_secret_value()):
+            raise ValueError("expected 1 to 500 printable ASCII characters without spaces")
+        return value
+
+    @field_validator("basic_auth_password")
+    @classmethod
+    def _password(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
             secret = value.get_secret_value()
             if not secret or len(secret) > 500 or any(ord(ch) < 0x20 for ch in secret):
                 raise ValueError("expected 1 to 500 characters on one line")
+        return value
+
+    @field_validator("sign")
+    @classmethod
+    def _sign(cls, value: str | None) -> str | None:
+        if value is not None and any(ord(ch) < 0x20 or ch in "{}" for ch in value):
+            raise ValueError("expected the SMS signature on one line, without braces")
         return value
 
     @field_validator("success_status")

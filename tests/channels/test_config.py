@@ -143,6 +143,8 @@ CASES: list[tuple[str, dict[str, Any], ChannelOptions | None, str]] = [
     ("sms", {**SMS, "success_regex": "("}, None, "success_regex"),
     ("sms", {**SMS, "success_json_field": "code"}, None, "success_json_value"),
     ("sms", {**SMS, "headers": {"X-Key": "a\nb"}}, None, "headers"),
+    ("sms", {**SMS, "headers": {"X-Text": "{text}"}}, None, "headers"),
+    ("sms", {**SMS, "secret": "key with spaces"}, None, "secret"),
     ("sms", {**SMS, "max_chars": 10}, None, "max_chars"),
 ]
 
