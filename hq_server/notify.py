@@ -16,7 +16,6 @@ every attempt is a history entry of the ticket.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import logging
 import smtplib
@@ -30,6 +29,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hq_server.channels import webhook as webhook_format
 from hq_server.db import Database, insert_ignoring_conflict
 from hq_server.domain import SYSTEM_ACTOR, TicketAction
 from hq_server.errors import ConfigError
@@ -41,8 +41,10 @@ from hq_server.tickets import history
 
 logger = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "X-StationWatch-Signature"
-IDEMPOTENCY_HEADER = "Idempotency-Key"
+# The webhook format (body encoding, signature, headers) is the generic webhook channel's.
+SIGNATURE_HEADER = webhook_format.SIGNATURE_HEADER
+IDEMPOTENCY_HEADER = webhook_format.IDEMPOTENCY_HEADER
+sign = webhook_format.sign
 # A claimed notification is tried again after this long if its outcome was never recorded.
 LEASE = timedelta(minutes=5)
 BATCH = 20
@@ -54,12 +56,6 @@ URL_REF = "url"
 
 class DeliveryError(Exception):
     """A notification could not be delivered (the message says why)."""
-
-
-def sign(secret: str, body: bytes) -> str:
-    """The signature header value of a webhook body: sha256=<hex HMAC-SHA256>."""
-    digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
 
 
 def enqueue(
@@ -244,13 +240,10 @@ def _claim(db: Database, now: datetime, settings: Settings) -> list[Claimed]:
 
 def send_webhook(n: Claimed, timeout: float) -> None:
     """POST the payload as JSON with signature and idempotency headers; 2xx is success."""
-    body = json.dumps(n.payload, sort_keys=True).encode("utf-8")
-    headers = {"Content-Type": "application/json", IDEMPOTENCY_HEADER: n.key}
-    if n.secret:
-        headers[SIGNATURE_HEADER] = sign(n.secret, body)
+    prepared = webhook_format.prepare(n.target, n.payload, n.key, n.secret)
     try:
         with httpx.Client(timeout=timeout, follow_redirects=False) as client:
-            response = client.post(n.target, content=body, headers=headers)
+            response = client.post(n.target, content=prepared.body, headers=dict(prepared.headers))
     except httpx.HTTPError as exc:
         raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
     if not 200 <= response.status_code < 300:
