@@ -4,9 +4,10 @@ flood of them cannot blow up.
 - Open files: the soft RLIMIT_NOFILE is raised to the hard one at start (systemd's default soft
   limit is 1,024, which ~1,000 idle connections exhaust). Out of file descriptors, asyncio's
   accept loop logs a traceback per pending connection, a thousand a second, and stops answering.
-- Connections: at most `max_connections` are open (fewer if the open files limit cannot hold them
-  plus a reserve for the database and logs); one past it is closed as soon as it is accepted, and
-  while HQ is at the limit a request is answered 503 (uvicorn's `limit_concurrency`).
+- Connections: at most `max_connections` are open (fewer if the open files limit cannot hold them,
+  a full listen backlog and a reserve for the database and logs); one past it is closed as soon
+  as it is accepted, and while HQ is at the limit a request is answered 503 (uvicorn's
+  `limit_concurrency`).
 - Headers: a client must send a request's headers within `header_timeout` of connecting (or of
   its first byte on a kept-alive connection), and the rest of a body HQ has already answered
   (e.g. a 401 before the body was read) within that time too; otherwise the connection is closed.
@@ -68,19 +69,27 @@ def raise_open_files_limit() -> int:
     return soft
 
 
-def connection_cap(max_connections: int, open_files: int) -> int:
-    """`max_connections`, lowered (with a warning) to what `open_files` descriptors can hold."""
-    usable = max(16, open_files - RESERVED_FDS)
-    if max_connections <= usable:
-        return max_connections
-    logger.warning(
-        "max_connections lowered from %d to %d: the open files limit is %d "
-        "(raise LimitNOFILE / ulimit -n to allow more)",
-        max_connections,
-        usable,
-        open_files,
-    )
-    return usable
+def connection_limits(max_connections: int, backlog: int, open_files: int) -> tuple[int, int]:
+    """The connection cap and listen backlog that `open_files` descriptors can hold (lowered
+    with a warning when they cannot hold the settings).
+
+    asyncio accepts up to `backlog` connections in one go before the protocol of any of them
+    can refuse one, so a full backlog must fit in the descriptors left above the cap.
+    """
+    budget = max(64, open_files - RESERVED_FDS)
+    fitted_backlog = min(backlog, max(16, budget // 4))
+    cap = min(max_connections, budget - fitted_backlog)
+    if (cap, fitted_backlog) != (max_connections, backlog):
+        logger.warning(
+            "max_connections %d and listen_backlog %d lowered to %d and %d: the open files "
+            "limit is %d (raise LimitNOFILE / ulimit -n to allow more)",
+            max_connections,
+            backlog,
+            cap,
+            fitted_backlog,
+            open_files,
+        )
+    return cap, fitted_backlog
 
 
 class RateLimitFilter(logging.Filter):
@@ -195,7 +204,9 @@ def guarded_protocol(max_connections: int, header_timeout: float) -> type[H11Pro
 
 def server_config(app: FastAPI, settings: Settings, log_level: str) -> uvicorn.Config:
     """uvicorn's configuration for HQ (raises the open files limit first; see the module)."""
-    cap = connection_cap(settings.max_connections, raise_open_files_limit())
+    cap, backlog = connection_limits(
+        settings.max_connections, settings.listen_backlog, raise_open_files_limit()
+    )
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -208,7 +219,7 @@ def server_config(app: FastAPI, settings: Settings, log_level: str) -> uvicorn.C
         "limit_concurrency": cap,
         "timeout_keep_alive": settings.keep_alive_timeout,
         "h11_max_incomplete_event_size": settings.max_header_bytes,
-        "backlog": settings.listen_backlog,
+        "backlog": backlog,
     }
     config = uvicorn.Config(app, **options)  # configures uvicorn's loggers
     install_log_filters()

@@ -2,9 +2,10 @@
 `max_depth` deep, no lone UTF-16 surrogates.
 
 The values are counted in the text before it is parsed, because parsing is where a small body
-becomes a large object tree: 20 MiB of `[],` are 7 million lists, half a GiB of memory. Every
-value but the first one follows a `,`, `[` or `{` outside a string (a key follows `{` or `,` too,
-so keys are counted as well: an upper bound, never an undercount).
+becomes a large object tree: 20 MiB of `[],` are 7 million lists, half a GiB of memory. Outside
+strings, every value but the outermost one is either the first item of a non-empty array or
+object or follows a comma, so a text holds 1 + commas + `[` and `{` - empty `[]` and `{}` values
+(object keys are not counted).
 """
 
 from __future__ import annotations
@@ -17,24 +18,23 @@ from fastapi import HTTPException
 
 # A JSON string, escapes included (the unrolled form: no backtracking on long strings).
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-# An innermost array or object, once strings and everything else but brackets are gone.
-_INNERMOST = re.compile(rb"\[\]|\{\}")
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_WHITESPACE = b" \t\r\n"
 # \uD800-\uDFFF: the only way a JSON text can hold a lone surrogate (raw ones are not UTF-8).
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _BOM = b"\xef\xbb\xbf"
+_CONTAINERS = (dict, list)
 
 
 def parse_json(raw: bytes, max_items: int, max_depth: int) -> Any:
     """The JSON value of `raw`.
 
-    413 past `max_items` values, 400 past `max_depth` levels or for text that is not UTF-8, 422
-    for a string holding a lone surrogate (named by its place in the body); a syntax error
-    raises json.JSONDecodeError, which FastAPI answers with its own 422.
+    413 past `max_items` values (counted before parsing), 400 past `max_depth` levels or for
+    text that is not UTF-8, 422 for a string holding a lone surrogate (named by its place in the
+    body); a syntax error raises json.JSONDecodeError, which FastAPI answers with its own 422.
     """
     raw = raw.removeprefix(_BOM)
-    check_bounds(raw, max_items, max_depth)
+    check_items(raw, max_items)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -43,8 +43,12 @@ def parse_json(raw: bytes, max_items: int, max_depth: int) -> Any:
         ) from None
     try:
         value = json.loads(text)
-    except RecursionError:  # only when max_depth is above the interpreter's own limit
-        raise HTTPException(status_code=400, detail="JSON body nested too deep") from None
+    except RecursionError:  # the parser's own bound (about 1,000 levels)
+        raise _too_deep(max_depth) from None
+    # Depth costs no memory worth counting (the values are bounded already): checked on the
+    # parsed value, which is cheaper than on the text.
+    if _deeper_than(value, max_depth):
+        raise _too_deep(max_depth)
     if _SURROGATE_ESCAPE.search(raw):
         where = _surrogate_at(value, ())
         if where is not None:
@@ -63,33 +67,40 @@ def parse_json(raw: bytes, max_items: int, max_depth: int) -> Any:
     return value
 
 
-def check_bounds(raw: bytes, max_items: int, max_depth: int) -> None:
-    """413 if `raw` holds more than `max_items` JSON values, 400 if nested past `max_depth`."""
-    opened = raw.count(b"[") + raw.count(b"{")
-    if opened + raw.count(b",") + 1 <= max_items and opened <= max_depth:
+def check_items(raw: bytes, max_items: int) -> None:
+    """413 if the JSON text `raw` holds more than `max_items` values."""
+    if raw.count(b"[") + raw.count(b"{") + raw.count(b",") + 1 <= max_items:
         return  # bounded even if every bracket and comma were structure
-    bare = _STRING.sub(b"", raw)
-    items = bare.count(b",") + bare.count(b"[") + bare.count(b"{") + 1
+    bare = _STRING.sub(b"", raw).translate(None, _WHITESPACE)
+    opened = bare.count(b"[") + bare.count(b"{")
+    items = 1 + bare.count(b",") + opened - bare.count(b"[]") - bare.count(b"{}")
     if items > max_items:
         raise HTTPException(
             status_code=413,
             detail=f"JSON body holds more than {max_items} values (setting max_json_items)",
         )
-    brackets = bare.translate(None, _NOT_BRACKETS)
-    if len(brackets) <= max_depth:
-        return
-    # Each pass removes one level from every innermost pair; a document max_depth deep is gone
-    # after max_depth passes. A pass that removes nothing means unbalanced brackets: that is a
-    # syntax error, which the parser reports better.
-    for _ in range(max_depth):
-        reduced = _INNERMOST.sub(b"", brackets)
-        if not reduced or reduced == brackets:
-            return
-        brackets = reduced
-    raise HTTPException(
+
+
+def _too_deep(max_depth: int) -> HTTPException:
+    return HTTPException(
         status_code=400,
         detail=f"JSON body nested deeper than {max_depth} levels (setting max_json_depth)",
     )
+
+
+def _deeper_than(value: Any, max_depth: int) -> bool:
+    """True if arrays and objects nest more than `max_depth` levels in `value`."""
+    if not isinstance(value, dict | list):
+        return False
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, _CONTAINERS):
+                if depth >= max_depth:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def _surrogate_at(value: Any, path: tuple[str | int, ...]) -> tuple[list[str | int], str] | None:
