@@ -14,10 +14,11 @@ import zlib
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from fastapi import HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from starlette.concurrency import run_in_threadpool
 
 from hq_server.api.deps import authorize, route_access
 from hq_server.api.jsonbody import parse_json
@@ -103,8 +104,21 @@ class BoundedBodyRequest(Request):
             if len(raw) <= _PARSE_INLINE_BYTES:
                 self._json = parse_json(raw, *bounds)
             else:  # a big body must not stall every other call while it is parsed
-                self._json = await run_in_threadpool(parse_json, raw, *bounds)
+                self._json = await anyio.to_thread.run_sync(
+                    parse_json, raw, *bounds, limiter=_parse_limiter(self)
+                )
         return self._json
+
+
+def _parse_limiter(request: Request) -> anyio.CapacityLimiter:
+    """The app's limiter of big JSON parses: one at a time. The parser holds the GIL for the
+    whole text; two at once would leave the event loop less time and finish no sooner."""
+    state = request.app.state
+    limiter: anyio.CapacityLimiter | None = getattr(state, "json_parse_limiter", None)
+    if limiter is None:  # made on the event loop, which runs one call at a time
+        limiter = anyio.CapacityLimiter(1)
+        state.json_parse_limiter = limiter
+    return limiter
 
 
 def _refuse_nul(request: Request) -> None:

@@ -23,7 +23,7 @@ _WHITESPACE = b" \t\r\n"
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _BOM = b"\xef\xbb\xbf"
-_CONTAINERS = (dict, list)
+_CONTAINERS = frozenset({dict, list})
 
 
 def parse_json(raw: bytes, max_items: int, max_depth: int) -> Any:
@@ -90,16 +90,17 @@ def _too_deep(max_depth: int) -> HTTPException:
 
 def _deeper_than(value: Any, max_depth: int) -> bool:
     """True if arrays and objects nest more than `max_depth` levels in `value`."""
-    if not isinstance(value, dict | list):
+    if type(value) not in _CONTAINERS:
         return False
-    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(value, 1)]
+    stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        for child in item.values() if isinstance(item, dict) else item:
-            if isinstance(child, _CONTAINERS):
+        for child in item.values() if type(item) is dict else item:
+            if type(child) in _CONTAINERS:  # json.loads makes plain dicts and lists only
                 if depth >= max_depth:
                     return True
-                stack.append((child, depth + 1))
+                if child:  # an empty one adds a level but holds none
+                    stack.append((child, depth + 1))
     return False
 
 
