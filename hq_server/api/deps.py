@@ -150,6 +150,8 @@ def route_access(dependant: Dependant) -> tuple[Access, ...]:
 async def authorize(request: Request, checks: tuple[Access, ...]) -> Principal:
     """Authenticate the call and check its access, before its body is read: 401 / 403."""
     credentials = await _bearer(request)
+    if credentials is None or not credentials.credentials:  # no worker thread for these
+        raise AuthError("missing bearer token (Authorization: Bearer ...)")
     principal = await run_in_threadpool(_principal, request, credentials, get_db(request))
     for access in checks:
         access.admit(principal)
