@@ -4,16 +4,17 @@
    token, each a 17 KiB gzip body that inflates to 17 MiB of nested empty lists (`[[],[],...]`),
    go to 10 routes at once (events, heartbeat, backups, a job result, users, a ticket comment,
    site jobs, escalation chains, login, enrollment; 2 each); and the statuses they got.
-2. Idle connections: N TCP connections (1,100 by default) are opened and left idle, no byte sent;
-   then /healthz is asked on a fresh connection, one probe after the other: latency median and
-   max, and what HQ logged meanwhile (lines, bytes). HQ starts with the open files limit of a
-   service without LimitNOFILE (soft 1,024, hard 4,096), as systemd gives by default.
+2. Idle connections: N TCP connections (1,100 by default) are opened and left idle, no byte sent,
+   for 30 s; meanwhile /healthz is asked once a second on a fresh connection: latency median and
+   max, what HQ logged (lines besides the probes' access log, bytes) and how many of the idle
+   connections HQ closed (header_timeout). HQ starts with the open files limit of a service
+   without LimitNOFILE (soft 1,024 under a hard 4,096), as systemd gives by default.
 3. Big bodies from a token holder: 4 agents post bodies of 499,000 values (just under
    max_json_items; ~1 MB, refused by the schema after parsing) back to back for 10 s while
    /healthz is probed: the JSON is parsed in a worker thread, not on the event loop.
 
     .venv/bin/python -m benchmarks.hq_attacks
-    .venv/bin/python -m benchmarks.hq_attacks --connections 1100 --requests 20 --probes 20
+    .venv/bin/python -m benchmarks.hq_attacks --connections 1100 --requests 20 --hold-seconds 30
 """
 
 from __future__ import annotations
@@ -121,31 +122,48 @@ def memory_attack(hq: Hq, requests: int) -> Results:
     }
 
 
-def connection_attack(hq: Hq, connections: int, probes: int) -> Results:
-    """/healthz latency on fresh connections while `connections` idle ones are open."""
+def connection_attack(hq: Hq, connections: int, hold_s: float) -> Results:
+    """/healthz latency on fresh connections, once a second for `hold_s`, while `connections`
+    idle ones are open; what HQ logged meanwhile and how many idle ones it closed."""
     log_before = hq.proc.log_path.stat().st_size
     lines_before = len(hq.proc.log_path.read_text(errors="replace").splitlines())
     latencies: list[float] = []
     with ExitStack() as stack:
         start = time.perf_counter()
-        for _ in range(connections):
+        idle = [
             stack.enter_context(socket.create_connection(_address(hq.url), timeout=10))
+            for _ in range(connections)
+        ]
         opened_s = time.perf_counter() - start
-        for _ in range(probes):
+        end = time.monotonic() + hold_s
+        while time.monotonic() < end:
             latencies.append(healthz_ms(hq.url))
-        held_s = time.perf_counter() - start
+            time.sleep(max(0.0, 1.0 - latencies[-1] / 1000))
+        closed = sum(1 for sock in idle if _closed_by_peer(sock))
     text = hq.proc.log_path.read_text(errors="replace")
     return {
         "connections": connections,
         "open_s": opened_s,
-        "held_s": held_s,
-        "probes": probes,
+        "hold_s": hold_s,
+        "probes": len(latencies),
         "healthz_median_ms": median(latencies),
         "healthz_max_ms": max(latencies),
         "answered": sum(1 for ms in latencies if ms != float("inf")),
-        "log_lines": len(text.splitlines()) - lines_before,
+        "closed_by_hq": closed,
+        # Without the access-log line of each probe.
+        "log_lines": len(text.splitlines()) - lines_before - len(latencies),
         "log_bytes": hq.proc.log_path.stat().st_size - log_before,
     }
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
 
 
 def big_bodies(hq: Hq, agents: int, seconds: float) -> Results:
@@ -198,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--requests", type=int, default=20, help="gzip bombs sent at once")
     parser.add_argument("--connections", type=int, default=1100, help="idle connections")
-    parser.add_argument("--probes", type=int, default=20, help="/healthz probes while idle")
+    parser.add_argument(
+        "--hold-seconds", type=float, default=30.0, help="how long the idle connections stay"
+    )
     parser.add_argument("--big-seconds", type=float, default=10.0, help="big-body phase")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args(argv)
@@ -217,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         hq_server(Path(tmp), log_level="info", open_files=(1024, hq_hard)) as hq,
     ):
         results["memory"] = memory_attack(hq, args.requests)
-        results["connections"] = connection_attack(hq, args.connections, args.probes)
+        results["connections"] = connection_attack(hq, args.connections, args.hold_seconds)
         results["big_bodies"] = big_bodies(hq, 4, args.big_seconds)
     results["load_after"] = loadavg()
 
@@ -229,12 +249,15 @@ def main(argv: list[str] | None = None) -> int:
         f"| {mem['requests']} | {mem['body_bytes'] / 1024:.1f} KiB | {mem['idle_rss_mib']:.0f} MiB"
         f" | {mem['peak_rss_mib']:.0f} MiB | {mem['growth_mib']:.0f} MiB | {mem['statuses']} |"
     )
-    print("\n| idle connections | /healthz answered | median | max | log lines | log bytes |")
-    print("|---:|---:|---:|---:|---:|---:|")
     print(
-        f"| {conn['connections']} | {conn['answered']}/{conn['probes']} | "
-        f"{conn['healthz_median_ms']:.1f} ms | {conn['healthz_max_ms']:.1f} ms | "
-        f"{conn['log_lines']} | {conn['log_bytes']} |"
+        "\n| idle connections, held | /healthz answered | median | max | closed by HQ "
+        "| other log lines | log bytes |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"| {conn['connections']}, {conn['hold_s']:.0f} s | {conn['answered']}/{conn['probes']} "
+        f"| {conn['healthz_median_ms']:.1f} ms | {conn['healthz_max_ms']:.1f} ms "
+        f"| {conn['closed_by_hq']} | {conn['log_lines']} | {conn['log_bytes']} |"
     )
     print("\n| agents posting 499,000-value bodies | posts | post median | /healthz median | max |")
     print("|---:|---:|---:|---:|---:|")
