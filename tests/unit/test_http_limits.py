@@ -13,7 +13,12 @@ from fastapi import HTTPException
 
 from hq_server.api.forwarded import TrustedProxies
 from hq_server.api.jsonbody import parse_json
-from hq_server.serving import RESERVED_FDS, RateLimitFilter, connection_limits
+from hq_server.serving import (
+    RESERVED_FDS,
+    RateLimitFilter,
+    connection_limits,
+    install_log_filters,
+)
 from hq_server.settings import Settings
 
 DEFAULTS = Settings()
@@ -171,3 +176,23 @@ def test_connection_limits_fit_the_open_files_limit() -> None:
     # A full backlog is accepted before any connection can be refused: both must fit.
     assert cap + backlog + RESERVED_FDS <= 1024
     assert cap >= 500 and backlog >= 16
+
+
+def test_the_lines_that_flooded_hqs_log_are_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
+    filters = install_log_filters()
+    try:
+        with caplog.at_level(logging.INFO):
+            for _ in range(1000):
+                logging.getLogger("asyncio").error(
+                    "socket.accept() out of system resource\nsocket: <fd=13>"
+                )
+                logging.getLogger("uvicorn.error").warning("Exceeded concurrency limit.")
+                logging.getLogger("uvicorn.error").warning("Invalid HTTP request received.")
+            logging.getLogger("uvicorn.error").info("Application startup complete.")
+        messages = [record.getMessage() for record in caplog.records]
+        assert len(messages) == 4
+        assert messages[-1] == "Application startup complete."
+    finally:
+        for flood_filter in filters:
+            for name in ("asyncio", "uvicorn.error", "hq_server.serving"):
+                logging.getLogger(name).removeFilter(flood_filter)
