@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import shutil
 import socket
 import statistics
@@ -116,12 +117,22 @@ class Proc:
 
 @contextmanager
 def child(
-    name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None
+    name: str,
+    argv: list[str],
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+    open_files: tuple[int, int] | None = None,
 ) -> Iterator[Proc]:
-    """Run argv as a child process for the duration of the block; always stopped afterwards."""
+    """Run argv as a child process for the duration of the block; always stopped afterwards.
+    `open_files`: its RLIMIT_NOFILE (soft, hard)."""
     log_path = log_dir / f"{name}.log"
     log = log_path.open("wb")
-    popen = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def limits() -> None:
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, open_files)
+
+    popen = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=limits)
     proc = Proc(name, popen, log_path, log)
     try:
         yield proc
@@ -212,8 +223,14 @@ def _capture(argv: list[str]) -> str:
 
 
 @contextmanager
-def hq_server(work: Path, db_url: str | None = None, log_level: str = "warning") -> Iterator[Hq]:
-    """HQ serving on a free loopback port: SQLite under `work`, or `db_url` (e.g. PostgreSQL)."""
+def hq_server(
+    work: Path,
+    db_url: str | None = None,
+    log_level: str = "warning",
+    open_files: tuple[int, int] | None = None,
+) -> Iterator[Hq]:
+    """HQ serving on a free loopback port: SQLite under `work`, or `db_url` (e.g. PostgreSQL);
+    `open_files`: its RLIMIT_NOFILE (soft, hard)."""
     sw = stationwatch_cmd()
     work.mkdir(parents=True, exist_ok=True)
     data_dir = work / "hq"
@@ -224,7 +241,7 @@ def hq_server(work: Path, db_url: str | None = None, log_level: str = "warning")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     argv = [*cli, "serve", "--port", str(port), "--log-level", log_level, *db_opts]
-    with child("hq", argv, work) as proc:
+    with child("hq", argv, work, open_files=open_files) as proc:
         wait_until("HQ /healthz", lambda: http_ok(f"{url}/healthz"), 60, proc)
         resolved = db_url or f"sqlite:///{(data_dir / 'hq.sqlite3').resolve()}"
         # `hq` accepts the database options before its subcommand, too.

@@ -26,6 +26,7 @@ from hq_server.api import (
 )
 from hq_server.api.audit import AuditMiddleware
 from hq_server.api.errors import install_error_handlers
+from hq_server.api.forwarded import ForwardedMiddleware
 from hq_server.clock import Clock, SystemClock
 from hq_server.db import Database, safe_url
 from hq_server.scheduler import Scheduler
@@ -107,6 +108,8 @@ def create_app(
     app.include_router(job_routes.router)  # its lifespan runs the job schedules
     app.include_router(backup_routes.router)
     app.add_middleware(AuditMiddleware)
+    # Outermost, so that the audit row and the login throttle see the client it names.
+    app.add_middleware(ForwardedMiddleware, trusted=settings.trusted_proxies)
     return app
 
 

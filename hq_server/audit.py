@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,6 +14,8 @@ from hq_server.models_ops import AuditEntry
 
 _SUMMARY_MAX = 500
 _PATH_MAX = 500
+_REPLACEMENT = "\ufffd"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,20 +34,41 @@ class AuditRecord:
 
 
 def record(session: Session, entry: AuditRecord) -> None:
-    """Append one audit row (the caller commits)."""
+    """Append one audit row (the caller commits); text is cleaned so that it always stores."""
     session.add(
         AuditEntry(
             at=entry.at,
-            actor=entry.actor[:100],
-            role=entry.role[:16],
-            method=entry.method[:8],
-            path=entry.path[:_PATH_MAX],
-            summary=entry.summary[:_SUMMARY_MAX],
-            target_ids=entry.target_ids,
-            client=entry.client[:100],
+            actor=clean(entry.actor)[:100],
+            role=clean(entry.role)[:16],
+            method=clean(entry.method)[:8],
+            path=clean(entry.path)[:_PATH_MAX],
+            summary=clean(entry.summary)[:_SUMMARY_MAX],
+            target_ids=_clean_json(entry.target_ids),
+            client=clean(entry.client)[:100],
             status=entry.status,
         )
     )
+
+
+def clean(text: str) -> str:
+    """`text` storable everywhere: NUL (refused by PostgreSQL) and lone surrogates (not
+    encodable) become U+FFFD. An attempt must leave its row, whatever it sent."""
+    if "\x00" in text:
+        text = text.replace("\x00", _REPLACEMENT)
+    if _SURROGATE.search(text):
+        text = _SURROGATE.sub(_REPLACEMENT, text)
+    return text
+
+
+def _clean_json(value: Any) -> Any:
+    """A JSON value with every string (keys too) cleaned."""
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, dict):
+        return {clean(str(k)): _clean_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean_json(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -185,9 +185,8 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    import uvicorn
-
     from hq_server.app import create_app, establish_key
+    from hq_server.serving import serve, server_config
 
     db = dbmod.Database(_prepare(settings))
     try:  # here too, not only at app start: a wrong key file is a one-line error, no traceback
@@ -195,7 +194,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         db.dispose()
     app = create_app(settings)
-    level = getattr(args, "log_level", "info")
+    config = server_config(app, settings, getattr(args, "log_level", "info"))
     # A batch of events allocates many short-lived objects; the default gen-0 threshold (700)
     # runs the cycle collector dozens of times per batch over the whole, long-lived heap of
     # the frameworks. Freeze what startup built and collect less often.
@@ -206,13 +205,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         f"(database {dbmod.safe_url(settings.database_url)})",
         file=sys.stderr,
     )
-    try:
-        uvicorn.run(
-            app, host=settings.host, port=settings.port, log_level=level, server_header=False
-        )
-    except SystemExit as exc:  # uvicorn exits this way when it cannot bind or start
-        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
-    return EXIT_OK
+    return serve(config)
 
 
 def _cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
@@ -9,14 +10,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ENV_DB_URL = "STATIONWATCH_DB_URL"
 ENV_DATA_DIR = "STATIONWATCH_DATA_DIR"
 DEFAULT_DATA_DIR = Path("./var/hq")
 SQLITE_FILE_NAME = "hq.sqlite3"
-MiB = 1024 * 1024
-# Settings also read from STATIONWATCH_<NAME> (durations in seconds, webhook_secrets as JSON).
+KiB = 1024
+MiB = 1024 * KiB
+# Settings also read from STATIONWATCH_<NAME> (durations in seconds, webhook_secrets as JSON,
+# trusted_proxies comma-separated).
 ENV_TUNABLES = (
     "scheduler_enabled",
     "scheduler_interval",
@@ -39,6 +42,16 @@ ENV_TUNABLES = (
     "login_max_failures",
     "login_failure_window",
     "login_lockout",
+    "max_body_bytes",
+    "max_anonymous_body_bytes",
+    "max_json_items",
+    "max_json_depth",
+    "trusted_proxies",
+    "max_connections",
+    "keep_alive_timeout",
+    "header_timeout",
+    "max_header_bytes",
+    "listen_backlog",
 )
 
 
@@ -58,6 +71,48 @@ class Settings(BaseModel):
     enrollment_ttl: timedelta = timedelta(hours=24)
     max_body_bytes: int = Field(
         default=20 * MiB, ge=1024, description="Limit on a request body, after gzip decompression"
+    )
+    max_anonymous_body_bytes: int = Field(
+        default=8 * KiB,
+        ge=1024,
+        description="Limit on the body of a call without a bearer token (login, enrollment), "
+        "after gzip decompression",
+    )
+    max_json_items: int = Field(
+        default=500_000,
+        ge=100,
+        description="Values (objects, arrays, strings, numbers...) a JSON body may hold; counted "
+        "before it is parsed (a batch of 5,000 events holds about 75,000)",
+    )
+    max_json_depth: int = Field(
+        default=32, ge=4, le=256, description="Nesting of arrays and objects in a JSON body"
+    )
+    # The HTTP server (`hq serve`): what an idle or slow client may hold.
+    trusted_proxies: tuple[str, ...] = Field(
+        default=(),
+        description="Addresses or networks of reverse proxies whose X-Forwarded-For / "
+        "X-Real-IP name the client (login throttle, audit); empty: never trusted",
+    )
+    max_connections: int = Field(
+        default=4096,
+        ge=16,
+        description="Connections open at once; past it a new one is closed at once, and "
+        "requests are answered 503 while HQ is at the limit",
+    )
+    keep_alive_timeout: int = Field(
+        default=5, ge=1, description="Seconds an idle kept-alive connection stays open"
+    )
+    header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a client has to send a request's headers, from its connection or "
+        "its first byte; then the connection is closed",
+    )
+    max_header_bytes: int = Field(
+        default=16 * KiB, ge=1024, description="Limit on a request line and its headers"
+    )
+    listen_backlog: int = Field(
+        default=2048, ge=16, description="Connections the kernel queues before HQ accepts them"
     )
     max_batch_retries: int = Field(
         default=3,
@@ -126,6 +181,29 @@ class Settings(BaseModel):
     notify_backoff: timedelta = Field(
         default=timedelta(seconds=30), description="First retry delay; doubles per attempt"
     )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_list(cls, value: Any) -> Any:
+        """A comma-separated string (from the environment) as a list."""
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Each entry an IP address or network, kept in its normal form."""
+        normal = []
+        for entry in value:
+            try:
+                normal.append(str(ipaddress.ip_network(entry, strict=False)))
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies: {entry!r} is not an IP address or network "
+                    "(e.g. 127.0.0.1, 10.0.0.0/8, ::1)"
+                ) from None
+        return tuple(normal)
 
     @property
     def database_url(self) -> str:

@@ -61,8 +61,8 @@ def post_login(
 ) -> LoginOut:
     """Trade a username and password for a new API token bound to the user."""
     request.state.audit_actor = body.username
-    # The peer address. uvicorn takes X-Forwarded-For only from 127.0.0.1 (FORWARDED_ALLOW_IPS
-    # widens that): a reverse proxy elsewhere must be listed there, or every user shares the
+    # The peer address, or the client named by a proxy listed in `trusted_proxies` (see
+    # hq_server.api.forwarded): a reverse proxy must be listed there, or every user shares the
     # proxy's address and its count.
     client = request.client.host if request.client else None
     try:

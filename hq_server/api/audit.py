@@ -1,8 +1,10 @@
 """ASGI middleware writing an audit row for every mutating call under /api/v1.
 
-Done once here, not per route: the auth dependency leaves the principal in the request state,
-routes may add a summary and target ids (`deps.audit_note`); the status is taken from the
-response. Calls by agents (events, heartbeats, job polls, backup uploads) are not audited.
+Done once here, not per route: authentication (hq_server.api.deps) leaves the principal in the
+request state, routes may add a summary and target ids (`deps.audit_note`); the status is taken
+from the response; the client is the connection's address, or the one a trusted proxy names
+(hq_server.api.forwarded). Text is cleaned, never refused (hq_server.audit.clean). Calls by
+agents (events, heartbeats, job polls, backup uploads) are not audited.
 """
 
 from __future__ import annotations

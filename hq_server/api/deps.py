@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from hq_server.auth import AgentPrincipal, Principal, UserPrincipal, authenticate
 from hq_server.clock import Clock
@@ -77,32 +81,81 @@ def _principal(
         raise AuthError("missing bearer token (Authorization: Bearer ...)")
     with db.session() as session:
         principal = authenticate(session, credentials.credentials)
-    # Read back by the audit middleware (hq_server.api.audit) to record who called.
+    # Read back by the audit middleware (hq_server.api.audit) to record who called, and by the
+    # dependencies below when the route has already authenticated the call (see authorize).
     request.state.principal = principal
     return principal
 
 
-def require_agent(request: Request, credentials: Credentials, db: DbDep) -> AgentPrincipal:
-    """The calling agent; 401 without a valid token, 403 for a user token."""
-    principal = _principal(request, credentials, db)
-    if not isinstance(principal, AgentPrincipal):
-        raise PermissionDenied("only agent tokens may call agent endpoints")
-    return principal
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Who may call a route: agent tokens, or user tokens with at least `role`."""
 
+    agent: bool = False
+    role: Role = Role.VIEWER
 
-def require_user(
-    role: Role,
-) -> Callable[[Request, HTTPAuthorizationCredentials | None, Database], UserPrincipal]:
-    """A dependency admitting user tokens with at least `role` (403 for agents or lower roles)."""
-
-    def dependency(request: Request, credentials: Credentials, db: DbDep) -> UserPrincipal:
-        principal = _principal(request, credentials, db)
+    def admit(self, principal: Principal) -> Principal:
+        """The principal if it may call; PermissionDenied (403) otherwise."""
+        if self.agent:
+            if not isinstance(principal, AgentPrincipal):
+                raise PermissionDenied("only agent tokens may call agent endpoints")
+            return principal
         if not isinstance(principal, UserPrincipal):
             raise PermissionDenied("agent tokens may only call agent endpoints")
-        principal.require(role)
+        principal.require(self.role)
         return principal
 
+
+# The authentication dependencies and the access each one grants, so that a route can find
+# (route_access) and check (authorize) who may call it before it reads the request body.
+_ACCESS: dict[Callable[..., Any], Access] = {}
+
+AuthDependency = Callable[[Request, HTTPAuthorizationCredentials | None, Database], Awaitable[Any]]
+
+
+def _guard(access: Access) -> AuthDependency:
+    async def dependency(request: Request, credentials: Credentials, db: DbDep) -> Principal:
+        principal: Principal | None = getattr(request.state, "principal", None)
+        if principal is None:  # not authenticated by the route (see authorize)
+            principal = await run_in_threadpool(_principal, request, credentials, db)
+        return access.admit(principal)
+
+    _ACCESS[dependency] = access
     return dependency
+
+
+require_agent = _guard(Access(agent=True))
+require_agent.__doc__ = "The calling agent; 401 without a valid token, 403 for a user token."
+
+
+@functools.cache
+def require_user(role: Role) -> AuthDependency:
+    """A dependency admitting user tokens with at least `role` (403 for agents or lower roles)."""
+    return _guard(Access(role=role))
+
+
+def route_access(dependant: Dependant) -> tuple[Access, ...]:
+    """The access checks among a route's dependencies (and theirs)."""
+    found: list[Access] = []
+    pending = [dependant]
+    while pending:
+        current = pending.pop()
+        access = _ACCESS.get(current.call) if current.call is not None else None
+        if access is not None and access not in found:
+            found.append(access)
+        pending.extend(current.dependencies)
+    return tuple(found)
+
+
+async def authorize(request: Request, checks: tuple[Access, ...]) -> Principal:
+    """Authenticate the call and check its access, before its body is read: 401 / 403."""
+    credentials = await _bearer(request)
+    if credentials is None or not credentials.credentials:  # no worker thread for these
+        raise AuthError("missing bearer token (Authorization: Bearer ...)")
+    principal = await run_in_threadpool(_principal, request, credentials, get_db(request))
+    for access in checks:
+        access.admit(principal)
+    return principal
 
 
 AgentDep = Annotated[AgentPrincipal, Depends(require_agent)]

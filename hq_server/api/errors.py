@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, StatementError
 
@@ -136,14 +140,74 @@ async def _bad_value(request: Request, exc: Exception) -> JSONResponse:
     logger.info(
         "%s %s: value refused by the database: %s", request.method, request.url.path, reason
     )
+    # Calls without a body filter by query parameters: the value came from there.
+    where = "body" if request.method in ("POST", "PUT", "PATCH") else "query"
     body = [
-        {"loc": ["body"], "msg": f"value refused by the database: {reason}", "type": "value_error"}
+        {"loc": [where], "msg": f"value refused by the database: {reason}", "type": "value_error"}
     ]
     return JSONResponse({"detail": body}, status_code=422)
 
 
+# Submitted values are shown back only from these parts of a request: a body or a header may
+# hold a password, a token or a key, and its value is never echoed.
+_ECHOED = frozenset({"query", "path"})
+# A body wrong everywhere yields an error per item; the answer names the first ones.
+MAX_REPORTED_ERRORS = 50
+
+
+async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    # FastAPI's own shape ({"detail": [{"type", "loc", "msg", ...}]}), without the submitted
+    # values of body fields, and in text that always encodes (a lone surrogate is replaced).
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    detail = [public_error(error) for error in errors[:MAX_REPORTED_ERRORS]]
+    if len(errors) > MAX_REPORTED_ERRORS:
+        detail.append(
+            {
+                "type": "too_many_errors",
+                "loc": ["body"],
+                "msg": f"and {len(errors) - MAX_REPORTED_ERRORS} more errors",
+            }
+        )
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+def public_error(error: Mapping[str, Any]) -> dict[str, Any]:
+    """One validation error as it may be shown to the caller: the submitted value only for a
+    query or path parameter, context values as plain text."""
+    loc = [_plain(part) for part in error.get("loc", ())]
+    out: dict[str, Any] = {
+        "type": str(error.get("type", "value_error")),
+        "loc": loc,
+        "msg": _text(str(error.get("msg", ""))),
+    }
+    if loc and loc[0] in _ECHOED and "input" in error:
+        out["input"] = _plain(error["input"])
+    ctx = error.get("ctx")
+    if isinstance(ctx, Mapping) and ctx:
+        out["ctx"] = {str(k): _plain(v) for k, v in ctx.items()}
+    return out
+
+
+def _plain(value: object) -> object:
+    """A JSON-safe copy of a scalar or a list of them; anything else as its text."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return _text(str(value))
+
+
+def _text(value: str) -> str:
+    """`value` with lone surrogates replaced by U+FFFD, so that it encodes as UTF-8."""
+    return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers mapping HQ and database errors to responses."""
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(HQError, _hq_error)
     app.add_exception_handler(IntegrityError, _integrity)
     app.add_exception_handler(StatementError, _bad_value)

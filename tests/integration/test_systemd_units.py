@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from hq_server.serving import RESERVED_FDS
+from hq_server.settings import Settings
 from tests.peers import require_binary
 
 UNITS = Path(__file__).resolve().parents[2] / "systemd"
@@ -56,3 +58,12 @@ def test_agent_unit_has_the_promised_shape() -> None:
         "WatchdogSec=",
     ):
         assert line in text
+
+
+def test_hq_unit_has_room_for_hqs_connections() -> None:
+    text = (UNITS / "stationwatch-hq.service").read_text()
+    match = re.search(r"^LimitNOFILE=(\d+)$", text, re.MULTILINE)
+    assert match, "the HQ unit sets no LimitNOFILE (systemd's soft default is 1,024)"
+    defaults = Settings()
+    needed = defaults.max_connections + defaults.listen_backlog + RESERVED_FDS
+    assert int(match.group(1)) >= needed
