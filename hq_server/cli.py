@@ -18,6 +18,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from agent.private_files import private_dir
 from hq_server import db as dbmod
 from hq_server import secretbox
 from hq_server.auth import create_api_token, list_api_tokens, revoke_api_token
@@ -170,7 +171,7 @@ def _prepare(settings: Settings) -> str:
     dbmod.parse_url(url)
     if settings.uses_default_sqlite:
         try:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(settings.data_dir)  # 0700: the database in it holds every site's faults
         except OSError as exc:
             raise ConfigError(f"cannot create data dir {settings.data_dir}: {exc}") from None
     dbmod.upgrade(url)

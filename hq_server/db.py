@@ -22,6 +22,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from agent.private_files import private_file
 from hq_server.errors import ConfigError, DatabaseUnavailable, SchemaOutOfDate
 from hq_server.writelock import FairLock
 
@@ -72,6 +73,14 @@ def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 10_000) -> Engine:
             raise DatabaseUnavailable(
                 f"directory {directory} for the SQLite database does not exist"
             )
+        try:
+            # Created here, before SQLite opens it: SQLite would make it (and its -wal and
+            # -shm files, which take its mode) readable by everyone under the usual umask.
+            private_file(Path(parsed.database))
+        except OSError as exc:
+            raise DatabaseUnavailable(
+                f"cannot create the SQLite database {parsed.database}: {exc.strerror}"
+            ) from None
         engine = create_engine(parsed)
         _configure_sqlite(engine, sqlite_busy_timeout_ms)
         return engine
