@@ -204,6 +204,13 @@ def run(argv: list[str]) -> int:
     setup_logging(
         getattr(args, "log_format", None) or loaded.agent.log_format, site=loaded.agent.site
     )
+    if loaded.agent.hq.insecure:
+        logger.warning(
+            "site=%s talks plain HTTP to HQ at %s (hq.allow_insecure_http): the agent token "
+            "and every event cross the network unencrypted",
+            loaded.agent.site,
+            loaded.agent.hq.url,
+        )
     try:
         if args.cmd == "run":
             return asyncio.run(_run(loaded, args.enroll_token))

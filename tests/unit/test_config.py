@@ -156,3 +156,46 @@ def test_check_config_command(
     )
     assert run.returncode == 1
     assert "hq: Field required" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8080", "http://localhost:8080/", "http://[::1]:8080", "https://hq"]
+)
+def test_https_or_plain_http_to_loopback_is_accepted(site: Path, url: str) -> None:
+    edit(site, lambda d: d["hq"].update(url=url))
+    assert load_config(site).agent.hq.url == url.rstrip("/")
+
+
+def _run_agent(
+    stationwatch_cmd: list[str], clean_env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*stationwatch_cmd, "agent", *args],
+        capture_output=True,
+        text=True,
+        env=clean_env,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_plain_http_to_a_remote_hq_is_refused_unless_allowed(
+    site: Path, stationwatch_cmd: list[str], clean_env: dict[str, str], tmp_path: Path
+) -> None:
+    text = site.read_text().replace("url: https://hq.example.net", "url: http://hq.example.net")
+    site.write_text(text)
+    line = next(i for i, s in enumerate(text.splitlines(), 1) if "url: http://" in s)
+    for args in (["check-config", str(site)], ["run", "--config", str(site)]):
+        refused = _run_agent(stationwatch_cmd, clean_env, *args)
+        assert refused.returncode == 1, args
+        assert f"{site}:{line}: hq.url: plain http:// to hq.example.net" in refused.stderr
+        assert "use https://" in refused.stderr and "hq.allow_insecure_http: true" in refused.stderr
+        assert "Traceback" not in refused.stderr
+    # Allowed explicitly: accepted, and every start says so at WARNING (`status` starts too,
+    # and talks to no one).
+    edit(site, lambda d: d["hq"].update(allow_insecure_http=True, url="http://hq.example.net"))
+    edit(site, lambda d: d.update(state_dir=str(tmp_path / "state")))
+    assert _run_agent(stationwatch_cmd, clean_env, "check-config", str(site)).returncode == 0
+    status = _run_agent(stationwatch_cmd, clean_env, "status", "--config", str(site))
+    assert status.returncode == 0, status.stderr
+    assert "WARNING" in status.stderr and "plain HTTP to HQ at http://hq.example.net" in status.stderr
