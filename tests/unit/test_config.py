@@ -198,4 +198,5 @@ def test_plain_http_to_a_remote_hq_is_refused_unless_allowed(
     assert _run_agent(stationwatch_cmd, clean_env, "check-config", str(site)).returncode == 0
     status = _run_agent(stationwatch_cmd, clean_env, "status", "--config", str(site))
     assert status.returncode == 0, status.stderr
-    assert "WARNING" in status.stderr and "plain HTTP to HQ at http://hq.example.net" in status.stderr
+    assert "WARNING" in status.stderr
+    assert "plain HTTP to HQ at http://hq.example.net" in status.stderr
