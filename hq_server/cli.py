@@ -18,6 +18,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from agent.logs import LEVELS, quiet_libraries
 from agent.private_files import private_dir
 from hq_server import db as dbmod
 from hq_server import secretbox
@@ -209,7 +210,14 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     )
     try:
         uvicorn.run(
-            app, host=settings.host, port=settings.port, log_level=level, server_header=False
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=level,
+            # A line per request (every agent polls every few seconds) only when debugging;
+            # uvicorn sets its access logger's level itself, so quiet_libraries cannot.
+            access_log=level == "debug",
+            server_header=False,
         )
     except SystemExit as exc:  # uvicorn exits this way when it cannot bind or start
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
@@ -381,6 +389,7 @@ def run(argv: Sequence[str]) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    quiet_libraries(LEVELS[level])
     try:
         settings = _settings(args)
         return _dispatch(args, settings)
