@@ -73,7 +73,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = build(Path(tmp) / "search.sqlite3", args.rows)
         try:
-            print(f"{args.rows} tickets, median of {args.repeat} runs, SQLite {sqlite3.sqlite_version}")
+            version = sqlite3.sqlite_version
+            print(f"{args.rows} tickets, median of {args.repeat} runs, SQLite {version}")
             print()
             print("| query | " + " | ".join(ways) + " |")
             print("|---|" + "---|" * len(ways))
