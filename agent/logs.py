@@ -59,19 +59,9 @@ def setup_logging(fmt: str = "text", level: int = logging.INFO, site: str = "") 
     quiet_libraries(level)
 
 
-# Loggers of the libraries StationWatch uses: a connection, a login or a request each log a
-# line at INFO (paramiko's "Connected", "Auth granted" on every poll).
-LIBRARY_LOGGERS = (
-    "paramiko",
-    "pysnmp",
-    "asyncio",
-    "httpx",
-    "httpcore",
-    "apscheduler",
-    "uvicorn.access",
-    "aiosmtpd",
-    "mail.log",
-)
+# Loggers of the libraries the agent and the simulator use: a connection, a login or a
+# request each log a line at INFO (paramiko's "Connected", "Auth granted" on every poll).
+LIBRARY_LOGGERS = ("paramiko", "pysnmp", "asyncio", "httpx", "httpcore")
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 LEVELS["error"] = logging.ERROR
 

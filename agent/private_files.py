@@ -1,8 +1,9 @@
 """Directories and files that only their owner may read, whatever the process umask.
 
-Used for state that names the station or holds secrets: the agent's state dir and outbox, HQ's
-data dir and SQLite database. SQLite gives a database's -wal and -shm files the mode of the
-database file itself, so a database created here keeps all three private.
+Used for the agent's state, which names the station and its faults: the state dir and the
+outbox (HQ has its own, in hq_server.db and hq_server.cli). SQLite gives a database's -wal and
+-shm files the mode of the database file itself, so a database created here keeps all three
+private.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import weakref
@@ -22,7 +23,6 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from agent.private_files import private_file
 from hq_server.errors import ConfigError, DatabaseUnavailable, SchemaOutOfDate
 from hq_server.writelock import FairLock
 
@@ -63,6 +63,21 @@ def safe_url(url: str | URL) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
+def create_private(path: Path) -> bool:
+    """Create `path` empty, mode 0600 whatever the umask, unless it exists; True if created.
+    SQLite gives a database's -wal and -shm files the database file's mode, so a database
+    created here keeps all three readable by HQ's user only."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    return True
+
+
 def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 10_000) -> Engine:
     """An Engine for a SQLite file (WAL, busy timeout, foreign keys) or PostgreSQL (psycopg 3)."""
     parsed = parse_url(url)
@@ -76,7 +91,7 @@ def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 10_000) -> Engine:
         try:
             # Created here, before SQLite opens it: SQLite would make it (and its -wal and
             # -shm files, which take its mode) readable by everyone under the usual umask.
-            private_file(Path(parsed.database))
+            create_private(Path(parsed.database))
         except OSError as exc:
             raise DatabaseUnavailable(
                 f"cannot create the SQLite database {parsed.database}: {exc.strerror}"
