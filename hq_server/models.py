@@ -327,7 +327,9 @@ class Ticket(Base):
     # Added by revision 0007: folded in Python (hq_server.tickets.fold), so one LIKE finds any
     # case of any script on both databases (SQLite's lower() folds ASCII only).
     title_folded: Mapped[str] = mapped_column(
-        Text, default="", comment="the title case-folded (NFKC, casefold), for search"
+        Text,
+        server_default=text("''"),
+        comment="the title case-folded (NFKC, casefold), for search",
     )
 
     site: Mapped[Site] = relationship(lazy="joined", innerjoin=True)

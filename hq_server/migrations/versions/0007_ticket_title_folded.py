@@ -47,7 +47,7 @@ def upgrade() -> None:
                 "title_folded",
                 sa.Text(),
                 nullable=False,
-                server_default="",
+                server_default="",  # a string, not text(): SQLite adds the column in place
                 comment="the title case-folded (NFKC, casefold), for search",
             )
         )
@@ -69,11 +69,13 @@ def upgrade() -> None:
             break
         bind.execute(stmt, [{"ticket_id": i, "folded": fold(title)} for i, title in rows])
         last = rows[-1][0]
-    # The empty default only filled existing rows; HQ sets the column on every new ticket.
-    with op.batch_alter_table("tickets") as batch:
-        batch.alter_column("title_folded", server_default=None)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("tickets") as batch:
-        batch.drop_column("title_folded")
+    if op.get_bind().dialect.name == "sqlite":
+        # SQLite (3.35 and later) drops a plain column in place. Batch mode would copy the
+        # table and drop the old one, which the foreign keys to tickets forbid while HQ's
+        # connection enforces them.
+        op.execute("ALTER TABLE tickets DROP COLUMN title_folded")
+    else:
+        op.drop_column("tickets", "title_folded")
