@@ -62,8 +62,12 @@ def setup_logging(fmt: str = "text", level: int = logging.INFO, site: str = "") 
 # Loggers of the libraries the agent and the simulator use: a connection, a login or a
 # request each log a line at INFO (paramiko's "Connected", "Auth granted" on every poll).
 LIBRARY_LOGGERS = ("paramiko", "pysnmp", "asyncio", "httpx", "httpcore")
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
-LEVELS["error"] = logging.ERROR
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 def quiet_libraries(level: int) -> None:

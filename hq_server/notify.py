@@ -38,7 +38,7 @@ from hq_server.models_ops import Notification
 from hq_server.secretbox import SecretUnavailable, box_for, key_file
 from hq_server.settings import Settings
 from hq_server.tickets import history
-from hq_server.webhook_targets import ALLOW_SETTING, TargetRefused, pin
+from hq_server.webhook_targets import ALLOW_SETTING, TargetRefused, Unresolvable, pin
 
 logger = logging.getLogger(__name__)
 
@@ -257,7 +257,7 @@ def send_webhook(n: Claimed, timeout: float, *, allow_private: bool = False) -> 
         target = pin(n.target, allow_private=allow_private)
     except TargetRefused as exc:
         why = f"not sent: {exc}"
-        if not allow_private:
+        if not allow_private and not isinstance(exc, Unresolvable):
             why += (
                 "; HQ does not send webhooks to its own machine or to private networks "
                 f"(set {ALLOW_SETTING} to allow it)"

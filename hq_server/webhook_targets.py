@@ -30,6 +30,10 @@ class TargetRefused(Exception):
     """A webhook target that is not a public address (the message says which and why)."""
 
 
+class Unresolvable(TargetRefused):
+    """A webhook target whose name does not resolve (now): not sent, as an address refused."""
+
+
 def refusal(address: IpAddress) -> str | None:
     """Why HQ does not send webhooks to `address` ("a loopback address", ...), or None."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
@@ -94,10 +98,10 @@ def pin(url: str, *, allow_private: bool = False) -> PinnedRequest:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise TargetRefused(f"{host} does not resolve: {exc}") from None
+        raise Unresolvable(f"{host} does not resolve: {exc}") from None
     addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
     if not addresses:
-        raise TargetRefused(f"{host} does not resolve to any address")
+        raise Unresolvable(f"{host} does not resolve to any address")
     for address in addresses if not allow_private else []:
         reason = refusal(address)
         if reason is not None:
