@@ -14,7 +14,7 @@ from pathlib import Path
 
 from agent.config import LoadedConfig, load_config
 from agent.errors import AgentError, ConfigError
-from agent.logs import setup_logging
+from agent.logs import LEVELS, setup_logging
 from agent.uplink import Uplink
 
 logger = logging.getLogger(__name__)
@@ -22,8 +22,15 @@ logger = logging.getLogger(__name__)
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stationwatch agent", description="The station agent.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--log-level",
+        choices=list(LEVELS),
+        default="info",
+        help="log level on stderr (default info; libraries log at warning unless debug)",
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
-    run = sub.add_parser("run", help="run the agent daemon")
+    run = sub.add_parser("run", parents=[common], help="run the agent daemon")
     run.add_argument("--config", type=Path, required=True)
     run.add_argument(
         "--enroll-token",
@@ -33,12 +40,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=["text", "json"])
     chk = sub.add_parser("check-config", help="validate a site config and its credentials")
     chk.add_argument("config", type=Path)
-    enr = sub.add_parser("enroll", help="exchange a one-time enrollment token with HQ")
+    enr = sub.add_parser(
+        "enroll", parents=[common], help="exchange a one-time enrollment token with HQ"
+    )
     enr.add_argument("--config", type=Path, required=True)
     enr.add_argument("--token", required=True)
-    st = sub.add_parser("status", help="outbox depth, last upload and device states")
+    st = sub.add_parser(
+        "status", parents=[common], help="outbox depth, last upload and device states"
+    )
     st.add_argument("--config", type=Path, required=True)
-    poll = sub.add_parser("poll", help="poll one device once and print its readings")
+    poll = sub.add_parser(
+        "poll", parents=[common], help="poll one device once and print its readings"
+    )
     poll.add_argument("--config", type=Path, required=True)
     poll.add_argument("device")
     return p
@@ -249,8 +262,17 @@ def run(argv: list[str]) -> int:
             print(line, file=sys.stderr)
         return 1
     setup_logging(
-        getattr(args, "log_format", None) or loaded.agent.log_format, site=loaded.agent.site
+        getattr(args, "log_format", None) or loaded.agent.log_format,
+        level=LEVELS[args.log_level],
+        site=loaded.agent.site,
     )
+    if loaded.agent.hq.insecure:
+        logger.warning(
+            "site=%s talks plain HTTP to HQ at %s (hq.allow_insecure_http): the agent token "
+            "and every event cross the network unencrypted",
+            loaded.agent.site,
+            loaded.agent.hq.url,
+        )
     try:
         if args.cmd == "run":
             return asyncio.run(_run(loaded, args.enroll_token))

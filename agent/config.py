@@ -7,13 +7,22 @@ broken top level (HQ URL, state dir) stops the agent.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from agent.errors import ConfigError
 from agent.wire import ID_PATTERN
@@ -47,17 +56,51 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def is_loopback_host(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1); a name other than
+    localhost is not (it may resolve anywhere)."""
+    host = host.strip("[]").lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class HqConfig(_Model):
     """How to reach HQ."""
 
+    # Before `url`: the url validator reads it.
+    allow_insecure_http: bool = False  # plain http:// to a host that is not loopback
     url: str = Field(pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
     ca_file: Path | None = None
     timeout_s: float = Field(default=10.0, gt=0, le=120)
 
     @field_validator("url")
     @classmethod
-    def _strip_slash(cls, v: str) -> str:
+    def _https_or_loopback(cls, v: str, info: ValidationInfo) -> str:
+        # The agent token goes with every request: never in clear text over a network,
+        # unless the operator says the network is trusted.
+        host = urlsplit(v).hostname or ""
+        if (
+            v.lower().startswith("http://")
+            and not is_loopback_host(host)
+            and not info.data.get("allow_insecure_http")
+        ):
+            raise ValueError(
+                f"plain http:// to {host}, which is not a loopback address, would send the "
+                "agent token unencrypted: use https://, or set hq.allow_insecure_http: true "
+                "if the network to HQ is trusted"
+            )
         return v.rstrip("/")
+
+    @property
+    def insecure(self) -> bool:
+        """True when the agent talks plain HTTP to a host that is not loopback."""
+        return self.url.lower().startswith("http://") and not is_loopback_host(
+            urlsplit(self.url).hostname or ""
+        )
 
 
 class Intervals(_Model):

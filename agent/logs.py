@@ -56,6 +56,23 @@ def setup_logging(fmt: str = "text", level: int = logging.INFO, site: str = "") 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Library chatter stays out of the station's journal unless asked for.
-    for noisy in ("paramiko", "httpx", "httpcore", "pysnmp", "asyncio"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_libraries(level)
+
+
+# Loggers of the libraries the agent and the simulator use: a connection, a login or a
+# request each log a line at INFO (paramiko's "Connected", "Auth granted" on every poll).
+LIBRARY_LOGGERS = ("paramiko", "pysnmp", "asyncio", "httpx", "httpcore")
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+def quiet_libraries(level: int) -> None:
+    """Keep library loggers at WARNING, unless the process logs at DEBUG: then they log
+    everything too (the chatter is what one debugs with)."""
+    library_level = logging.DEBUG if level <= logging.DEBUG else logging.WARNING
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(library_level)

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from agent.private_files import private_dir, private_file
 from agent.wire import FaultEvent
 from checks.tracker import ActiveFault, FaultChange
 
@@ -37,7 +38,8 @@ class Outbox:
     """A bounded, crash-safe queue of FaultEvents plus the agent's active-fault memory."""
 
     def __init__(self, path: Path, device_classes: dict[str, str], max_events: int = 100_000):
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
+        private_file(path)  # before SQLite opens it: its -wal and -shm take its mode (0600)
         self.path = path
         self.max_events = max_events
         self._classes = device_classes

@@ -30,6 +30,7 @@ from agent.config import AUTO_PROFILE, Device, LoadedConfig, load_config, with_p
 from agent.errors import ConfigError, UplinkError, UplinkRejected
 from agent.listeners import Listeners
 from agent.outbox import Outbox
+from agent.private_files import private_dir
 from agent.sdnotify import Notifier
 from agent.uplink import Uplink, backoff_delay
 from agent.wire import DeviceState, FaultEvent, Heartbeat
@@ -70,7 +71,7 @@ def read_token(state_dir: Path) -> str | None:
 
 def write_token(state_dir: Path, token: str) -> Path:
     """Save the agent token readable by the agent's user only."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(state_dir)
     path = state_dir / TOKEN_FILE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:

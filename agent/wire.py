@@ -144,7 +144,7 @@ class HeartbeatAck(_Wire):
 class JobKind(StrEnum):
     """What a job asks the agent to do; `item` names the catalogue entry."""
 
-    RUN_CHECKLIST = "run_checklist"  # item: checklist name (e.g. daily_inspection)
+    RUN_CHECKLIST = "run_checklist"  # item: checklist name (e.g. routine_inspection)
     RUN_CHECK = "run_check"  # item: check code on device_id (e.g. vswr_high)
     BACKUP_CONFIG = "backup_config"  # item: "" ; device_id required
     POLL_DEVICE = "poll_device"  # item: "" ; device_id required

@@ -8,6 +8,8 @@ from typing import Any
 import yaml
 
 Loc = tuple[str | int, ...]
+# Site, credentials and station files are a few KiB; anything near this is a mistake.
+MAX_FILE_BYTES = 1024 * 1024
 
 
 class YamlSource:
@@ -44,21 +46,70 @@ def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
             _walk(item, (*loc, i), lines)
 
 
-def load_yaml(path: Path) -> YamlSource:
-    """Parse a YAML file; raise ValueError with file and line on a syntax error."""
+class _RefusedAlias(yaml.MarkedYAMLError):
+    """An anchor or alias in a file that may not have them."""
+
+
+class _PlainLoader(yaml.SafeLoader):
+    """SafeLoader without anchors and aliases: an alias can stand for a whole tree, so a few
+    lines of them ("billion laughs") expand to gigabytes in memory."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        """Refuse an alias or an anchor before anything is built from it."""
+        event: Any = self.peek_event()  # type: ignore[no-untyped-call]
+        mark: Any = event.start_mark
+        if isinstance(event, yaml.AliasEvent):
+            raise _RefusedAlias(
+                problem=f"YAML aliases are not allowed (*{event.anchor}): write the value out",
+                problem_mark=mark,
+            )
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            raise _RefusedAlias(
+                problem=f"YAML anchors and aliases are not allowed (&{anchor}): write each "
+                "value out",
+                problem_mark=mark,
+            )
+        node: yaml.Node | None = super().compose_node(parent, index)
+        return node
+
+
+def read_limited(path: Path, max_bytes: int = MAX_FILE_BYTES) -> str:
+    """A config file's text; ValueError naming the file if it is unreadable, not UTF-8, or
+    larger than max_bytes (read no further than that)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            raw = f.read(max_bytes + 1)
     except OSError as exc:
         raise ValueError(f"{path}: cannot read: {exc.strerror}") from None
+    if len(raw) > max_bytes:
+        raise ValueError(
+            f"{path}: larger than {max_bytes // 1024} KiB, the most a config file may be: "
+            "is it the right file?"
+        )
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text") from None
+
+
+def load_yaml(path: Path, max_bytes: int = MAX_FILE_BYTES) -> YamlSource:
+    """Parse a user's YAML file (no anchors or aliases, at most max_bytes); raise ValueError
+    with file and line on any problem."""
+    text = read_limited(path, max_bytes)
+    loader = _PlainLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ValueError(f"{where}: not valid YAML: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
     lines: dict[Loc, int] = {}
     if node is not None:
         _walk(node, (), lines)

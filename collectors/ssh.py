@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]")
 _RECV_CHUNK = 65536
+CLOSE_WAIT_S = 1.0  # how long a closing session waits for the server to close its end
 _known_hosts_locks: dict[Path, threading.Lock] = {}
 _known_hosts_locks_guard = threading.Lock()
 
@@ -223,10 +224,27 @@ class _Session:
             ) from None
 
     def close(self) -> None:
-        """Close the transport (and with it every channel)."""
+        """End the session cleanly: half-close, let the server close its end, then close.
+
+        paramiko's close() shuts the socket at once. Whatever the server sends after that
+        (its answer to our channel close) meets a closed socket, the kernel answers with a
+        reset, and the server logs "Connection reset by peer" at ERROR on every poll. Sending
+        only our FIN first lets the server read EOF and close its end, while our transport
+        thread reads what is still on its way, so both sides close without a reset.
+        """
         transport, self.transport = self.transport, None
-        if transport is not None:
-            transport.close()
+        if transport is None:
+            return
+        if transport.is_active() and transport.is_authenticated():
+            try:
+                transport.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            else:
+                # Its thread ends at the server's EOF; a server that never closes is not
+                # waited for long.
+                transport.join(min(CLOSE_WAIT_S, self.target.timeout_s))
+        transport.close()
 
     # -- shell mode ---------------------------------------------------------------------------
 

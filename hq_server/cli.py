@@ -164,13 +164,34 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
+# Library loggers kept at WARNING unless --log-level debug (uvicorn's access log is switched
+# off in `serve` instead: uvicorn sets that logger's level itself).
+LIBRARY_LOGGERS = ("apscheduler", "asyncio", "httpx", "httpcore")
+
+
+def quiet_libraries(level: str) -> None:
+    """Library chatter (APScheduler's "Running job ..." every few seconds) out of HQ's log."""
+    library_level = logging.DEBUG if level == "debug" else logging.WARNING
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(library_level)
+
+
+def _private_dir(path: Path) -> None:
+    """Create HQ's data dir (and missing parents); the dir itself 0700, whatever the umask: the
+    database in it holds every site's faults. An existing dir keeps its mode."""
+    if path.is_dir():
+        return
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+
+
 def _prepare(settings: Settings) -> str:
     """Create the data dir when HQ uses its SQLite file there, migrate; return the database URL."""
     url = settings.database_url
     dbmod.parse_url(url)
     if settings.uses_default_sqlite:
         try:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            _private_dir(settings.data_dir)
         except OSError as exc:
             raise ConfigError(f"cannot create data dir {settings.data_dir}: {exc}") from None
     dbmod.upgrade(url)
@@ -373,6 +394,7 @@ def run(argv: Sequence[str]) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    quiet_libraries(level)
     try:
         settings = _settings(args)
         return _dispatch(args, settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import weakref
@@ -62,6 +63,21 @@ def safe_url(url: str | URL) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
+def create_private(path: Path) -> bool:
+    """Create `path` empty, mode 0600 whatever the umask, unless it exists; True if created.
+    SQLite gives a database's -wal and -shm files the database file's mode, so a database
+    created here keeps all three readable by HQ's user only."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    return True
+
+
 def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 10_000) -> Engine:
     """An Engine for a SQLite file (WAL, busy timeout, foreign keys) or PostgreSQL (psycopg 3)."""
     parsed = parse_url(url)
@@ -72,6 +88,14 @@ def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 10_000) -> Engine:
             raise DatabaseUnavailable(
                 f"directory {directory} for the SQLite database does not exist"
             )
+        try:
+            # Created here, before SQLite opens it: SQLite would make it (and its -wal and
+            # -shm files, which take its mode) readable by everyone under the usual umask.
+            create_private(Path(parsed.database))
+        except OSError as exc:
+            raise DatabaseUnavailable(
+                f"cannot create the SQLite database {parsed.database}: {exc.strerror}"
+            ) from None
         engine = create_engine(parsed)
         _configure_sqlite(engine, sqlite_busy_timeout_ms)
         return engine

@@ -81,3 +81,7 @@ class InvalidTransition(Conflict):
 
 class InvalidInput(HQError):
     """Input that passed schema validation but makes no sense (e.g. end before start)."""
+
+    def __init__(self, message: str, loc: tuple[str | int, ...] = ()) -> None:
+        super().__init__(message)
+        self.loc = loc  # where in the body, e.g. ("levels", 0, "contacts", 1, "webhook_url")

@@ -324,6 +324,13 @@ class Ticket(Base):
     restore_escalation_at: Mapped[datetime | None] = mapped_column(
         index=True, comment="when the next restore escalation level is due; null: not running"
     )
+    # Added by revision 0007: folded in Python (hq_server.tickets.fold), so one LIKE finds any
+    # case of any script on both databases (SQLite's lower() folds ASCII only).
+    title_folded: Mapped[str] = mapped_column(
+        Text,
+        server_default=text("''"),
+        comment="the title case-folded (NFKC, casefold), for search",
+    )
 
     site: Mapped[Site] = relationship(lazy="joined", innerjoin=True)
     history: Mapped[list[TicketEvent]] = relationship(

@@ -38,6 +38,7 @@ from hq_server.models_ops import Notification
 from hq_server.secretbox import SecretUnavailable, box_for, key_file
 from hq_server.settings import Settings
 from hq_server.tickets import history
+from hq_server.webhook_targets import ALLOW_SETTING, TargetRefused, Unresolvable, pin
 
 logger = logging.getLogger(__name__)
 
@@ -238,12 +239,37 @@ def _claim(db: Database, now: datetime, settings: Settings) -> list[Claimed]:
         return claimed
 
 
-def send_webhook(n: Claimed, timeout: float) -> None:
-    """POST the payload as JSON with signature and idempotency headers; 2xx is success."""
+def send_webhook(n: Claimed, timeout: float, *, allow_private: bool = False) -> None:
+    """POST the payload as JSON with signature and idempotency headers; 2xx is success.
+
+    The target's name is resolved first and the POST goes to the address checked (a public
+    one, unless allow_private; see hq_server.webhook_targets); anything else is not sent.
+    """
     prepared = webhook_format.prepare(n.target, n.payload, n.key, n.secret)
     try:
+        target = pin(n.target, allow_private=allow_private)
+    except TargetRefused as exc:
+        why = f"not sent: {exc}"
+        if not allow_private and not isinstance(exc, Unresolvable):
+            why += (
+                "; HQ does not send webhooks to its own machine or to private networks "
+                f"(set {ALLOW_SETTING} to allow it)"
+            )
+        raise DeliveryError(why) from None
+    try:
         with httpx.Client(timeout=timeout, follow_redirects=False) as client:
-            response = client.post(n.target, content=prepared.body, headers=dict(prepared.headers))
+            for i, url in enumerate(target.urls):
+                try:
+                    response = client.post(
+                        url,
+                        content=prepared.body,
+                        headers=dict(prepared.headers) | target.headers,
+                        extensions=target.extensions,
+                    )
+                    break
+                except httpx.ConnectError:
+                    if i == len(target.urls) - 1:
+                        raise  # no address of the name took the connection
     except httpx.HTTPError as exc:
         raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
     if not 200 <= response.status_code < 300:
@@ -312,7 +338,9 @@ def deliver_due(db: Database, now: datetime, settings: Settings) -> int:
             if n.unsendable is not None:
                 raise DeliveryError(n.unsendable)
             if n.channel == "webhook":
-                send_webhook(n, settings.webhook_timeout)
+                send_webhook(
+                    n, settings.webhook_timeout, allow_private=settings.allow_private_webhooks
+                )
             else:
                 send_email(n, settings)
             error = None

@@ -212,6 +212,9 @@ def server_config(app: FastAPI, settings: Settings, log_level: str) -> uvicorn.C
         "port": settings.port,
         "log_level": log_level,
         "server_header": False,
+        # A line per request (every agent polls every few seconds) only when debugging;
+        # uvicorn sets its access logger's level itself, so quiet_libraries cannot.
+        "access_log": log_level == "debug",
         "http": guarded_protocol(cap, settings.header_timeout),
         # X-Forwarded-For is HQ's business (hq_server.api.forwarded, `trusted_proxies`):
         # uvicorn's own handling would believe any local client.

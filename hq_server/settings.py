@@ -36,6 +36,7 @@ ENV_TUNABLES = (
     "smtp_timeout",
     "webhook_timeout",
     "webhook_secrets",
+    "allow_private_webhooks",
     "secret_key_file",
     "notify_max_attempts",
     "notify_backoff",
@@ -169,6 +170,12 @@ class Settings(BaseModel):
     smtp_sender: str = "stationwatch-hq@localhost"
     smtp_timeout: float = Field(default=10.0, gt=0)
     webhook_timeout: float = Field(default=10.0, gt=0)
+    allow_private_webhooks: bool = Field(
+        default=False,
+        description="Let webhooks go to loopback, private, link-local and other non-public "
+        "addresses (refused by default: HQ would reach into its own network for whoever can "
+        "edit a chain)",
+    )
     webhook_secrets: dict[str, str] = Field(
         default_factory=dict, description="HMAC secret per webhook URL (the chain may set one)"
     )

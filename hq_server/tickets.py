@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -149,6 +150,13 @@ class ConcurrentTicket(Exception):
     transaction is spoiled (PostgreSQL) and must be run again from the start."""
 
 
+def fold(text: str) -> str:
+    """Text as it is searched: compatibility-normalised (NFKC) and case-folded, so that any case
+    of any script matches ("ΣΦΆΛΜΑ", "σφάλμα" and "Σφάλμα" alike; full-width letters as ASCII).
+    Done in Python: SQLite's lower() folds ASCII only, PostgreSQL's follows the locale."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+
+
 def ticket_title(alarm: Alarm) -> str:
     """ "<device_id>: <title>", with the component when there is one."""
     title = f"{alarm.device_id}: {alarm.title}"
@@ -200,6 +208,7 @@ def new_ticket(
         "grade": subject.grade,
         "status": TicketStatus.NEW.value,
         "title": subject.title[:_TITLE_MAX],
+        "title_folded": fold(subject.title[:_TITLE_MAX]),
         "symptom": subject.symptom,
         "on_duty": on_duty,
         "assignee": "",

@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="default: ./var/sim")
     p.add_argument("--manifest", type=Path, help="default: <workdir>/manifest.json")
     p.add_argument("--ephemeral-ports", action="store_true", help="pick free ports (see manifest)")
+    p.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="info",
+        help="log level on stderr (default info; libraries log at warning unless debug)",
+    )
     p.set_defaults(func=_cmd_run)
 
     def client(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -129,10 +135,14 @@ def _write_json(path: Path, payload: Any) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     # Imported here: the client commands must start fast, without pysnmp and paramiko.
+    from agent.logs import LEVELS, quiet_libraries
     from simulators.station import SimulatedStation, load_station_config
 
+    level = LEVELS[args.log_level]
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
+    # paramiko's server logs "Connected" and "Auth granted" for every poll of every SSH device.
+    quiet_libraries(level)
     try:
         config = load_station_config(args.config)
     except StationConfigError as exc:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -25,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from agent.yamlsrc import load_yaml
 from simulators.errors import StationConfigError
 from simulators.snmprec import (
     SUPPORTED_TAGS,
@@ -578,11 +578,10 @@ def load_station_config(path: Path | str | None = None) -> StationConfig:
     """Load and validate a station file (None: the demo station; "full": stations/full.yaml)."""
     source = station_path(path)
     try:
-        data = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise StationConfigError(f"{source}: cannot read: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise StationConfigError(f"{source}: not valid YAML: {exc}") from None
+        # No aliases, at most 1 MiB: a station file is a user's file like the agent's.
+        data = load_yaml(source).data
+    except ValueError as exc:
+        raise StationConfigError(str(exc)) from None
     try:
         config = StationConfig.model_validate(data)
     except ValidationError as exc:

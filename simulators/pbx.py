@@ -3,12 +3,15 @@
 Output formats are what the `generic_pbx_ssh` profile parses:
     show alarms   "  3  MAJOR     TRUNK-2      E1 loss of signal"
     show trunks   "TRUNK-1   E1   UP     30/30"
+`clear alarms` (the profile's `clear_alarms` action) empties the alarm list; the conditions
+behind the alarms stay (a trunk stays down), and their alarms come back when the conditions
+change (set, clear, reset), as a PBX raises a standing fault again.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from simulators.config import Alarm, PbxCli, PbxCondition, SshDeviceSpec, Trunk, TrunkState
 from simulators.devices import ConditionValue, SimDevice
@@ -98,7 +101,9 @@ class PbxDevice(SimDevice):
         state = self.state
         if not command or _PAGER.match(command):
             return "", True
-        if command == "show alarms":
+        if command == "clear alarms":
+            lines = [self._clear_alarms()]
+        elif command == "show alarms":
             lines = render_alarms(state.alarms)
         elif command == "show trunks":
             lines = render_trunks(state.trunks)
@@ -107,3 +112,12 @@ class PbxDevice(SimDevice):
         else:
             return UNKNOWN_COMMAND + "\r\n", False
         return "\r\n".join(lines) + "\r\n", True
+
+    def _clear_alarms(self) -> str:
+        """Empty the alarm list (until the conditions change); the CLI's answer."""
+        with self._lock:  # not between a condition change and its new state
+            count = len(self.state.alarms)
+            self.state = replace(self.state, alarms=())
+        if not count:
+            return "No active alarms to clear"
+        return f"{count} alarm{'s' if count != 1 else ''} cleared"

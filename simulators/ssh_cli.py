@@ -161,6 +161,12 @@ class SshCliServer:
         self._threads.append(thread)
         return self.port
 
+    @property
+    def sessions(self) -> int:
+        """SSH connections open now."""
+        with self._lock:
+            return len(self._transports)
+
     def stop(self) -> None:
         """Stop accepting, close every session and wait for the threads."""
         self._stop.set()

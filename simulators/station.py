@@ -206,6 +206,10 @@ class SimulatedStation:
             "devices": {device_id: dict(ep) for device_id, ep in self._endpoints.items()},
         }
 
+    def ssh_sessions(self) -> int:
+        """SSH connections open now, on every SSH device."""
+        return sum(server.sessions for server in self._ssh)
+
     def device(self, device_id: str) -> SimDevice:
         """The device with that id."""
         try:

@@ -111,7 +111,14 @@ def run(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="stationwatch demo", description=__doc__)
     p.add_argument("--data-dir", type=Path, default=Path("var"))
     p.add_argument("--port", type=int, default=8080)
+    p.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="info",
+        help="log level of HQ, the simulator and the agent (libraries: warning unless debug)",
+    )
     args = p.parse_args(argv)
+    log = ["--log-level", args.log_level]
     data = args.data_dir.resolve()
     hq_dir, sim_dir, agent_dir = data / "hq", data / "sim", data / "agent"
     hq_url = f"http://127.0.0.1:{args.port}"
@@ -144,19 +151,30 @@ def run(argv: list[str]) -> int:
                 ]
             )
 
-        procs.append(subprocess.Popen([*sw, "hq", "serve", "--port", str(args.port), *hq_opts]))
+        procs.append(
+            subprocess.Popen([*sw, "hq", "serve", "--port", str(args.port), *hq_opts, *log])
+        )
         _wait_for("HQ", lambda: _http_ok(f"{hq_url}/healthz"), 60, procs)
         manifest_path = sim_dir / "manifest.json"
         manifest_path.unlink(missing_ok=True)
         procs.append(
             subprocess.Popen(
-                [*sw, "sim", "run", "--workdir", str(sim_dir), "--manifest", str(manifest_path)]
+                [
+                    *sw,
+                    "sim",
+                    "run",
+                    "--workdir",
+                    str(sim_dir),
+                    "--manifest",
+                    str(manifest_path),
+                    *log,
+                ]
             )
         )
         _wait_for("simulated station", manifest_path.exists, 60, procs)
         manifest = json.loads(manifest_path.read_text())
         site = write_agent_config(manifest, agent_dir, hq_url)
-        agent_cmd = [*sw, "agent", "run", "--config", str(site)]
+        agent_cmd = [*sw, "agent", "run", "--config", str(site), *log]
         env = dict(os.environ)
         if enroll:
             env["STATIONWATCH_ENROLL_TOKEN"] = enroll

@@ -38,6 +38,7 @@ from hq_server.models import Agent, Site
 from hq_server.models_ops import Calendar, EscalationChain, MaintenanceWindow
 from hq_server.secretbox import box_for, has_keys, is_sealed
 from hq_server.settings import Settings
+from hq_server.webhook_targets import ALLOW_SETTING, TargetRefused, check_saved
 
 router = APIRouter(
     prefix=API_PREFIX,
@@ -178,6 +179,26 @@ def put_site_calendar(
 # ---- escalation chains -----------------------------------------------------------------------
 
 
+def _check_webhooks(body: ChainIn, settings: Settings) -> None:
+    """422 naming the contact for a webhook to an address HQ does not send to (see
+    hq_server.webhook_targets), unless allow_private_webhooks is set."""
+    if settings.allow_private_webhooks:
+        return
+    for i, level in enumerate(body.levels):
+        for j, contact in enumerate(level.contacts):
+            if contact.webhook_url is None:
+                continue
+            try:
+                check_saved(str(contact.webhook_url))
+            except TargetRefused as exc:
+                field = f"levels[{i}].contacts[{j}].webhook_url"
+                raise InvalidInput(
+                    f"{field}: {exc}: HQ does not send webhooks to its own machine or to private "
+                    f"networks (set {ALLOW_SETTING} to allow it)",
+                    loc=("levels", i, "contacts", j, "webhook_url"),
+                ) from None
+
+
 def _sealed(settings: Settings, levels: dict[str, Any]) -> dict[str, Any]:
     """Levels as stored: webhook keys sealed (only those need HQ's key file)."""
     return box_for(settings).seal_levels(levels) if has_keys(levels) else levels
@@ -232,6 +253,7 @@ def post_chain(
     settings: SettingsDep,
 ) -> ChainOut:
     """Create the chain of a customer and grade (new tickets copy it when they open)."""
+    _check_webhooks(body, settings)
     levels = _sealed(settings, body.stored_levels())
     with db.writer() as session, session.begin():
         row = EscalationChain(
@@ -261,6 +283,7 @@ def put_chain(
     keys are never shown, so a contact that leaves out `webhook_secret` keeps the key the chain
     holds for the same contact (same name and webhook_url); `"webhook_secret": null` removes
     it."""
+    _check_webhooks(body, settings)
     levels = _sealed(settings, body.stored_levels())
     with db.writer() as session, session.begin():
         row = _get(session, EscalationChain, chain_id, "escalation chain", for_update=True)

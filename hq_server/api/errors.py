@@ -111,7 +111,7 @@ async def _hq_error(request: Request, exc: Exception) -> JSONResponse:
         logger.error("%s %s: %s", request.method, request.url.path, exc)
     if isinstance(exc, InvalidInput):
         # The shape of FastAPI's own validation errors, so 422 has one schema in the OpenAPI.
-        body = [{"loc": ["body"], "msg": str(exc), "type": "value_error"}]
+        body = [{"loc": ["body", *exc.loc], "msg": str(exc), "type": "value_error"}]
         return JSONResponse({"detail": body}, status_code=422)
     return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from sqlalchemy import ColumnElement, and_, func, not_, or_, select
+from sqlalchemy import ColumnElement, and_, not_, or_, select
 from sqlalchemy.orm import Session
 
 from agent.wire import API_PREFIX
@@ -26,6 +26,7 @@ from hq_server.api.ticket_routes import ticket_detail
 from hq_server.domain import DONE_STATUSES, OPEN_STATUSES, TicketStatus
 from hq_server.errors import NotFound
 from hq_server.models import Agent, Alarm, Event, Site, Ticket
+from hq_server.tickets import fold
 
 router = APIRouter(
     prefix=API_PREFIX,
@@ -135,8 +136,10 @@ def list_tickets(
     if assignee is not None:
         stmt = stmt.where(Ticket.assignee == assignee)
     if q:
-        escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        stmt = stmt.where(func.lower(Ticket.title).like(f"%{escaped}%", escape="\\"))
+        # Against the title folded when the ticket opened (SQLite's lower() folds ASCII only).
+        folded = fold(q)
+        escaped = folded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        stmt = stmt.where(Ticket.title_folded.like(f"%{escaped}%", escape="\\"))
     if overdue is not None:
         late = overdue_clause(clock.now())
         stmt = stmt.where(late if overdue else not_(late))

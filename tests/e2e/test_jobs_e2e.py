@@ -68,6 +68,9 @@ def test_jobs_outside_catalogue_or_approval_are_refused_and_reported(
         "read-only action": submit(
             kind="run_action", item="show_trunks", device_id="pbx1", approval=window(-1, 1)
         ),
+        "approved change": submit(
+            kind="run_action", item="clear_alarms", device_id="pbx1", approval=window(-1, 1)
+        ),
         "inspection": submit(kind="run_checklist", item="routine_inspection"),
         "backup": submit(kind="backup_config", device_id="pbx1"),
     }
@@ -81,6 +84,9 @@ def test_jobs_outside_catalogue_or_approval_are_refused_and_reported(
     assert "no action 'factory_reset'" in results["unknown action"]["result"]["summary"]
     assert "outside the approved window" in results["change outside window"]["result"]["summary"]
     assert results["read-only action"]["result_status"] == "ok"
+    # The catalogue's change action works on the simulated PBX (it had no "clear alarms").
+    assert results["approved change"]["result_status"] == "ok", results["approved change"]
+    assert "clear_alarms: done" in results["approved change"]["result"]["summary"]
     assert results["inspection"]["result_status"] in ("ok", "failed")
     assert {i["name"] for i in results["inspection"]["items"]} >= {"device_reachable"}
     assert results["backup"]["result_status"] == "ok"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
 import signal
 import socket
@@ -160,6 +161,55 @@ def test_db_upgrade_on_either_database(migrated_url: str, db_url: str, env: dict
     result = hq(["db", "upgrade", "--db-url", db_url], env)
     assert result.returncode == 0, result.stderr
     assert "up to date" in result.stderr
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000])
+def test_data_dir_and_database_files_are_private_whatever_the_umask(
+    tmp_path: Path, env: dict[str, str], umask: int
+) -> None:
+    data_dir = tmp_path / "var" / "hq"
+    result = subprocess.run(
+        [*CLI, "db", "upgrade", "--data-dir", str(data_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        umask=umask,
+    )
+    assert result.returncode == 0, result.stderr
+    assert _mode(data_dir) == 0o700
+    database = data_dir / "hq.sqlite3"
+    assert _mode(database) == 0o600
+    # SQLite makes the -wal and -shm files while a connection is open, with the database's mode.
+    db = _db(data_dir)
+    try:
+        with db.writer() as session, session.begin():
+            session.add(Site(name="s", timezone="UTC", created_at=datetime.now(UTC)))
+        assert _mode(data_dir / "hq.sqlite3-wal") == 0o600
+        assert _mode(data_dir / "hq.sqlite3-shm") == 0o600
+    finally:
+        db.dispose()
+
+
+def test_a_database_file_hq_creates_is_private_under_umask_0(tmp_path: Path) -> None:
+    previous = os.umask(0)
+    try:
+        db = Database(f"sqlite:///{tmp_path / 'new.sqlite3'}")
+        try:
+            with db.engine.begin() as conn:
+                conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+                conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+            modes = {p.name: _mode(p) for p in tmp_path.iterdir()}
+        finally:
+            db.dispose()
+    finally:
+        os.umask(previous)
+    assert modes == {"new.sqlite3": 0o600, "new.sqlite3-wal": 0o600, "new.sqlite3-shm": 0o600}
 
 
 def test_db_url_from_environment(tmp_path: Path, env: dict[str, str]) -> None:

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,27 @@ from hq_server.domain import Role
 from hq_server.models import Ticket
 from hq_server.models_ops import Notification
 from hq_server.notify import IDEMPOTENCY_HEADER, SIGNATURE_HEADER
-from tests.hq.conftest import HQ, START, start_hq
+from tests.hq.conftest import HQ, START
+from tests.hq.conftest import start_hq as _start_hq
 from tests.hq.receivers import Mailbox, WebhookReceiver, smtp, webhook
 
 __all__ = ["smtp", "webhook"]  # fixtures
 
 SECRET = "hook-secret-123"
+
+
+def start_hq(
+    url: str, clock: ManualClock, tmp_path: Path, **overrides: Any
+) -> AbstractContextManager[HQ]:
+    """HQ that may send webhooks to the loopback receivers (by default it refuses them)."""
+    return _start_hq(url, clock, tmp_path, allow_private_webhooks=True, **overrides)
+
+
+@pytest.fixture
+def hq(migrated_url: str, clock: ManualClock, tmp_path: Path) -> Iterator[HQ]:
+    """The conftest's HQ, allowed to send webhooks to loopback."""
+    with start_hq(migrated_url, clock, tmp_path) as started:
+        yield started
 
 
 def _chain(webhook_url: str) -> dict[str, Any]:

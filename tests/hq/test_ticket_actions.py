@@ -162,6 +162,34 @@ def test_pending_customer_pauses_the_clock_and_back_resumes_it(hq: HQ) -> None:
     assert t["history"][-1]["data"]["restore_due_at"] is not None
 
 
+def test_text_search_finds_any_case_of_any_script(hq: HQ) -> None:
+    eng = hq.user_token(Role.ENGINEER)
+    agent = hq.enroll()
+    titles = {
+        "tx1": "Σφάλμα πομπού",
+        "tx2": "1号发射机停播",
+        "tx3": "ΠΟΜΠΟΣ ΕΚΤΟΣ",
+        "ups1": "Lüfter defekt an der Straße",
+    }
+    events = [hq.event(device_id=d, title=t, code=f"c_{d}") for d, t in titles.items()]
+    assert hq.post_events(agent, events).status_code == 200
+    by_device = {t["device_id"]: t["id"] for t in hq.tickets(eng)}
+
+    def found(q: str) -> set[str]:
+        ids = {t["id"] for t in hq.tickets(eng, q=q)}
+        return {d for d, i in by_device.items() if i in ids}
+
+    assert found("σφάλμα") == found("ΣΦΆΛΜΑ") == found("Σφάλμα") == {"tx1"}
+    assert found("发射机") == {"tx2"}
+    # Greek sigma in its three forms: final (the query), capital (the title), medial.
+    assert found("πομπος") == found("ΠΟΜΠΟΣ") == found("Πομποσ") == {"tx3"}
+    assert found("πομπ") == {"tx1", "tx3"}
+    assert found("LÜFTER") == found("strasse") == {"ups1"}
+    # Full-width letters, as a Chinese input method types them.
+    assert found("\uff34\uff381") == {"tx1"}
+    assert found("%") == set()
+
+
 def test_ticket_filters(hq: HQ) -> None:
     eng = hq.user_token(Role.ENGINEER)
     a = _open_ticket(hq, grade=1, device_id="exciter")

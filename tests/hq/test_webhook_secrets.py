@@ -12,7 +12,7 @@ import stat
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,13 +33,21 @@ from hq_server.models_ops import EscalationChain, HqFact, Notification
 from hq_server.notify import IDEMPOTENCY_HEADER, SIGNATURE_HEADER
 from hq_server.secretbox import KEY_FACT, KEY_FILE_NAME, SEALED, _create_key, box_for, seal_stored
 from hq_server.settings import Settings
-from tests.hq.conftest import HQ, START, start_hq
+from tests.hq.conftest import HQ, START
+from tests.hq.conftest import start_hq as _start_hq
 from tests.hq.receivers import Captured, WebhookReceiver, webhook
 
 __all__ = ["webhook"]  # fixture
 
 CONTACT_KEY = "contact-key-4f1a9c"
 URL_KEY = "url-key-7d2e5b"
+
+
+def start_hq(
+    url: str, clock: ManualClock, tmp_path: Path, **overrides: Any
+) -> AbstractContextManager[HQ]:
+    """HQ that may send webhooks to the loopback receivers (by default it refuses them)."""
+    return _start_hq(url, clock, tmp_path, allow_private_webhooks=True, **overrides)
 
 
 def _signed_with(key: str, request: Captured) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -9,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from agent import wire
 from agent.config import load_config
 from agent.jobs import JobRunner, Refused
 from agent.runner import AgentRuntime
 from agent.wire import Approval, Job, JobKind, JobStatus
+from checks.checklists import builtin_checklists
 from simulators.station import SimulatedStation, load_station_config
 from stationwatch.demo import write_agent_config
 
@@ -139,3 +142,29 @@ async def test_backup_job_scrubs_and_raises_config_changed(
     )
     for secret in ("pbx1-secret", "s3cr3tRO", "$1$mERr$"):
         assert secret not in kept and secret not in detail
+
+
+async def test_approved_clear_alarms_clears_the_simulated_pbx_alarms(
+    runner: JobRunner, station: SimulatedStation
+) -> None:
+    station.set_condition("pbx1", "trunk_down")
+    station.set_condition("pbx1", "pbx_alarm")
+    clear = job(JobKind.RUN_ACTION, "clear_alarms", "pbx1", approval=window(-1, 1))
+    runner.check(clear, datetime.now(UTC))
+    status, summary, items = await runner._dispatch(clear)
+    assert status is JobStatus.OK, (summary, items[0].detail)
+    assert summary == "pbx1 clear_alarms: done"
+    assert "2 alarms cleared" in items[0].detail
+    _, _, items = await runner._dispatch(job(JobKind.RUN_ACTION, "show_alarms", "pbx1"))
+    assert "No active alarms" in items[0].detail
+    # The fault behind an alarm stays: the trunk is still down.
+    _, _, items = await runner._dispatch(job(JobKind.RUN_ACTION, "show_trunks", "pbx1"))
+    assert "TRUNK-2   E1   DOWN" in items[0].detail
+    status, _, items = await runner._dispatch(clear)
+    assert status is JobStatus.OK and "No active alarms to clear" in items[0].detail
+
+
+def test_the_wire_examples_name_checklists_that_exist() -> None:
+    source = Path(wire.__file__).read_text(encoding="utf-8")
+    named = re.findall(r"checklist name \(e\.g\. (\w+)\)", source)
+    assert named and set(named) <= set(builtin_checklists()), named

@@ -109,8 +109,22 @@ def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
         load_station_config(tmp_path / "absent.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("devices: [\n")
-    with pytest.raises(StationConfigError, match=f"{bad}: not valid YAML"):
+    with pytest.raises(StationConfigError, match=rf"{bad}:2: not valid YAML"):
         load_station_config(bad)
+
+
+def test_aliases_and_huge_files_are_refused(tmp_path: Path) -> None:
+    """A station file is a user's file: no YAML aliases (billion laughs), at most 1 MiB."""
+    bomb = tmp_path / "bomb.yaml"
+    levels = ["a0: &a0 [" + ", ".join(["lol"] * 9) + "]"]
+    levels += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
+    bomb.write_text("\n".join(levels) + "\n")
+    with pytest.raises(StationConfigError, match=rf"{bomb}:1: .*anchors and aliases are not"):
+        load_station_config(bomb)
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("#" * (2 << 20))
+    with pytest.raises(StationConfigError, match=f"{huge}: larger than 1024 KiB"):
+        load_station_config(huge)
 
 
 def test_condition_oids_must_exist_in_the_capture(tmp_path: Path) -> None:

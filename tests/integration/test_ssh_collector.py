@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import paramiko
+import psutil
 import pytest
 
 from collectors.base import ReadingSet
@@ -416,3 +418,43 @@ async def test_simulated_pbx_config(pbx: Any, tmp_path: Path) -> None:
     assert "PBX-01" in config
     assert "show running-config" not in config
     assert not config.rstrip().endswith(("#", ">"))
+
+
+# --- a healthy poll logs nothing at ERROR, on either side -------------------------------------
+
+
+def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [f"{r.name} {r.threadName}: {r.getMessage()}" for r in caplog.records if r.levelno >= 40]
+
+
+async def test_polls_of_the_simulated_pbx_log_no_error_on_either_side(
+    pbx: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The simulator's server runs in this process: its paramiko records are captured too.
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="paramiko")
+    collector = pbx_collector(pbx, tmp_path / "kh")
+    for _ in range(10):
+        await collector.collect()
+    await collector.run_commands(["show trunks"])  # an action's session, closed the same way
+    # The server's transports end when they read our EOF (before the client's close returns).
+    wait_until(lambda: not pbx.ssh_sessions(), 5, "the simulator's SSH sessions to end")
+    assert _errors(caplog) == []
+    assert any("EOF in transport thread" in r.getMessage() for r in caplog.records)
+
+
+async def test_polls_of_a_real_sshd_log_no_error_and_no_reset(
+    sshd: StartedPeer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="paramiko")
+    before = sshd.log.read_text(errors="replace")
+    collector = SshCollector("srv1", key_target(sshd), EXEC_SOURCE, tmp_path / "kh")
+    for _ in range(5):
+        await collector.collect()
+    # sshd forks a process per connection; it is gone once sshd has seen the session end.
+    listener = psutil.Process(sshd.process.pid)
+    wait_until(lambda: not listener.children(), 5, "sshd's session processes to end")
+    assert _errors(caplog) == []
+    new = sshd.log.read_text(errors="replace")[len(before) :]
+    assert "reset" not in new.lower(), new

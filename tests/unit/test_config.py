@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import shutil
 import subprocess
 from pathlib import Path
@@ -156,3 +157,102 @@ def test_check_config_command(
     )
     assert run.returncode == 1
     assert "hq: Field required" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8080", "http://localhost:8080/", "http://[::1]:8080", "https://hq"]
+)
+def test_https_or_plain_http_to_loopback_is_accepted(site: Path, url: str) -> None:
+    edit(site, lambda d: d["hq"].update(url=url))
+    assert load_config(site).agent.hq.url == url.rstrip("/")
+
+
+def _run_agent(
+    stationwatch_cmd: list[str], clean_env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*stationwatch_cmd, "agent", *args],
+        capture_output=True,
+        text=True,
+        env=clean_env,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_plain_http_to_a_remote_hq_is_refused_unless_allowed(
+    site: Path, stationwatch_cmd: list[str], clean_env: dict[str, str], tmp_path: Path
+) -> None:
+    text = site.read_text().replace("url: https://hq.example.net", "url: http://hq.example.net")
+    site.write_text(text)
+    line = next(i for i, s in enumerate(text.splitlines(), 1) if "url: http://" in s)
+    for args in (["check-config", str(site)], ["run", "--config", str(site)]):
+        refused = _run_agent(stationwatch_cmd, clean_env, *args)
+        assert refused.returncode == 1, args
+        assert f"{site}:{line}: hq.url: plain http:// to hq.example.net" in refused.stderr
+        assert "use https://" in refused.stderr and "hq.allow_insecure_http: true" in refused.stderr
+        assert "Traceback" not in refused.stderr
+    # Allowed explicitly: accepted, and every start says so at WARNING (`status` starts too,
+    # and talks to no one).
+    edit(site, lambda d: d["hq"].update(allow_insecure_http=True, url="http://hq.example.net"))
+    edit(site, lambda d: d.update(state_dir=str(tmp_path / "state")))
+    assert _run_agent(stationwatch_cmd, clean_env, "check-config", str(site)).returncode == 0
+    status = _run_agent(stationwatch_cmd, clean_env, "status", "--config", str(site))
+    assert status.returncode == 0, status.stderr
+    assert "WARNING" in status.stderr
+    assert "plain HTTP to HQ at http://hq.example.net" in status.stderr
+
+
+def _billion_laughs(first_line: str = "") -> str:
+    """Nine levels of nine aliases: 9**9 (387 million) strings once expanded."""
+    lines = [first_line] if first_line else []
+    lines.append("l0: &l0 [" + ", ".join(["lol"] * 9) + "]")
+    for level in range(1, 10):
+        lines.append(f"l{level}: &l{level} [" + ", ".join([f"*l{level - 1}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def _limited_memory() -> None:
+    # 512 MiB of address space: check-config needs ~50 MiB of RSS; an expanded bomb, gigabytes.
+    resource.setrlimit(resource.RLIMIT_AS, (512 << 20, 512 << 20))
+
+
+@pytest.mark.parametrize("which", ["credentials.yaml", "site.yaml"])
+def test_billion_laughs_fails_fast_in_bounded_memory(
+    site: Path, stationwatch_cmd: list[str], clean_env: dict[str, str], which: str
+) -> None:
+    target = site.parent / which
+    target.write_text(_billion_laughs("site: x" if which == "site.yaml" else ""))
+    result = subprocess.run(
+        [*stationwatch_cmd, "agent", "check-config", str(site)],
+        capture_output=True,
+        text=True,
+        env=clean_env,
+        check=False,
+        timeout=60,
+        preexec_fn=_limited_memory,
+    )
+    assert result.returncode == 1
+    line = 2 if which == "site.yaml" else 1
+    assert f"{target}:{line}: not valid YAML: YAML anchors and aliases are not allowed (&l0)" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr and "MemoryError" not in result.stderr
+
+
+def test_an_alias_alone_is_refused_with_its_line(site: Path) -> None:
+    site.write_text(site.read_text() + "extra: *undefined_anchor\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(site)
+    line = len(site.read_text().splitlines())
+    assert str(err.value).startswith(f"{site}:{line}: not valid YAML: YAML aliases are not allowed")
+
+
+def test_a_file_over_1_mib_is_refused_unread(site: Path) -> None:
+    creds = site.parent / "credentials.yaml"
+    creds.write_text("# padding\n" * 200_000)  # 2 MB of comments: valid YAML, but not a config
+    (problem,) = load_config(site).problems
+    assert problem.startswith(f"{creds}: larger than 1024 KiB")
+    site.write_text(site.read_text() + "#" * (1 << 20))
+    with pytest.raises(ConfigError, match=f"{site}: larger than 1024 KiB"):
+        load_config(site)

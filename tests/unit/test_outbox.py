@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from agent.outbox import Outbox
+from agent.runner import write_token
 from agent.wire import EventKind
 from checks.base import Finding
 from checks.grading import Grade
@@ -59,3 +61,22 @@ def test_full_outbox_drops_lowest_grades_first_never_1_or_2(tmp_path: Path) -> N
     box.record([change("g1_more", 1)], {})
     assert box.depth() == 131
     box.close()
+
+
+def test_state_dir_outbox_and_token_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    previous = os.umask(0)
+    try:
+        box = Outbox(state / "outbox.sqlite", {"tx1": "transmitter"})
+        try:
+            box.record([change("fan", 3)], {})  # a write: SQLite opens the -wal and -shm files
+            modes = {p.name: p.stat().st_mode & 0o777 for p in state.iterdir()}
+        finally:
+            box.close()
+        token = write_token(tmp_path / "other-state", "swa_x")
+    finally:
+        os.umask(previous)
+    assert (state.stat().st_mode & 0o777) == 0o700
+    assert modes == {"outbox.sqlite": 0o600, "outbox.sqlite-wal": 0o600, "outbox.sqlite-shm": 0o600}
+    assert (token.parent.stat().st_mode & 0o777) == 0o700
+    assert (token.stat().st_mode & 0o777) == 0o600
