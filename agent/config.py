@@ -8,6 +8,7 @@ broken top level (HQ URL, state dir) stops the agent.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agent.errors import ConfigError
-from agent.wire import ID_PATTERN
+from agent.wire import ID_PATTERN, MAX_HEARTBEAT_DEVICES
 from agent.yamlsrc import Loc, YamlSource, load_yaml
 from checks.spec import CheckOverride, CheckSpec, apply_overrides
 from collectors.profiles import Profile, SnmpSource, builtin_profiles
@@ -163,7 +164,8 @@ class AgentConfig(_Model):
     syslog: SyslogConfig = Field(default_factory=SyslogConfig)
     logs: LogsConfig = Field(default_factory=LogsConfig)
     log_format: Literal["text", "json"] = "text"
-    devices: list[dict[str, Any]] = Field(default_factory=list)
+    # Every device is named in the heartbeat, which is bounded.
+    devices: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_HEARTBEAT_DEVICES)
 
 
 @dataclass(frozen=True)
@@ -318,7 +320,9 @@ def load_config(path: Path, profiles: dict[str, Profile] | None = None) -> Loade
         if isinstance(result, Device):
             loaded.devices.append(result)
         else:
-            loaded.bad_devices.append(BadDevice(dev_id, result))
+            # An id HQ would refuse cannot name the device in a fault or the heartbeat.
+            usable = dev_id if dev_id is not None and re.fullmatch(ID_PATTERN, dev_id) else None
+            loaded.bad_devices.append(BadDevice(usable, result))
     return loaded
 
 

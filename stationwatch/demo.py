@@ -124,7 +124,10 @@ def run(argv: list[str]) -> int:
         if not token_file.exists():
             token_file.write_text(
                 _capture(
-                    ["hq", "token", "create", "--role", "admin", "--name", "demo-admin", *hq_opts]
+                    [
+                        *["hq", "token", "create", "--role", "admin", "--name", "demo-admin"],
+                        *["--days", "365", *hq_opts],
+                    ]
                 )
                 + "\n"
             )
@@ -132,17 +135,14 @@ def run(argv: list[str]) -> int:
         admin = token_file.read_text().strip()
         enroll: str | None = None
         if not (agent_dir / "state" / "agent.token").exists():
-            enroll = _capture(
-                [
-                    "hq",
-                    "site",
-                    "add",
-                    "Demo FM station",
-                    "--customer",
-                    "Demo Broadcasting Co.",
-                    *hq_opts,
-                ]
+            site = ["Demo FM station", "--customer", "Demo Broadcasting Co.", *hq_opts]
+            added = subprocess.run(
+                [*_cmd(), "hq", "site", "add", *site], capture_output=True, text=True
             )
+            if added.returncode == 0:
+                enroll = added.stdout.strip()
+            else:  # the agent's state was removed: its new box replaces the enrolled one
+                enroll = _capture(["hq", "site", "reenroll", "Demo FM station", *hq_opts])
 
         procs.append(subprocess.Popen([*sw, "hq", "serve", "--port", str(args.port), *hq_opts]))
         _wait_for("HQ", lambda: _http_ok(f"{hq_url}/healthz"), 60, procs)

@@ -75,8 +75,9 @@ def _principal(
 ) -> Principal:
     if credentials is None or not credentials.credentials:
         raise AuthError("missing bearer token (Authorization: Bearer ...)")
+    clock: Clock = request.app.state.clock
     with db.session() as session:
-        principal = authenticate(session, credentials.credentials)
+        principal = authenticate(session, credentials.credentials, clock.now())
     # Read back by the audit middleware (hq_server.api.audit) to record who called.
     request.state.principal = principal
     return principal

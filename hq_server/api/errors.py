@@ -19,12 +19,13 @@ from hq_server.errors import (
     LoginThrottled,
     NotFound,
     PermissionDenied,
+    TooLarge,
 )
 
 logger = logging.getLogger(__name__)
 
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
-    401: {"description": "Missing, unknown or revoked bearer token"},
+    401: {"description": "Missing, unknown, expired or revoked bearer token"},
     403: {"description": "The token's kind or role does not allow this call"},
 }
 
@@ -32,6 +33,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 _DESCRIPTIONS = {
     404: "No such object",
     409: "The object's current state does not allow this",
+    413: "Over a configured size limit",
 }
 
 
@@ -88,6 +90,8 @@ def status_of(exc: HQError) -> int:
         return 409
     if isinstance(exc, InvalidInput):
         return 422
+    if isinstance(exc, TooLarge):
+        return 413
     if isinstance(exc, LoginThrottled):
         return 429
     if isinstance(exc, DatabaseError):
@@ -107,7 +111,8 @@ async def _hq_error(request: Request, exc: Exception) -> JSONResponse:
         logger.error("%s %s: %s", request.method, request.url.path, exc)
     if isinstance(exc, InvalidInput):
         # The shape of FastAPI's own validation errors, so 422 has one schema in the OpenAPI.
-        body = [{"loc": ["body"], "msg": str(exc), "type": "value_error"}]
+        loc = ["body", exc.field] if exc.field else ["body"]
+        body = [{"loc": loc, "msg": str(exc), "type": "value_error"}]
         return JSONResponse({"detail": body}, status_code=422)
     return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 

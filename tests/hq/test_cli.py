@@ -47,7 +47,15 @@ def _db(data_dir: Path) -> Database:
     return Database(f"sqlite:///{data_dir / 'hq.sqlite3'}")
 
 
+def _upgraded(data_dir: Path, env: dict[str, str]) -> list[str]:
+    """Create HQ's database in `data_dir` (only `db upgrade` and `serve` do); its options."""
+    result = hq(["db", "upgrade", "--data-dir", str(data_dir)], env)
+    assert result.returncode == 0, result.stderr
+    return ["--data-dir", str(data_dir)]
+
+
 def test_token_create_prints_only_the_token(tmp_path: Path, env: dict[str, str]) -> None:
+    _upgraded(tmp_path, env)
     result = hq(
         ["token", "create", "--role", "engineer", "--name", "ops", "--data-dir", str(tmp_path)], env
     )
@@ -66,7 +74,7 @@ def test_token_create_prints_only_the_token(tmp_path: Path, env: dict[str, str])
 
 
 def test_token_list_and_revoke(tmp_path: Path, env: dict[str, str]) -> None:
-    data = ["--data-dir", str(tmp_path)]
+    data = _upgraded(tmp_path, env)
     tokens = [
         hq(["token", "create", "--role", role, "--name", name, *data], env).stdout.strip()
         for role, name in [("admin", "ops-admin"), ("viewer", "wallboard")]
@@ -96,7 +104,8 @@ def test_token_list_and_revoke(tmp_path: Path, env: dict[str, str]) -> None:
 def test_site_add_creates_once_and_prints_a_new_enrollment_token(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
-    data = tmp_path / "nested" / "hq"  # created on demand
+    data = tmp_path / "nested" / "hq"  # created on demand by db upgrade
+    _upgraded(data, env)
     env = {**env, "STATIONWATCH_DATA_DIR": str(data)}
     args = ["site", "add", "tx-north", "--customer", "ACME", "--timezone", "Asia/Shanghai"]
     first = hq(args, env)
@@ -164,7 +173,9 @@ def test_db_upgrade_on_either_database(migrated_url: str, db_url: str, env: dict
 
 def test_db_url_from_environment(tmp_path: Path, env: dict[str, str]) -> None:
     url = f"sqlite:///{tmp_path / 'elsewhere.sqlite3'}"
-    result = hq(["token", "create", "--role", "viewer"], {**env, "STATIONWATCH_DB_URL": url})
+    env = {**env, "STATIONWATCH_DB_URL": url}
+    assert hq(["db", "upgrade"], env).returncode == 0
+    result = hq(["token", "create", "--role", "viewer"], env)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "elsewhere.sqlite3").exists()
 
