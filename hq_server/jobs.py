@@ -593,6 +593,11 @@ class JobNotifier:
                 if not waiters:
                     del self._waiters[site_id]
 
+    def waiting(self, site_id: int) -> int:
+        """How many long polls of the site wait in this process (for tests and diagnostics)."""
+        with self._lock:
+            return len(self._waiters.get(site_id, ()))
+
     def notify(self, site_id: int) -> None:
         """Wake every long poll of the site waiting in this process."""
         with self._lock:

@@ -74,9 +74,9 @@ _COMMON_FILE = Path(__file__).resolve().parent / "common_passwords.txt"
 def common_passwords() -> frozenset[str]:
     """The shipped list of common passwords, lower case (read once)."""
     with _COMMON_FILE.open(encoding="utf-8") as lines:
-        return frozenset(
-            line.rstrip("\n") for line in lines if line.strip() and not line.startswith("# ")
-        )
+        entries = (line.rstrip("\n") for line in lines)
+        # Comment lines are "#" or start with "# " (passwords such as "#1stunna" do not).
+        return frozenset(e for e in entries if e and e != "#" and not e.startswith("# "))
 
 
 def policy_problem(password: str, username: str, min_length: int) -> str | None:
