@@ -193,7 +193,6 @@ class SiteIn(_In):
     """A new site."""
 
     name: str = Field(
-        min_length=1,
         max_length=400,
         description="Unique; at most 100 characters once outer spaces are stripped, any script "
         "(e.g. Chinese), no control or invisible characters",

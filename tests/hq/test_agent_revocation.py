@@ -3,12 +3,19 @@ retired (issue 11, item 3)."""
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
+import pytest
+from sqlalchemy import select
+
 from hq_server.domain import Role
+from hq_server.enrollment import ensure_site
+from hq_server.errors import InvalidInput
 from hq_server.jobs import NOTIFIER
+from hq_server.models import Site
 from tests.hq.conftest import HQ
 from tests.hq.test_backups import CONFIG_V1, backup, upload
 from tests.hq.test_jobs import auth, get_job, poll, queued, result_body, site_id, wait_for
@@ -202,3 +209,50 @@ def test_only_admins_manage_agents_and_enrollment(hq: HQ) -> None:
     admin = hq.user_token(Role.ADMIN)
     assert hq.post(admin, "/api/v1/agents/999/revoke").status_code == 404
     assert hq.get(admin, "/api/v1/agents/999").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("tx\x00north", "U+0000"),  # PostgreSQL cannot store it, SQLite would: refused on both
+        ("", "must not be empty"),
+        ("  \u3000 ", "must not be empty"),  # ideographic space too
+        ("tx\nnorth", "U+000A"),
+        ("x" * 101, "at most 100 characters"),
+    ],
+)
+def test_site_names_are_checked_the_same_on_both_databases(hq: HQ, name: str, message: str) -> None:
+    admin = hq.user_token(Role.ADMIN)
+    refused = hq.post(admin, "/api/v1/sites", {"name": name})
+    assert refused.status_code == 422, refused.text
+    [error] = refused.json()["detail"]
+    assert error["loc"] == ["body", "name"] and message in error["msg"]
+    with hq.db.session() as session:
+        assert session.scalars(select(Site)).all() == []
+    with pytest.raises(InvalidInput, match=re.escape(message)), hq.db.writer() as session:
+        ensure_site(session, name, hq.clock.now())
+
+
+def test_sites_are_created_by_admins_and_get_enrollment_tokens(hq: HQ) -> None:
+    admin = hq.user_token(Role.ADMIN)
+    created = hq.post(
+        admin, "/api/v1/sites", {"name": "  北京发射台 No.2 ", "timezone": "Asia/Shanghai"}
+    )
+    assert created.status_code == 201, created.text
+    site = created.json()
+    assert (site["name"], site["timezone"], site["agents"]) == (
+        "北京发射台 No.2",
+        "Asia/Shanghai",
+        [],
+    )
+    assert hq.post(admin, "/api/v1/sites", {"name": "北京发射台 No.2"}).status_code == 409
+    bad_zone = hq.post(admin, "/api/v1/sites", {"name": "x", "timezone": "Mars/Olympus"})
+    assert bad_zone.status_code == 422
+    issued = hq.post(admin, f"/api/v1/sites/{site['id']}/enrollment-tokens", {"ttl_hours": 2})
+    assert issued.status_code == 201, issued.text
+    enroll = {"enrollment_token": issued.json()["token"], "hostname": "b", "agent_version": "1"}
+    assert hq.client.post("/api/v1/enroll", json=enroll).json()["site_name"] == "北京发射台 No.2"
+    # Nothing to replace at a site without agents; a second agent only when asked for.
+    assert hq.post(admin, "/api/v1/sites/999/enrollment-tokens", {}).status_code == 404
+    url = f"/api/v1/sites/{site['id']}/enrollment-tokens"
+    assert hq.post(admin, url, {"additional": True}).status_code == 201
