@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from hq_server.auth import create_api_token
 from hq_server.domain import Role
 from hq_server.models import ApiToken
 from hq_server.passwords import common_passwords, policy_problem
@@ -56,7 +57,8 @@ def test_token_lifetime_is_a_setting_and_agent_tokens_never_expire(
     from tests.hq.conftest import start_hq
 
     with start_hq(migrated_url, clock, tmp_path, user_token_lifetime=timedelta(minutes=30)) as hq:
-        admin = hq.user_token(Role.ADMIN)
+        with hq.db.writer() as session, session.begin():
+            admin = create_api_token(session, "script", Role.ADMIN, hq.clock.now())
         agent = hq.enroll()
         _user_id(_add_user(hq, admin, "bob"))
         token = _login(hq, "bob").json()["token"]
@@ -64,7 +66,7 @@ def test_token_lifetime_is_a_setting_and_agent_tokens_never_expire(
         assert hq.get(token, "/api/v1/tickets").status_code == 401
         # Standalone tokens have their own lifetime (90 days unless given).
         assert hq.get(admin, "/api/v1/tickets").status_code == 200
-        hq.clock.advance(timedelta(days=90))
+        hq.clock.advance(timedelta(days=90) - timedelta(minutes=30))
         assert hq.get(admin, "/api/v1/tickets").status_code == 401
         assert _heartbeat(hq, agent).status_code == 200
 
