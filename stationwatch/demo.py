@@ -135,9 +135,9 @@ def run(argv: list[str]) -> int:
         admin = token_file.read_text().strip()
         enroll: str | None = None
         if not (agent_dir / "state" / "agent.token").exists():
-            site = ["Demo FM station", "--customer", "Demo Broadcasting Co.", *hq_opts]
+            new_site = ["Demo FM station", "--customer", "Demo Broadcasting Co.", *hq_opts]
             added = subprocess.run(
-                [*_cmd(), "hq", "site", "add", *site], capture_output=True, text=True
+                [*_cmd(), "hq", "site", "add", *new_site], capture_output=True, text=True
             )
             if added.returncode == 0:
                 enroll = added.stdout.strip()
