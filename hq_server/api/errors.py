@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, StatementError
 
@@ -147,8 +150,28 @@ async def _bad_value(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": body}, status_code=422)
 
 
+def _secret(error: dict[str, Any]) -> bool:
+    """Whether a validation error's input is, or holds, a password."""
+    loc, value = error.get("loc", ()), error.get("input")
+    if any("password" in str(part) for part in loc):
+        return True
+    return isinstance(value, dict) and any("password" in str(key) for key in value)
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    # FastAPI's own 422, except that a password (too long, or in a body refused as a whole)
+    # is never echoed back.
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {k: v for k, v in error.items() if k != "input"} if _secret(error) else error
+        for error in exc.errors()
+    ]
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers mapping HQ and database errors to responses."""
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(HQError, _hq_error)
     app.add_exception_handler(IntegrityError, _integrity)
     app.add_exception_handler(StatementError, _bad_value)

@@ -167,3 +167,21 @@ def test_user_names_are_unique_whatever_their_case(hq: HQ) -> None:
     # Logging in ignores the case too, and the token carries the stored name.
     login = _login(hq, "GRACE")
     assert login.status_code == 200 and login.json()["username"] == "Grace"
+
+
+def test_a_refused_password_is_never_echoed(hq: HQ) -> None:
+    admin = hq.user_token(Role.ADMIN)
+    secret = "never-Echo-me-" + "x" * 1100  # over the length limit
+    for path, body in (
+        ("/api/v1/auth/token", {"username": "alice", "password": secret}),
+        ("/api/v1/users", {"username": "alice", "role": "viewer", "password": secret}),
+        ("/api/v1/users", {"role": "viewer", "password": "never-Echo-me"}),  # no username
+        ("/api/v1/auth/password", {"current_password": "never-Echo-me"}),
+    ):
+        refused = hq.post(admin, path, body)
+        assert refused.status_code == 422, refused.text
+        assert "never-Echo-me" not in refused.text
+        assert refused.json()["detail"][0]["loc"][0] == "body"
+    # Other inputs are still shown, to help the caller.
+    other = hq.post(admin, "/api/v1/users", {"username": "a b", "role": "viewer", "password": "x"})
+    assert other.json()["detail"][0]["input"] == "a b"
