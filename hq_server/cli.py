@@ -16,6 +16,7 @@ import getpass
 import ipaddress
 import logging
 import sys
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -301,6 +302,12 @@ def _cli_actor() -> str:
         return "command line"
 
 
+def _cell(text: str, width: int) -> str:
+    """`text` padded to `width` terminal columns (CJK characters take two)."""
+    used = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    return text + " " * max(0, width - used)
+
+
 def _when(value: datetime | None) -> str:
     return f"{value:%Y-%m-%d %H:%M:%S}" if value is not None else "-"
 
@@ -379,7 +386,7 @@ def _cmd_token_list(args: argparse.Namespace, settings: Settings) -> int:
     print(f"{'id':>5}  {'role':<8}  {'user':<16}  {'created':<19}  {'expires':<19}  state    name")
     for t in tokens:
         print(
-            f"{t.id:>5}  {t.role.value:<8}  {t.username or '-':<16}  {_when(t.created_at)}  "
+            f"{t.id:>5}  {t.role.value:<8}  {_cell(t.username or '-', 16)}  {_when(t.created_at)}  "
             f"{_when(t.expires_at)}  {t.state(now):<7}  {t.name}"
         )
     return EXIT_OK
@@ -523,7 +530,7 @@ def _cmd_agent_list(args: argparse.Namespace, settings: Settings) -> int:
         if agent.replaced_by_id is not None:
             state += f" by {agent.replaced_by_id}"
         print(
-            f"{agent.id:>5}  {site_name:<24}  {agent.name:<20}  {agent.version:<10}  "
+            f"{agent.id:>5}  {_cell(site_name, 24)}  {_cell(agent.name, 20)}  {agent.version:<10}  "
             f"{_when(agent.enrolled_at)}  {_when(agent.health_at):<19}  {state}"
         )
     return EXIT_OK
@@ -554,7 +561,7 @@ def _cmd_enrollment_list(args: argparse.Namespace, settings: Settings) -> int:
     for t in tokens:
         replaces = str(t.replaces_agent_id) if t.replaces_agent_id is not None else "-"
         print(
-            f"{t.id:>5}  {t.site_name:<24}  {_when(t.created_at)}  {_when(t.expires_at)}  "
+            f"{t.id:>5}  {_cell(t.site_name, 24)}  {_when(t.created_at)}  {_when(t.expires_at)}  "
             f"{t.state.value:<8}  {replaces}"
         )
     return EXIT_OK

@@ -7,6 +7,7 @@ retires that agent (hq_server.agents.retire_replaced). Pending tokens can be rev
 from __future__ import annotations
 
 import logging
+import shlex
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -184,10 +185,11 @@ def new_site_token(
     agents = active_agents(session, site.id)
     if agents and not additional:
         names = ", ".join(f"{a.id} ({a.name})" for a in agents)
+        command = f"stationwatch hq site reenroll {shlex.quote(site.name)}"
         raise Conflict(
-            f"site {site.name!r} already has an active agent: {names}. To replace its box, "
-            f"use `stationwatch hq site reenroll {site.name!r}` (the old agent is retired when "
-            "the new one enrolls); to add another agent to the site, pass --additional"
+            f"site {site.name!r} already has an active agent: {names}. To replace its box, use "
+            f"`{command}` (the old agent is retired when the new one enrolls); to add another "
+            "agent to the site, pass --additional"
         )
     return create_enrollment_token(session, site, now, ttl)
 
