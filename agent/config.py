@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,7 +26,7 @@ from pydantic import (
 )
 
 from agent.errors import ConfigError
-from agent.wire import ID_PATTERN
+from agent.wire import ID_PATTERN, MAX_HEARTBEAT_DEVICES
 from agent.yamlsrc import Loc, YamlSource, load_yaml
 from checks.spec import CheckOverride, CheckSpec, apply_overrides
 from collectors.profiles import Profile, SnmpSource, builtin_profiles
@@ -206,7 +207,8 @@ class AgentConfig(_Model):
     syslog: SyslogConfig = Field(default_factory=SyslogConfig)
     logs: LogsConfig = Field(default_factory=LogsConfig)
     log_format: Literal["text", "json"] = "text"
-    devices: list[dict[str, Any]] = Field(default_factory=list)
+    # Every device is named in the heartbeat, which is bounded.
+    devices: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_HEARTBEAT_DEVICES)
 
 
 @dataclass(frozen=True)
@@ -372,7 +374,9 @@ def load_config(path: Path, profiles: dict[str, Profile] | None = None) -> Loade
         if isinstance(result, Device):
             loaded.devices.append(result)
         else:
-            loaded.bad_devices.append(BadDevice(dev_id, result))
+            # An id HQ would refuse cannot name the device in a fault or the heartbeat.
+            usable = dev_id if dev_id is not None and re.fullmatch(ID_PATTERN, dev_id) else None
+            loaded.bad_devices.append(BadDevice(usable, result))
     return loaded
 
 

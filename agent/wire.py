@@ -23,6 +23,10 @@ Ident = Annotated[str, Field(pattern=ID_PATTERN)]
 GradeInt = Annotated[int, Field(ge=1, le=5)]
 # Counters fit a signed 64-bit column on every store (SQLite INTEGER, PostgreSQL BIGINT).
 Count = Annotated[int, Field(ge=0, le=2**63 - 1)]
+# A heartbeat names at most this many devices (an agent config holds at most as many), and
+# carries at most this many host figures: HQ keeps both, so both are bounded.
+MAX_HEARTBEAT_DEVICES = 5000
+MAX_HOST_FIGURES = 64
 
 
 class _Wire(BaseModel):
@@ -128,8 +132,14 @@ class Heartbeat(_Wire):
     outbox_depth: Count
     dropped_events: Count
     last_seq: Count
-    devices: dict[str, DeviceState] = Field(default_factory=dict)
-    host: dict[str, float] = Field(default_factory=dict)
+    devices: dict[Ident, DeviceState] = Field(
+        default_factory=dict, max_length=MAX_HEARTBEAT_DEVICES
+    )
+    host: dict[Ident, float] = Field(
+        default_factory=dict,
+        max_length=MAX_HOST_FIGURES,
+        description="Figures about the agent and its host (CPU, memory, suppressed traps...)",
+    )
 
 
 class HeartbeatAck(_Wire):

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from hq_server import secretbox
 from hq_server.api import (
     admin_routes,
+    agent_admin_routes,
     agent_routes,
     backup_routes,
     config_routes,
@@ -103,6 +104,7 @@ def create_app(
     app.include_router(agent_routes.router)
     app.include_router(user_routes.router)
     app.include_router(admin_routes.router)
+    app.include_router(agent_admin_routes.router)
     app.include_router(ticket_routes.router)
     app.include_router(config_routes.router)
     app.include_router(job_routes.router)  # its lifespan runs the job schedules

@@ -1,22 +1,64 @@
-"""Sites and agent enrollment: an admin creates a one-time token for a site, an agent trades it."""
+"""Sites and agent enrollment: an admin creates a one-time token for a site, an agent trades it.
+
+A re-enrollment token (the site's box was replaced) names the agent it replaces: its use
+retires that agent (hq_server.agents.retire_replaced). Pending tokens can be revoked.
+"""
 
 from __future__ import annotations
 
 import logging
+import shlex
+import unicodedata
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from agent.wire import EnrollRequest, EnrollResponse
-from hq_server.errors import ConfigError, EnrollmentTokenInvalid, EnrollmentTokenUsed
+from hq_server.agents import retire_replaced
+from hq_server.errors import (
+    ConfigError,
+    Conflict,
+    EnrollmentTokenInvalid,
+    EnrollmentTokenUsed,
+    InvalidInput,
+    NotFound,
+)
 from hq_server.models import Agent, EnrollmentToken, Site
 from hq_server.security import TokenKind, hash_token, new_token, token_kind
 
 logger = logging.getLogger(__name__)
 
 _NEW_TOKEN_HINT = "ask an HQ admin for a new one (stationwatch hq site add SITE)"  # noqa: S105
+SITE_NAME_MAX = 100  # the column's length, counted in characters as PostgreSQL does
+# Unicode categories refused in site names: controls (NUL, newline...), format characters
+# (e.g. bidirectional overrides that make a name display as another), surrogates, private
+# use, unassigned; and line/paragraph separators.
+_REFUSED_CATEGORIES = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
+
+
+def check_site_name(name: str) -> str:
+    """The site name as stored (NFC, outer spaces stripped), or InvalidInput saying what is
+    wrong: empty, longer than 100 characters, or holding control or format characters. The one
+    rule for the CLI and the API, the same on SQLite and PostgreSQL; letters of any script
+    (e.g. Chinese), digits, spaces, punctuation and symbols are fine."""
+    cleaned = unicodedata.normalize("NFC", name).strip()
+    if not cleaned:
+        raise InvalidInput("site name: must not be empty", field="name")
+    if len(cleaned) > SITE_NAME_MAX:
+        raise InvalidInput(
+            f"site name: at most {SITE_NAME_MAX} characters, not {len(cleaned)}", field="name"
+        )
+    for char in cleaned:
+        if unicodedata.category(char) in _REFUSED_CATEGORIES:
+            raise InvalidInput(
+                f"site name: control or invisible character U+{ord(char):04X} is not allowed",
+                field="name",
+            )
+    return cleaned
 
 
 def check_timezone(name: str) -> str:
@@ -39,7 +81,9 @@ def ensure_site(
     contact: str = "",
     timezone: str = "UTC",
 ) -> tuple[Site, bool]:
-    """The site called `name`, created with these details if missing; True if it was created."""
+    """The site called `name`, created with these details if missing; True if it was created.
+    InvalidInput for a name check_site_name refuses."""
+    name = check_site_name(name)
     site = session.scalars(select(Site).where(Site.name == name)).one_or_none()
     if site is not None:
         return site, False
@@ -56,17 +100,185 @@ def ensure_site(
     return site, True
 
 
-def create_enrollment_token(session: Session, site: Site, now: datetime, ttl: timedelta) -> str:
-    """A new one-time enrollment token for `site`, valid for `ttl`; only its hash is stored."""
+def find_site(session: Session, name: str) -> Site:
+    """The site called `name`; NotFound otherwise."""
+    cleaned = unicodedata.normalize("NFC", name).strip()  # as check_site_name stores it
+    site = session.scalars(select(Site).where(Site.name == cleaned)).one_or_none()
+    if site is None:
+        raise NotFound(f"no site {cleaned!r}")
+    return site
+
+
+def active_agents(session: Session, site_id: int) -> list[Agent]:
+    """The site's agents whose tokens work, by id."""
+    return list(
+        session.scalars(
+            select(Agent)
+            .where(Agent.site_id == site_id, Agent.revoked_at.is_(None))
+            .order_by(Agent.id)
+        )
+    )
+
+
+def create_enrollment_token(
+    session: Session,
+    site: Site,
+    now: datetime,
+    ttl: timedelta,
+    *,
+    replaces: Agent | None = None,
+) -> str:
+    """A new one-time enrollment token for `site`, valid for `ttl`; only its hash is stored.
+    With `replaces` (an agent of the site), using it retires that agent."""
+    if replaces is not None and replaces.site_id != site.id:
+        raise InvalidInput(f"agent {replaces.id} is not an agent of site {site.name!r}")
     token = new_token(TokenKind.ENROLLMENT)
     session.add(
         EnrollmentToken(
-            token_hash=hash_token(token), site_id=site.id, created_at=now, expires_at=now + ttl
+            token_hash=hash_token(token),
+            site_id=site.id,
+            created_at=now,
+            expires_at=now + ttl,
+            replaces_agent_id=replaces.id if replaces is not None else None,
         )
     )
     session.flush()
-    logger.info("created an enrollment token for site %s, expires %s", site.name, now + ttl)
+    logger.info(
+        "created an enrollment token for site %s, expires %s%s",
+        site.name,
+        now + ttl,
+        f", replaces agent {replaces.id}" if replaces is not None else "",
+    )
     return token
+
+
+def reenrollment_target(session: Session, site: Site, agent_id: int | None) -> Agent:
+    """The agent a re-enrollment of `site` replaces: `agent_id`, or the site's only active
+    agent; Conflict when that is ambiguous or there is none."""
+    agents = active_agents(session, site.id)
+    if agent_id is not None:
+        for agent in agents:
+            if agent.id == agent_id:
+                return agent
+        raise Conflict(f"agent {agent_id} is not an active agent of site {site.name!r}")
+    if not agents:
+        raise Conflict(
+            f"site {site.name!r} has no active agent to replace: `hq site add` gives it a token"
+        )
+    if len(agents) > 1:
+        names = ", ".join(f"{a.id} ({a.name})" for a in agents)
+        raise Conflict(f"site {site.name!r} has several active agents ({names}): name one")
+    return agents[0]
+
+
+def new_site_token(
+    session: Session,
+    site: Site,
+    now: datetime,
+    ttl: timedelta,
+    *,
+    additional: bool = False,
+) -> str:
+    """An enrollment token for a site (`hq site add`): refused while the site has an active
+    agent, unless `additional` (a second agent at the site) — a replaced box is re-enrolled
+    with a token that retires the old agent (reenrollment_target)."""
+    agents = active_agents(session, site.id)
+    if agents and not additional:
+        names = ", ".join(f"{a.id} ({a.name})" for a in agents)
+        command = f"stationwatch hq site reenroll {shlex.quote(site.name)}"
+        raise Conflict(
+            f"site {site.name!r} already has an active agent: {names}. To replace its box, use "
+            f"`{command}` (the old agent is retired when the new one enrolls); to add another "
+            "agent to the site, pass --additional"
+        )
+    return create_enrollment_token(session, site, now, ttl)
+
+
+class EnrollmentState(StrEnum):
+    """Where a one-time enrollment token is in its life."""
+
+    PENDING = "pending"
+    USED = "used"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollmentInfo:
+    """An enrollment token as admins see it: never the token or its hash."""
+
+    id: int
+    site_id: int
+    site_name: str
+    created_at: datetime
+    expires_at: datetime
+    state: EnrollmentState
+    used_at: datetime | None
+    agent_id: int | None
+    revoked_at: datetime | None
+    revoked_by: str | None
+    replaces_agent_id: int | None
+
+
+def _state(row: EnrollmentToken, now: datetime) -> EnrollmentState:
+    if row.used_at is not None:
+        return EnrollmentState.USED
+    if row.revoked_at is not None:
+        return EnrollmentState.REVOKED
+    return EnrollmentState.EXPIRED if row.expires_at <= now else EnrollmentState.PENDING
+
+
+def _enrollment_info(row: EnrollmentToken, site: Site, now: datetime) -> EnrollmentInfo:
+    return EnrollmentInfo(
+        id=row.id,
+        site_id=site.id,
+        site_name=site.name,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        state=_state(row, now),
+        used_at=row.used_at,
+        agent_id=row.agent_id,
+        revoked_at=row.revoked_at,
+        revoked_by=row.revoked_by,
+        replaces_agent_id=row.replaces_agent_id,
+    )
+
+
+def list_enrollment_tokens(
+    session: Session, now: datetime, *, pending_only: bool = True
+) -> list[EnrollmentInfo]:
+    """Enrollment tokens by id: the pending ones (usable now), or all."""
+    stmt = select(EnrollmentToken, Site).join(Site, Site.id == EnrollmentToken.site_id)
+    if pending_only:
+        stmt = stmt.where(
+            EnrollmentToken.used_at.is_(None),
+            EnrollmentToken.revoked_at.is_(None),
+            EnrollmentToken.expires_at > now,
+        )
+    rows = session.execute(stmt.order_by(EnrollmentToken.id))
+    return [_enrollment_info(row, site, now) for row, site in rows]
+
+
+def revoke_enrollment_token(
+    session: Session, token_id: int, now: datetime, who: str
+) -> tuple[EnrollmentInfo, bool]:
+    """Revoke an unused enrollment token; Conflict if it was used (revoke the agent instead).
+    Idempotent; returns the token and whether this call revoked it."""
+    row = session.get(EnrollmentToken, token_id, with_for_update=True)
+    if row is None:
+        raise NotFound(f"no enrollment token {token_id}")
+    if row.used_at is not None:
+        raise Conflict(
+            f"enrollment token {token_id} was used at {row.used_at.isoformat()} by agent "
+            f"{row.agent_id}: revoke that agent instead"
+        )
+    newly = row.revoked_at is None
+    if newly:
+        row.revoked_at = now
+        row.revoked_by = who[:100]
+        session.flush()
+        logger.info("enrollment token %s of site %s revoked by %s", row.id, row.site_id, who)
+    return _enrollment_info(row, session.get_one(Site, row.site_id), now), newly
 
 
 def enroll(session: Session, request: EnrollRequest, now: datetime) -> EnrollResponse:
@@ -86,6 +298,8 @@ def enroll(session: Session, request: EnrollRequest, now: datetime) -> EnrollRes
             f"this enrollment token was already used at {row.used_at.isoformat()}; "
             f"{_NEW_TOKEN_HINT}"
         )
+    if row.revoked_at is not None:
+        raise EnrollmentTokenInvalid(f"this enrollment token was revoked; {_NEW_TOKEN_HINT}")
     if row.expires_at <= now:
         raise EnrollmentTokenInvalid(
             f"this enrollment token expired at {row.expires_at.isoformat()}; {_NEW_TOKEN_HINT}"
@@ -93,13 +307,19 @@ def enroll(session: Session, request: EnrollRequest, now: datetime) -> EnrollRes
     # Claim it atomically: of two agents enrolling with the same token at once, one wins.
     claimed = session.execute(
         update(EnrollmentToken)
-        .where(EnrollmentToken.id == row.id, EnrollmentToken.used_at.is_(None))
+        .where(
+            EnrollmentToken.id == row.id,
+            EnrollmentToken.used_at.is_(None),
+            EnrollmentToken.revoked_at.is_(None),
+        )
         .values(used_at=now)
         .returning(EnrollmentToken.id)
         .execution_options(synchronize_session=False)
     ).scalar_one_or_none()
     if claimed is None:
-        raise EnrollmentTokenUsed(f"this enrollment token was just used; {_NEW_TOKEN_HINT}")
+        raise EnrollmentTokenUsed(
+            f"this enrollment token was just used or revoked; {_NEW_TOKEN_HINT}"
+        )
 
     site = session.get_one(Site, row.site_id)
     agent_token = new_token(TokenKind.AGENT)
@@ -123,6 +343,8 @@ def enroll(session: Session, request: EnrollRequest, now: datetime) -> EnrollRes
         .values(agent_id=agent.id)
         .execution_options(synchronize_session=False)
     )
+    if row.replaces_agent_id is not None:
+        retire_replaced(session, row.replaces_agent_id, agent, now)
     logger.info("site=%s: enrolled agent %s (%s)", site.name, agent.id, request.hostname)
     return EnrollResponse(
         agent_id=agent.id, site_id=site.id, site_name=site.name, agent_token=agent_token

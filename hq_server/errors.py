@@ -13,7 +13,8 @@
     ├── NotFound                     (-> 404)
     ├── Conflict                     the object's state forbids this (-> 409)
     │   └── InvalidTransition        a ticket action not allowed in the ticket's status
-    └── InvalidInput                 well-formed but unacceptable input (-> 422)
+    ├── InvalidInput                 well-formed but unacceptable input (-> 422, naming the field)
+    └── TooLarge                     over a configured size limit (-> 413)
 
 Library errors (SQLAlchemy, psycopg, sqlite3) are mapped into these in `hq_server.db`; the
 HTTP status of each is decided in `hq_server.api.errors`, never here. Unreadable request bodies
@@ -82,6 +83,14 @@ class InvalidTransition(Conflict):
 class InvalidInput(HQError):
     """Input that passed schema validation but makes no sense (e.g. end before start)."""
 
-    def __init__(self, message: str, loc: tuple[str | int, ...] = ()) -> None:
+    def __init__(
+        self, message: str, field: str | None = None, *, loc: tuple[str | int, ...] = ()
+    ) -> None:
         super().__init__(message)
-        self.loc = loc  # where in the body, e.g. ("levels", 0, "contacts", 1, "webhook_url")
+        # Where in the body, e.g. ("levels", 0, "contacts", 1, "webhook_url"); `field` names a
+        # top-level one.
+        self.loc = loc or ((field,) if field else ())
+
+
+class TooLarge(HQError):
+    """Input over a configured size limit (e.g. a heartbeat naming too many devices)."""

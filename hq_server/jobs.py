@@ -39,6 +39,7 @@ from agent.wire import (
     JobStatus,
     ParamValue,
 )
+from hq_server.auth import active_agent
 from hq_server.errors import HQError, NotFound, PermissionDenied
 from hq_server.models import Agent, Site
 from hq_server.models_jobs import (
@@ -351,7 +352,10 @@ def take_work(
 
     Call in a writer session's transaction: on PostgreSQL the rows are locked with SKIP LOCKED,
     so concurrent pollers claim disjoint jobs; on SQLite the writer holds the write lock.
+    AuthError if the agent was revoked since its long poll began (its row is held shared until
+    the jobs are claimed, so a revocation either comes first or waits).
     """
+    active_agent(session, agent.agent_id, lock=True)
     claim = (
         select(JobRecord)
         .where(_queued_for(agent))
@@ -453,6 +457,57 @@ def store_result(
     return row, False
 
 
+def release_agent_jobs(
+    session: Session, agent_id: int, now: datetime, why: str, *, successor: int | None = None
+) -> int:
+    """The jobs of an agent that is revoked or replaced (`why`), so that none goes to it: the
+    queued ones meant for it go to its `successor`, or are cancelled without one; the ones it
+    holds are cancelled (it can no longer report a result). How many changed."""
+    queued = (JobRecord.agent_id == agent_id, JobRecord.status == JobState.QUEUED.value)
+    if successor is not None:
+        retargeted = _rowcount(
+            session.execute(
+                update(JobRecord)
+                .where(*queued)
+                .values(agent_id=successor)
+                .execution_options(synchronize_session=False)
+            )
+        )
+    else:
+        retargeted = 0
+    rows = list(
+        session.scalars(
+            select(JobRecord)
+            .where(
+                or_(
+                    and_(*queued),
+                    and_(
+                        JobRecord.dispatched_agent_id == agent_id,
+                        JobRecord.status.in_([s.value for s in HELD_STATES]),
+                    ),
+                )
+            )
+            .with_for_update()
+        )
+    )
+    for row in rows:
+        row.status = JobState.CANCELLED.value
+        row.finished_at = now
+        row.cancel_requested_at = row.cancel_requested_at or now
+        row.result = {**(row.result or {}), "summary": f"cancelled: agent {agent_id} {why}"}
+    session.flush()
+    if rows or retargeted:
+        logger.info(
+            "agent %s %s: %d jobs cancelled, %d queued jobs moved to agent %s",
+            agent_id,
+            why,
+            len(rows),
+            retargeted,
+            successor,
+        )
+    return len(rows) + retargeted
+
+
 def expire_jobs(
     session: Session,
     now: datetime,
@@ -537,6 +592,11 @@ class JobNotifier:
                 waiters.discard(waiter)
                 if not waiters:
                     del self._waiters[site_id]
+
+    def waiting(self, site_id: int) -> int:
+        """How many long polls of the site wait in this process (for tests and diagnostics)."""
+        with self._lock:
+            return len(self._waiters.get(site_id, ()))
 
     def notify(self, site_id: int) -> None:
         """Wake every long poll of the site waiting in this process."""

@@ -149,6 +149,17 @@ class Agent(Base):
     outbox_depth: Mapped[int] = mapped_column(Integer, default=0)
     dropped_events: Mapped[int] = mapped_column(BigInteger, default=0)
     device_states: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Added by revision 0008: revocation, replacement, the last heartbeat's figures.
+    revoked_by: Mapped[str | None] = mapped_column(String(100))
+    replaced_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agents.id"), comment="the agent that re-enrolled in this one's place"
+    )
+    health: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, comment="the last heartbeat's figures"
+    )
+    health_at: Mapped[datetime | None] = mapped_column(
+        comment="when HQ received the last heartbeat"
+    )
 
     site: Mapped[Site] = relationship(lazy="joined", innerjoin=True)
 
@@ -165,10 +176,16 @@ class EnrollmentToken(Base):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
     agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    # Added by revision 0008.
+    revoked_at: Mapped[datetime | None]
+    revoked_by: Mapped[str | None] = mapped_column(String(100))
+    replaces_agent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agents.id"), comment="re-enrollment: the agent its use retires"
+    )
 
 
 class ApiToken(Base):
-    """A bearer token for people and scripts (users with passwords come later)."""
+    """A bearer token for people and scripts: standalone with a role, or a user's."""
 
     __tablename__ = "api_tokens"
     __table_args__ = (
@@ -184,6 +201,7 @@ class ApiToken(Base):
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    expires_at: Mapped[datetime]  # added by revision 0008
 
 
 class Event(Base):

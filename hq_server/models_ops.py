@@ -42,6 +42,12 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(300))
     disabled: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime]
+    # Added by revision 0008: one user per name whatever its case.
+    username_key: Mapped[str] = mapped_column(
+        String(64),
+        unique=True,
+        comment="the user name in lower case: names are unique regardless of case",
+    )
 
 
 class AuditEntry(Base):

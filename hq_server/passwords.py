@@ -1,4 +1,4 @@
-"""Password hashing with scrypt, stored as a self-describing string.
+"""Password hashing with scrypt, stored as a self-describing string; the password policy.
 
 Format: ``scrypt$n=16384,r=8,p=1$<salt, urlsafe base64>$<key, urlsafe base64>``; the parameters
 travel with each hash so they can be raised later without breaking old hashes.
@@ -7,9 +7,11 @@ travel with each hash so they can be raised later without breaking old hashes.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
+from pathlib import Path
 
 SCHEME = "scrypt"
 N, R, P = 2**14, 8, 1
@@ -56,3 +58,37 @@ def verify_password(password: str, stored: str) -> bool:
     except (ValueError, MemoryError):
         return False
     return hmac.compare_digest(candidate, key)
+
+
+# ---- policy ----------------------------------------------------------------------------------
+
+DEFAULT_MIN_LENGTH = 10
+# The shortest minimum a deployment may configure; the shipped list holds passwords this long
+# and longer (shorter ones fail the length rule anyway).
+LOWEST_MIN_LENGTH = 8
+MAX_LENGTH = 1024
+_COMMON_FILE = Path(__file__).resolve().parent / "common_passwords.txt"
+
+
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    """The shipped list of common passwords, lower case (read once)."""
+    with _COMMON_FILE.open(encoding="utf-8") as lines:
+        entries = (line.rstrip("\n") for line in lines)
+        # Comment lines are "#" or start with "# " (passwords such as "#1stunna" do not).
+        return frozenset(e for e in entries if e and e != "#" and not e.startswith("# "))
+
+
+def policy_problem(password: str, username: str, min_length: int) -> str | None:
+    """Why `password` is not acceptable for `username` (None if it is): too short or too long,
+    containing the user name, or in the list of common passwords. The same for every role."""
+    if len(password) < min_length:
+        return f"must have at least {min_length} characters"
+    if len(password) > MAX_LENGTH:
+        return f"must have at most {MAX_LENGTH} characters"
+    folded = password.casefold()
+    if username and username.casefold() in folded:
+        return "must not contain the user name"
+    if folded in common_passwords():
+        return "is one of the most common passwords: choose another"
+    return None

@@ -12,6 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agent.wire import MAX_HEARTBEAT_DEVICES
+from hq_server.passwords import DEFAULT_MIN_LENGTH, LOWEST_MIN_LENGTH, MAX_LENGTH
+
 ENV_DB_URL = "STATIONWATCH_DB_URL"
 ENV_DATA_DIR = "STATIONWATCH_DATA_DIR"
 DEFAULT_DATA_DIR = Path("./var/hq")
@@ -53,6 +56,10 @@ ENV_TUNABLES = (
     "header_timeout",
     "max_header_bytes",
     "listen_backlog",
+    "user_token_lifetime",
+    "api_token_lifetime",
+    "password_min_length",
+    "heartbeat_max_devices",
 )
 
 
@@ -136,6 +143,29 @@ class Settings(BaseModel):
         default=timedelta(minutes=15),
         gt=timedelta(0),
         description="How long a locked-out login is refused",
+    )
+    # Accounts (hq_server.users, hq_server.auth): agent tokens never expire, user tokens do.
+    user_token_lifetime: timedelta = Field(
+        default=timedelta(hours=12),
+        gt=timedelta(0),
+        description="Lifetime of a token from a login (POST /api/v1/auth/token)",
+    )
+    api_token_lifetime: timedelta = Field(
+        default=timedelta(days=90),
+        gt=timedelta(0),
+        description="Lifetime of a token from `hq token create` when --days is not given",
+    )
+    password_min_length: int = Field(
+        default=DEFAULT_MIN_LENGTH,
+        ge=LOWEST_MIN_LENGTH,
+        le=MAX_LENGTH,
+        description="Shortest password accepted (for every role)",
+    )
+    heartbeat_max_devices: int = Field(
+        default=MAX_HEARTBEAT_DEVICES,
+        ge=1,
+        le=MAX_HEARTBEAT_DEVICES,
+        description="Devices one heartbeat may name; a larger heartbeat is refused with 413",
     )
 
     # The scheduler loop (escalations, notifications, dead-man's switch, maintenance windows).

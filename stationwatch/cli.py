@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import sys
 
+from stationwatch.pipes import quiet_on_broken_pipe
+
 USAGE = """usage: stationwatch <command> [args]
 
 commands:
   agent run|check-config|enroll|poll   the station agent
-  hq serve|token create|site add|db    the HQ server (needs the 'hq' extra)
+  hq serve|db|token|site|agent|...     the HQ server (needs the 'hq' extra)
   sim run|set|clear|reset|status       the simulated station
   demo                                 HQ + simulated station + agent, on SQLite
 """
@@ -21,6 +23,10 @@ commands:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     args = sys.argv[1:] if argv is None else argv
+    return quiet_on_broken_pipe(lambda: _dispatch(args))
+
+
+def _dispatch(args: list[str]) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if args else 2

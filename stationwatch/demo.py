@@ -131,7 +131,10 @@ def run(argv: list[str]) -> int:
         if not token_file.exists():
             token_file.write_text(
                 _capture(
-                    ["hq", "token", "create", "--role", "admin", "--name", "demo-admin", *hq_opts]
+                    [
+                        *["hq", "token", "create", "--role", "admin", "--name", "demo-admin"],
+                        *["--days", "365", *hq_opts],
+                    ]
                 )
                 + "\n"
             )
@@ -139,17 +142,14 @@ def run(argv: list[str]) -> int:
         admin = token_file.read_text().strip()
         enroll: str | None = None
         if not (agent_dir / "state" / "agent.token").exists():
-            enroll = _capture(
-                [
-                    "hq",
-                    "site",
-                    "add",
-                    "Demo FM station",
-                    "--customer",
-                    "Demo Broadcasting Co.",
-                    *hq_opts,
-                ]
+            new_site = ["Demo FM station", "--customer", "Demo Broadcasting Co.", *hq_opts]
+            added = subprocess.run(
+                [*_cmd(), "hq", "site", "add", *new_site], capture_output=True, text=True
             )
+            if added.returncode == 0:
+                enroll = added.stdout.strip()
+            else:  # the agent's state was removed: its new box replaces the enrolled one
+                enroll = _capture(["hq", "site", "reenroll", "Demo FM station", *hq_opts])
 
         procs.append(
             subprocess.Popen([*sw, "hq", "serve", "--port", str(args.port), *hq_opts, *log])

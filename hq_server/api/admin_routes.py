@@ -15,6 +15,7 @@ from hq_server.api.deps import (
     ClockDep,
     DbDep,
     Id,
+    SettingsDep,
     ThrottleDep,
     ViewerDep,
     audit_note,
@@ -26,6 +27,7 @@ from hq_server.api.schemas_admin import (
     AuditOut,
     LoginIn,
     LoginOut,
+    PasswordChangeIn,
     UserIn,
     UserOut,
     UserPatch,
@@ -34,10 +36,17 @@ from hq_server.api.schemas_config import Instant
 from hq_server.audit import AuditQuery, query
 from hq_server.auth import list_api_tokens, revoke_api_token
 from hq_server.domain import Role
-from hq_server.errors import AuthError, LoginThrottled
+from hq_server.errors import AuthError, LoginThrottled, PermissionDenied
 from hq_server.models_ops import User
-from hq_server.passwords import hash_password
-from hq_server.users import create_user, get_user, login
+from hq_server.users import (
+    change_own_password,
+    create_user,
+    get_user,
+    login,
+    set_disabled,
+    set_password,
+    username_key,
+)
 
 router = APIRouter(prefix=API_PREFIX, route_class=BoundedBodyRoute, responses=body_errors())
 _AUTH = {code: {**spec, "model": ErrorOut} for code, spec in ERROR_RESPONSES.items()}
@@ -57,7 +66,12 @@ _AUTH = {code: {**spec, "model": ErrorOut} for code, spec in ERROR_RESPONSES.ite
     "for `login_lockout`; a successful login resets the user name's count.",
 )
 def post_login(
-    body: LoginIn, request: Request, db: DbDep, clock: ClockDep, throttle: ThrottleDep
+    body: LoginIn,
+    request: Request,
+    db: DbDep,
+    clock: ClockDep,
+    throttle: ThrottleDep,
+    settings: SettingsDep,
 ) -> LoginOut:
     """Trade a username and password for a new API token bound to the user."""
     request.state.audit_actor = body.username
@@ -65,21 +79,74 @@ def post_login(
     # hq_server.api.forwarded): a reverse proxy must be listed there, or every user shares the
     # proxy's address and its count.
     client = request.client.host if request.client else None
+    now = clock.now()
     try:
         # The throttle is left last, so a login counts as a success only once committed.
+        # Names ignore case, so "Alice" and "alice" share one count.
         with (
-            throttle.attempt(body.username, client, clock.now()),
+            throttle.attempt(username_key(body.username), client, now),
             db.writer() as session,
             session.begin(),
         ):
-            user, token = login(session, body.username, body.password, clock.now())
+            lifetime = settings.user_token_lifetime
+            user, token = login(session, body.username, body.password, now, lifetime)
             audit_note(request, f"log in as {user.role}", user_id=user.id)
-            return LoginOut(token=token, username=user.username, role=Role(user.role))
+            return LoginOut(
+                token=token, username=user.username, role=Role(user.role), expires_at=now + lifetime
+            )
     except LoginThrottled as exc:
         audit_note(request, f"login refused, password not checked: {exc}")
         raise
     except AuthError as exc:  # never the password: only why it was refused
         audit_note(request, f"login failed: {exc}")
+        raise
+
+
+@router.post(
+    "/auth/password",
+    tags=["auth"],
+    response_model=LoginOut,
+    responses={**_AUTH, **throttled()},
+    description="Change the calling user's own password (the current one is checked, and counts "
+    "as a login attempt for the lock-out). Every API token of the user is revoked, the calling "
+    "one too; the answer carries a new token for the caller, with a login's lifetime.",
+)
+def post_own_password(
+    body: PasswordChangeIn,
+    request: Request,
+    user: ViewerDep,
+    db: DbDep,
+    clock: ClockDep,
+    throttle: ThrottleDep,
+    settings: SettingsDep,
+) -> LoginOut:
+    """Change one's own password; all one's tokens are revoked and a new one returned."""
+    if user.user_id is None:
+        raise PermissionDenied("a standalone API token belongs to no user: it has no password")
+    client = request.client.host if request.client else None
+    now = clock.now()
+    lifetime = settings.user_token_lifetime
+    try:
+        with (
+            throttle.attempt(username_key(user.name), client, now),
+            db.writer() as session,
+            session.begin(),
+        ):
+            row, token = change_own_password(
+                session,
+                user.user_id,
+                body.current_password,
+                body.new_password,
+                now,
+                lifetime=lifetime,
+                min_length=settings.password_min_length,
+            )
+            audit_note(request, "change own password; all own API tokens revoked")
+            return LoginOut(
+                token=token, username=row.username, role=Role(row.role), expires_at=now + lifetime
+            )
+    except AuthError as exc:
+        audit_note(request, f"password change refused: {exc}")
         raise
 
 
@@ -109,11 +176,23 @@ def list_users(_admin: AdminDep, db: DbDep) -> list[UserOut]:
     responses={**_AUTH, **responses(409)},
 )
 def post_user(
-    body: UserIn, request: Request, _admin: AdminDep, db: DbDep, clock: ClockDep
+    body: UserIn,
+    request: Request,
+    _admin: AdminDep,
+    db: DbDep,
+    clock: ClockDep,
+    settings: SettingsDep,
 ) -> UserOut:
-    """Create a user."""
+    """Create a user (the password policy applies to every role)."""
     with db.writer() as session, session.begin():
-        user = create_user(session, body.username, body.role, body.password, clock.now())
+        user = create_user(
+            session,
+            body.username,
+            body.role,
+            body.password,
+            clock.now(),
+            min_length=settings.password_min_length,
+        )
         audit_note(request, f"create user {user.username} ({user.role})", user_id=user.id)
         return UserOut.of(user)
 
@@ -125,22 +204,36 @@ def post_user(
     responses={**_AUTH, **responses(404)},
 )
 def patch_user(
-    user_id: Id, body: UserPatch, request: Request, _admin: AdminDep, db: DbDep
+    user_id: Id,
+    body: UserPatch,
+    request: Request,
+    _admin: AdminDep,
+    db: DbDep,
+    clock: ClockDep,
+    settings: SettingsDep,
 ) -> UserOut:
-    """Change a user's role, password or disabled flag (users are disabled, never deleted)."""
+    """Change a user's role, password or disabled flag (users are disabled, never deleted).
+    A new password or disabling the user revokes all the user's API tokens."""
+    now = clock.now()
     with db.writer() as session, session.begin():
-        user = get_user(session, user_id)
+        user = get_user(session, user_id, for_update=True)
         changed = []
+        revoked = 0
         if body.role is not None:
             user.role = body.role.value
             changed.append(f"role={body.role.value}")
-        if body.disabled is not None:
-            user.disabled = body.disabled
-            changed.append(f"disabled={body.disabled}")
         if body.password is not None:
-            user.password_hash = hash_password(body.password)
+            revoked += set_password(
+                session, user, body.password, now, min_length=settings.password_min_length
+            )
             changed.append("password")
-        audit_note(request, f"change user {user.username}: {', '.join(changed) or 'nothing'}")
+        if body.disabled is not None:
+            revoked += set_disabled(session, user, body.disabled, now)
+            changed.append(f"disabled={body.disabled}")
+        summary = f"change user {user.username}: {', '.join(changed) or 'nothing'}"
+        if revoked:
+            summary += f"; {revoked} API tokens revoked"
+        audit_note(request, summary, user_id=user.id)
         return UserOut.of(user)
 
 
@@ -149,7 +242,7 @@ def list_tokens(
     _admin: AdminDep,
     db: DbDep,
     revoked: Annotated[
-        bool | None, Query(description="Only revoked (true) or usable (false) tokens")
+        bool | None, Query(description="Only revoked (true) or unrevoked (false) tokens")
     ] = None,
     user_id: Annotated[
         int | None, Query(ge=1, le=2_147_483_647, description="Only this user's tokens")

@@ -9,6 +9,7 @@ from sqlalchemy.exc import DBAPIError
 
 from agent.wire import (
     API_PREFIX,
+    MAX_HEARTBEAT_DEVICES,
     BatchAck,
     EnrollRequest,
     EnrollResponse,
@@ -17,14 +18,16 @@ from agent.wire import (
     HeartbeatAck,
 )
 from hq_server import deadman
+from hq_server.agents import health_figures
 from hq_server.api.body import BoundedBodyRoute
 from hq_server.api.deps import AgentDep, ClockDep, DbDep, SettingsDep
 from hq_server.api.errors import ERROR_RESPONSES
 from hq_server.api.schemas import ErrorOut
+from hq_server.auth import active_agent
 from hq_server.db import is_retryable
 from hq_server.enrollment import enroll
+from hq_server.errors import TooLarge
 from hq_server.ingest import RetryBatch, ingest_batch
-from hq_server.models import Agent
 from hq_server.tickets import ConcurrentTicket, TicketPolicy
 
 logger = logging.getLogger(__name__)
@@ -45,7 +48,7 @@ _BODY_ERRORS: dict[int | str, dict[str, object]] = {
     "/enroll",
     response_model=EnrollResponse,
     responses={
-        401: {"model": ErrorOut, "description": "Unknown or expired enrollment token"},
+        401: {"model": ErrorOut, "description": "Unknown, expired or revoked enrollment token"},
         409: {"model": ErrorOut, "description": "Enrollment token already used"},
         **_BODY_ERRORS,
     },
@@ -71,7 +74,7 @@ def post_events(
     for attempt in range(1, attempts + 1):
         try:
             with db.writer() as session, session.begin():
-                row = session.get_one(Agent, agent.agent_id)
+                row = active_agent(session, agent.agent_id)
                 result = ingest_batch(session, row, batch, clock.now(), TicketPolicy.of(settings))
             return result.ack()
         except (DBAPIError, RetryBatch, ConcurrentTicket) as exc:
@@ -92,19 +95,41 @@ def _retryable(exc: Exception) -> bool:
     return isinstance(exc, (RetryBatch, ConcurrentTicket)) or is_retryable(exc)
 
 
-@router.post("/heartbeat", response_model=HeartbeatAck, responses={**_AUTH_ERRORS, **_BODY_ERRORS})
+@router.post(
+    "/heartbeat",
+    response_model=HeartbeatAck,
+    responses={
+        **_AUTH_ERRORS,
+        **_BODY_ERRORS,
+        413: {
+            "model": ErrorOut,
+            "description": "Body over the limit, or more devices than `heartbeat_max_devices`",
+        },
+    },
+    description="The agent is alive: its version, queue state, device states and host figures. "
+    f"At most {MAX_HEARTBEAT_DEVICES} devices (fewer if HQ's `heartbeat_max_devices` says so: "
+    "413), each named like a device id (422 otherwise). HQ keeps every figure but the device "
+    "map as the agent's `health` (GET /api/v1/agents).",
+)
 def post_heartbeat(
     heartbeat: Heartbeat, agent: AgentDep, db: DbDep, clock: ClockDep, settings: SettingsDep
 ) -> HeartbeatAck:
     """Record that the agent is alive, with its version and queue state; answer HQ's time."""
+    if len(heartbeat.devices) > settings.heartbeat_max_devices:
+        raise TooLarge(
+            f"devices: the heartbeat names {len(heartbeat.devices)} devices, HQ accepts at most "
+            f"{settings.heartbeat_max_devices} (setting heartbeat_max_devices)"
+        )
     now = clock.now()
     with db.writer() as session, session.begin():
-        row = session.get_one(Agent, agent.agent_id)
+        row = active_agent(session, agent.agent_id)
         row.last_seen_at = now
         row.version = heartbeat.agent_version
         row.outbox_depth = heartbeat.outbox_depth
         row.dropped_events = heartbeat.dropped_events
         row.reported_seq = heartbeat.last_seq
         row.device_states = {name: state.value for name, state in heartbeat.devices.items()}
+        row.health = health_figures(heartbeat)
+        row.health_at = now
         deadman.heard_from(session, row.site_id, now, TicketPolicy.of(settings))
     return HeartbeatAck(server_time=now)

@@ -79,8 +79,9 @@ def _principal(
 ) -> Principal:
     if credentials is None or not credentials.credentials:
         raise AuthError("missing bearer token (Authorization: Bearer ...)")
+    clock: Clock = request.app.state.clock
     with db.session() as session:
-        principal = authenticate(session, credentials.credentials)
+        principal = authenticate(session, credentials.credentials, clock.now())
     # Read back by the audit middleware (hq_server.api.audit) to record who called, and by the
     # dependencies below when the route has already authenticated the call (see authorize).
     request.state.principal = principal

@@ -23,12 +23,13 @@ from hq_server.errors import (
     LoginThrottled,
     NotFound,
     PermissionDenied,
+    TooLarge,
 )
 
 logger = logging.getLogger(__name__)
 
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
-    401: {"description": "Missing, unknown or revoked bearer token"},
+    401: {"description": "Missing, unknown, expired or revoked bearer token"},
     403: {"description": "The token's kind or role does not allow this call"},
 }
 
@@ -36,6 +37,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 _DESCRIPTIONS = {
     404: "No such object",
     409: "The object's current state does not allow this",
+    413: "Over a configured size limit",
 }
 
 
@@ -92,6 +94,8 @@ def status_of(exc: HQError) -> int:
         return 409
     if isinstance(exc, InvalidInput):
         return 422
+    if isinstance(exc, TooLarge):
+        return 413
     if isinstance(exc, LoginThrottled):
         return 429
     if isinstance(exc, DatabaseError):

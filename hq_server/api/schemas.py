@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hq_server.agents import state_of
 from hq_server.domain import TicketStatus
 from hq_server.models import Agent, Alarm, Event, Site, Ticket, TicketEvent
 
@@ -247,10 +248,12 @@ def _public_chain(chain: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 class AgentOut(_Out):
-    """An enrolled agent, as last seen."""
+    """An enrolled agent, as last seen, with the figures of its last heartbeat."""
 
     id: int
-    name: str
+    site_id: int
+    site: str
+    name: str = Field(description="The host name it reported at enrollment")
     version: str
     enrolled_at: datetime
     last_seen_at: datetime | None
@@ -258,13 +261,25 @@ class AgentOut(_Out):
     reported_seq: int
     outbox_depth: int
     dropped_events: int
-    revoked: bool
+    revoked: bool = Field(description="Its token no longer works (revoked or replaced)")
+    state: Literal["active", "revoked", "replaced"]
+    revoked_at: datetime | None
+    revoked_by: str | None
+    replaced_by: int | None = Field(description="The agent that re-enrolled in its place")
+    health_at: datetime | None = Field(description="When HQ received its last heartbeat")
+    health: dict[str, Any] | None = Field(
+        description="Every figure of its last heartbeat but the device map, as sent: version, "
+        "queue figures, `host` (CPU, memory, suppressed traps and syslog lines, ...) and any "
+        "field newer agents add"
+    )
 
     @classmethod
     def of(cls, agent: Agent) -> AgentOut:
         """From a stored agent."""
         return cls(
             id=agent.id,
+            site_id=agent.site_id,
+            site=agent.site.name,
             name=agent.name,
             version=agent.version,
             enrolled_at=agent.enrolled_at,
@@ -274,6 +289,12 @@ class AgentOut(_Out):
             outbox_depth=agent.outbox_depth,
             dropped_events=agent.dropped_events,
             revoked=agent.revoked_at is not None,
+            state=state_of(agent).value,
+            revoked_at=agent.revoked_at,
+            revoked_by=agent.revoked_by,
+            replaced_by=agent.replaced_by_id,
+            health_at=agent.health_at,
+            health=agent.health,
         )
 
 

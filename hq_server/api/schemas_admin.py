@@ -1,4 +1,5 @@
-"""Request and response models of the admin API: login, users, API tokens, audit."""
+"""Request and response models of the admin API: login, users, API tokens, audit, sites and
+enrollment tokens."""
 
 from __future__ import annotations
 
@@ -9,10 +10,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hq_server.auth import TokenInfo
 from hq_server.domain import Role
+from hq_server.enrollment import EnrollmentInfo, EnrollmentState
 from hq_server.models_ops import AuditEntry, User
+from hq_server.passwords import MAX_LENGTH
 
 Username = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
-Password = Field(min_length=8, max_length=1024)
+# The length rules are the password policy's (hq_server.passwords), checked with the others.
+_POLICY_DOC = (
+    "At least `password_min_length` characters (default 10), not containing the user name, "
+    "not one of the most common passwords"
+)
+Password = Field(min_length=1, max_length=MAX_LENGTH, description=_POLICY_DOC)
 
 
 class _In(BaseModel):
@@ -36,6 +44,7 @@ class LoginOut(_Out):
     token: str
     username: str
     role: Role
+    expires_at: datetime
 
 
 class UserIn(_In):
@@ -51,7 +60,19 @@ class UserPatch(_In):
 
     role: Role | None = None
     disabled: bool | None = None
-    password: str | None = Field(default=None, min_length=8, max_length=1024)
+    password: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_LENGTH,
+        description=f"{_POLICY_DOC}; revokes all the user's API tokens",
+    )
+
+
+class PasswordChangeIn(_In):
+    """A user's own password change."""
+
+    current_password: str = Field(min_length=1, max_length=MAX_LENGTH)
+    new_password: str = Field(min_length=1, max_length=MAX_LENGTH, description=_POLICY_DOC)
 
 
 class UserOut(_Out):
@@ -85,6 +106,7 @@ class ApiTokenOut(_Out):
     username: str | None
     created_at: datetime
     revoked_at: datetime | None
+    expires_at: datetime = Field(description="Refused from then on (agent tokens never expire)")
 
     @classmethod
     def of(cls, info: TokenInfo) -> ApiTokenOut:
@@ -97,6 +119,7 @@ class ApiTokenOut(_Out):
             username=info.username,
             created_at=info.created_at,
             revoked_at=info.revoked_at,
+            expires_at=info.expires_at,
         )
 
 
@@ -129,3 +152,76 @@ class AuditOut(_Out):
             client=row.client,
             status=row.status,
         )
+
+
+class EnrollmentTokenOut(_Out):
+    """A one-time enrollment token (never the token or its hash)."""
+
+    id: int
+    site_id: int
+    site: str
+    created_at: datetime
+    expires_at: datetime
+    state: EnrollmentState
+    used_at: datetime | None
+    agent_id: int | None = Field(description="The agent that enrolled with it")
+    revoked_at: datetime | None
+    revoked_by: str | None
+    replaces_agent_id: int | None = Field(
+        description="Re-enrollment: the agent retired when it is used"
+    )
+
+    @classmethod
+    def of(cls, info: EnrollmentInfo) -> EnrollmentTokenOut:
+        """From a token as hq_server.enrollment describes it."""
+        return cls(
+            id=info.id,
+            site_id=info.site_id,
+            site=info.site_name,
+            created_at=info.created_at,
+            expires_at=info.expires_at,
+            state=info.state,
+            used_at=info.used_at,
+            agent_id=info.agent_id,
+            revoked_at=info.revoked_at,
+            revoked_by=info.revoked_by,
+            replaces_agent_id=info.replaces_agent_id,
+        )
+
+
+class SiteIn(_In):
+    """A new site."""
+
+    name: str = Field(
+        max_length=400,
+        description="Unique; at most 100 characters once outer spaces are stripped, any script "
+        "(e.g. Chinese), no control or invisible characters",
+    )
+    customer: str = Field(default="", max_length=200)
+    contact: str = Field(default="", max_length=200)
+    timezone: str = Field(default="UTC", min_length=1, max_length=64, examples=["Asia/Shanghai"])
+
+
+class EnrollmentTokenIn(_In):
+    """What a new enrollment token is for."""
+
+    ttl_hours: float = Field(default=24.0, gt=0, le=24 * 30, description="Validity")
+    replace_agent: bool = Field(
+        default=False,
+        description="Re-enrollment (the site's box was replaced): using the token retires the "
+        "site's active agent (`agent_id` names it when the site has several)",
+    )
+    agent_id: int | None = Field(default=None, ge=1, le=2_147_483_647)
+    additional: bool = Field(
+        default=False,
+        description="Enroll another agent at a site that already has an active one",
+    )
+
+
+class NewEnrollmentTokenOut(_Out):
+    """A new one-time enrollment token, shown once (HQ keeps only its hash)."""
+
+    token: str
+    site_id: int
+    expires_at: datetime
+    replaces_agent_id: int | None

@@ -158,9 +158,11 @@ class HQ:
     _seq: dict[str, int] = field(default_factory=dict)
 
     def user_token(self, role: Role = Role.VIEWER, name: str = "test") -> str:
-        """A new API token with `role`."""
+        """A new API token with `role`, valid for ten years (tests move the clock far)."""
         with self.db.writer() as session, session.begin():
-            return create_api_token(session, name, role, self.clock.now())
+            return create_api_token(
+                session, name, role, self.clock.now(), lifetime=timedelta(days=3650)
+            )
 
     def enrollment_token(self, site: str = "site-a", ttl: timedelta = timedelta(hours=24)) -> str:
         """A new enrollment token for `site` (created if missing)."""

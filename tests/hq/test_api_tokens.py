@@ -62,6 +62,7 @@ def test_admins_list_tokens_without_the_tokens_or_their_hashes(hq: HQ) -> None:
         "username",
         "created_at",
         "revoked_at",
+        "expires_at",
     }
     assert rows[2]["created_at"].startswith(START.isoformat()[:19])
     assert rows[2]["revoked_at"] is None

@@ -13,15 +13,20 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 
+from agent.wire import EnrollRequest
+from hq_server.auth import create_api_token
 from hq_server.db import Database
-from hq_server.models import ApiToken, EnrollmentToken, Site
+from hq_server.domain import Role
+from hq_server.enrollment import enroll
+from hq_server.errors import EnrollmentTokenInvalid
+from hq_server.models import Agent, ApiToken, EnrollmentToken, Site
 from hq_server.security import hash_token
 from tests.peers import free_port
 
@@ -36,11 +41,23 @@ def env(clean_env: dict[str, str]) -> dict[str, str]:
 
 
 def hq(
-    args: list[str], env: dict[str, str], timeout: float = 60
+    args: list[str],
+    env: dict[str, str],
+    timeout: float = 60,
+    *,
+    cwd: Path | None = None,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run one CLI command to completion."""
     return subprocess.run(
-        [*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+        [*CLI, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=cwd,
+        input=input,
     )
 
 
@@ -48,7 +65,15 @@ def _db(data_dir: Path) -> Database:
     return Database(f"sqlite:///{data_dir / 'hq.sqlite3'}")
 
 
+def _upgraded(data_dir: Path, env: dict[str, str]) -> list[str]:
+    """Create HQ's database in `data_dir` (only `db upgrade` and `serve` do); its options."""
+    result = hq(["db", "upgrade", "--data-dir", str(data_dir)], env)
+    assert result.returncode == 0, result.stderr
+    return ["--data-dir", str(data_dir)]
+
+
 def test_token_create_prints_only_the_token(tmp_path: Path, env: dict[str, str]) -> None:
+    _upgraded(tmp_path, env)
     result = hq(
         ["token", "create", "--role", "engineer", "--name", "ops", "--data-dir", str(tmp_path)], env
     )
@@ -67,7 +92,7 @@ def test_token_create_prints_only_the_token(tmp_path: Path, env: dict[str, str])
 
 
 def test_token_list_and_revoke(tmp_path: Path, env: dict[str, str]) -> None:
-    data = ["--data-dir", str(tmp_path)]
+    data = _upgraded(tmp_path, env)
     tokens = [
         hq(["token", "create", "--role", role, "--name", name, *data], env).stdout.strip()
         for role, name in [("admin", "ops-admin"), ("viewer", "wallboard")]
@@ -97,7 +122,8 @@ def test_token_list_and_revoke(tmp_path: Path, env: dict[str, str]) -> None:
 def test_site_add_creates_once_and_prints_a_new_enrollment_token(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
-    data = tmp_path / "nested" / "hq"  # created on demand
+    data = tmp_path / "nested" / "hq"  # created on demand by db upgrade
+    _upgraded(data, env)
     env = {**env, "STATIONWATCH_DATA_DIR": str(data)}
     args = ["site", "add", "tx-north", "--customer", "ACME", "--timezone", "Asia/Shanghai"]
     first = hq(args, env)
@@ -214,7 +240,9 @@ def test_a_database_file_hq_creates_is_private_under_umask_0(tmp_path: Path) -> 
 
 def test_db_url_from_environment(tmp_path: Path, env: dict[str, str]) -> None:
     url = f"sqlite:///{tmp_path / 'elsewhere.sqlite3'}"
-    result = hq(["token", "create", "--role", "viewer"], {**env, "STATIONWATCH_DB_URL": url})
+    env = {**env, "STATIONWATCH_DB_URL": url}
+    assert hq(["db", "upgrade"], env).returncode == 0
+    result = hq(["token", "create", "--role", "viewer"], env)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "elsewhere.sqlite3").exists()
 
@@ -338,3 +366,207 @@ def test_serve_on_a_busy_port_fails_cleanly(tmp_path: Path, env: dict[str, str])
     assert result.returncode != 0
     assert "address already in use" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# ---- issue 11: no database, closed pipes, agents, enrollment tokens, site names ------------
+
+NEEDS_DATABASE = [
+    ["token", "create", "--role", "admin"],
+    ["token", "list"],
+    ["token", "revoke", "1"],
+    ["user", "add", "someone", "--role", "viewer"],
+    ["user", "passwd", "someone"],
+    ["site", "add", "tx-north"],
+    ["site", "reenroll", "tx-north"],
+    ["agent", "list"],
+    ["agent", "revoke", "1"],
+    ["enrollment", "list"],
+    ["enrollment", "revoke", "1"],
+    ["db", "unseal"],
+    ["db", "downgrade", "0006"],
+]
+
+
+@pytest.mark.parametrize("args", NEEDS_DATABASE, ids=" ".join)
+def test_commands_refuse_a_missing_database_and_create_nothing(
+    tmp_path: Path, env: dict[str, str], args: list[str]
+) -> None:
+    data = tmp_path / "typo"
+    result = hq([*args, "--data-dir", str(data)], env)
+    assert result.returncode == 2, result.stderr
+    assert f"no HQ database at {data / 'hq.sqlite3'}" in result.stderr
+    assert "--data-dir" in result.stderr and "hq db upgrade" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert not data.exists()
+
+
+def test_token_create_in_another_folder_makes_no_new_database(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    # Without --data-dir, HQ's default is ./var/hq of wherever the command runs.
+    result = hq(["token", "create", "--role", "admin"], env, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert f"no HQ database at {tmp_path / 'var' / 'hq' / 'hq.sqlite3'}" in result.stderr
+    assert result.stdout == ""  # no token the running HQ would reject
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_database_without_hq_schema_is_refused(db_url: str, env: dict[str, str]) -> None:
+    # SQLite: an empty file someone created; PostgreSQL: a schema never migrated.
+    if db_url.startswith("sqlite"):
+        Path(db_url.removeprefix("sqlite:///")).touch()
+    result = hq(["token", "create", "--role", "admin", "--db-url", db_url], env)
+    assert result.returncode == 2, result.stderr
+    assert "holds no HQ schema" in result.stderr and "hq db upgrade" in result.stderr
+    db = Database(db_url)
+    try:
+        with db.engine.connect() as conn:
+            assert inspect(conn).get_table_names() == []
+    finally:
+        db.dispose()
+
+
+def test_a_closed_pipe_ends_the_output_quietly(tmp_path: Path, env: dict[str, str]) -> None:
+    _upgraded(tmp_path, env)
+    db = _db(tmp_path)
+    try:  # far more than a pipe buffers, so the writer meets the closed pipe for sure
+        with db.writer() as session, session.begin():
+            now = datetime.now(UTC)
+            for i in range(3000):
+                create_api_token(session, f"wallboard-{i}", Role.VIEWER, now)
+    finally:
+        db.dispose()
+    command = " ".join([*CLI, "token", "list", "--data-dir", str(tmp_path)])
+    for shell in (f"{command} | head -1", f"{command} 2>&1 | head -1"):
+        result = subprocess.run(
+            ["bash", "-c", f"set -o pipefail; {shell}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.stdout.startswith("   id  role"), result.stdout
+        assert result.stdout.count("\n") == 1
+        assert result.stderr == ""
+        assert result.returncode == 141  # like any tool killed by SIGPIPE
+
+
+def _enroll(data_dir: Path, token: str, hostname: str) -> int:
+    """Enroll an agent with `token`, as POST /api/v1/enroll does; its id."""
+    db = _db(data_dir)
+    try:
+        with db.writer() as session, session.begin():
+            request = EnrollRequest(enrollment_token=token, hostname=hostname, agent_version="1")
+            return enroll(session, request, datetime.now(UTC)).agent_id
+    finally:
+        db.dispose()
+
+
+def test_agents_are_listed_revoked_and_replaced(tmp_path: Path, env: dict[str, str]) -> None:
+    data = _upgraded(tmp_path, env)
+    first = hq(["site", "add", "北京 transmitter", *data], env)
+    assert first.returncode == 0, first.stderr
+    old = _enroll(tmp_path, first.stdout.strip(), "old-box")
+    listed = hq(["agent", "list", *data], env)
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(
+        rf"^\s+{old}\s+北京 transmitter\s+old-box\s+1\s+.*\bactive$", listed.stdout, re.M
+    )
+
+    # A second `site add` would enroll a second agent: refused, pointing at reenroll.
+    again = hq(["site", "add", "北京 transmitter", *data], env)
+    assert again.returncode == 1 and again.stdout == ""
+    assert "already has an active agent" in again.stderr and "site reenroll" in again.stderr
+    replacement = hq(["site", "reenroll", "北京 transmitter", *data], env)
+    assert replacement.returncode == 0, replacement.stderr
+    assert re.fullmatch(TOKEN_LINE, replacement.stdout)
+    assert f"agent {old} (old-box) is retired" in replacement.stderr
+    pending = hq(["enrollment", "list", *data], env).stdout
+    assert re.search(rf"北京 transmitter .* pending\s+{old}$", pending, re.M), pending
+    new = _enroll(tmp_path, replacement.stdout.strip(), "new-box")
+
+    everything = hq(["agent", "list", "--all", *data], env).stdout
+    assert re.search(rf"old-box .* replaced by {new}$", everything, re.M), everything
+    assert "old-box" not in hq(["agent", "list", *data], env).stdout
+    revoked = hq(["agent", "revoke", str(new), *data], env)
+    assert revoked.returncode == 0, revoked.stderr
+    assert "revoked" in revoked.stderr
+    db = _db(tmp_path)
+    try:
+        with db.session() as session:
+            agent = session.get_one(Agent, new)
+            assert agent.revoked_at is not None and "(command line)" in (agent.revoked_by or "")
+    finally:
+        db.dispose()
+    assert hq(["agent", "revoke", "999", *data], env).returncode == 1
+
+
+def test_enrollment_tokens_are_listed_and_revoked(tmp_path: Path, env: dict[str, str]) -> None:
+    data = _upgraded(tmp_path, env)
+    token = hq(["site", "add", "tx-north", *data], env).stdout.strip()
+    listed = hq(["enrollment", "list", *data], env)
+    assert token not in listed.stdout
+    [token_id] = re.findall(r"^\s+(\d+)\s+tx-north .* pending", listed.stdout, re.M)
+    revoked = hq(["enrollment", "revoke", token_id, *data], env)
+    assert revoked.returncode == 0, revoked.stderr
+    assert "tx-north" not in hq(["enrollment", "list", *data], env).stdout
+    assert "revoked" in hq(["enrollment", "list", "--all", *data], env).stdout
+    with pytest.raises(EnrollmentTokenInvalid, match="revoked"):
+        _enroll(tmp_path, token, "box")
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("", "must not be empty"),
+        ("   ", "must not be empty"),
+        ("tx\tnorth", "U+0009"),
+        ("tx\u202enorth", "U+202E"),  # right-to-left override: displays as another name
+        ("x" * 101, "at most 100 characters"),
+    ],
+)
+def test_bad_site_names_are_refused(
+    tmp_path: Path, env: dict[str, str], name: str, message: str
+) -> None:
+    data = _upgraded(tmp_path, env)
+    result = hq(["site", "add", name, *data], env)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("error: site name: ") and message in result.stderr
+    assert result.stdout == ""
+
+
+def test_token_lifetime_in_days(tmp_path: Path, env: dict[str, str]) -> None:
+    data = _upgraded(tmp_path, env)
+    made = hq(["token", "create", "--role", "viewer", "--days", "2", *data], env)
+    assert made.returncode == 0, made.stderr
+    db = _db(tmp_path)
+    try:
+        with db.session() as session:
+            row = session.scalars(select(ApiToken)).one()
+        assert row.expires_at - row.created_at == timedelta(days=2)
+    finally:
+        db.dispose()
+    for days in ("0", "-1", "3651"):
+        refused = hq(["token", "create", "--role", "viewer", "--days", days, *data], env)
+        assert refused.returncode == 1 and "--days" in refused.stderr
+
+
+def test_user_passwd_applies_the_policy_and_revokes_tokens(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    data = _upgraded(tmp_path, env)
+    weak = hq(["user", "add", "root", "--role", "admin", *data], env, input="password123\n")
+    assert weak.returncode == 1 and "password: is one of the most common" in weak.stderr
+    added = hq(["user", "add", "root", "--role", "admin", *data], env, input="lime-Orbit-905\n")
+    assert added.returncode == 0, added.stderr
+    assert hq(["token", "create", "--user", "ROOT", *data], env).returncode == 0
+    changed = hq(["user", "passwd", "root", *data], env, input="kelp-Signal-311\n")
+    assert changed.returncode == 0, changed.stderr
+    assert "1 API tokens of the user revoked" in changed.stderr
+    db = _db(tmp_path)
+    try:
+        with db.session() as session:
+            assert session.scalars(select(ApiToken.revoked_at)).one() is not None
+    finally:
+        db.dispose()

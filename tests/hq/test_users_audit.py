@@ -158,6 +158,10 @@ def test_audit_log_refuses_update_and_delete_in_the_database(database: Database)
 def test_cli_user_add_and_token_for_user(tmp_path: Path, clean_env: dict[str, str]) -> None:
     env = {k: v for k, v in clean_env.items() if not k.startswith("STATIONWATCH_")}
     base = ["--data-dir", str(tmp_path)]
+    upgraded = subprocess.run(
+        [*CLI, "db", "upgrade", *base], env=env, capture_output=True, timeout=60, check=False
+    )
+    assert upgraded.returncode == 0, upgraded.stderr
     added = subprocess.run(
         [*CLI, "user", "add", "grace", "--role", "engineer", *base],
         input="a-long-password\n",

@@ -12,6 +12,7 @@ import yaml
 
 from agent.config import load_config
 from agent.errors import ConfigError
+from agent.wire import MAX_HEARTBEAT_DEVICES
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "agent" / "examples"
 
@@ -256,3 +257,23 @@ def test_a_file_over_1_mib_is_refused_unread(site: Path) -> None:
     site.write_text(site.read_text() + "#" * (1 << 20))
     with pytest.raises(ConfigError, match=f"{site}: larger than 1024 KiB"):
         load_config(site)
+
+
+def test_more_devices_than_a_heartbeat_may_name_stop_the_agent(site: Path) -> None:
+    # Every device is named in the heartbeat, which HQ bounds (agent.wire).
+    def many(data: dict) -> None:  # type: ignore[type-arg]
+        first = data["devices"][0]
+        data["devices"] = [{**first, "id": f"tx{i}"} for i in range(MAX_HEARTBEAT_DEVICES + 1)]
+
+    edit(site, many)
+    with pytest.raises(ConfigError) as err:
+        load_config(site)
+    assert "devices" in str(err.value) and "at most 5000" in str(err.value)
+
+
+def test_a_device_id_hq_would_refuse_names_no_device(site: Path) -> None:
+    # Its problem is reported, but the bad id never reaches a fault or the heartbeat.
+    edit(site, lambda d: d["devices"][1].update(id="tx 2"))
+    loaded = load_config(site)
+    (bad,) = loaded.bad_devices
+    assert bad.id is None and "devices[1].id" in bad.problems[0]
