@@ -140,6 +140,8 @@ def test_a_slow_endpoint_does_not_hold_back_another_contact(vendors: Vendors, wo
 
 def test_no_secret_in_logs_or_errors(vendors: Vendors, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
+    # Other tests in this process may have quieted the library loggers (quiet_libraries).
+    caplog.set_level(logging.DEBUG, logger="httpx")
     base = vendors.base
     secrets = [
         DINGTALK_SIGNED,

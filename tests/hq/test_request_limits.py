@@ -182,6 +182,14 @@ def test_a_lone_surrogate_in_a_body_is_a_422_naming_the_field(hq: HQ, where: str
 
 def test_validation_errors_never_echo_submitted_values(hq: HQ) -> None:
     admin = hq.user_token(Role.ADMIN)
+    made = hq.call(
+        "POST",
+        admin,
+        "/api/v1/users",
+        {"username": "mallory", "role": "viewer", "password": "Tr0ub4dor&3-horse"},
+    )
+    assert made.status_code == 201, made.text
+    user_id = made.json()["id"]
     cases: list[tuple[str, str, str | None, Any]] = [
         ("POST", "/api/v1/auth/token", None, {"password": SECRET}),  # username missing
         ("POST", "/api/v1/auth/token", None, {"username": ["a"], "password": SECRET}),
@@ -189,7 +197,7 @@ def test_validation_errors_never_echo_submitted_values(hq: HQ) -> None:
         ("POST", "/api/v1/enroll", None, {"enrollment_token": SECRET, "hostname": 5}),
         ("POST", "/api/v1/users", admin, {"username": "eve", "role": "x", "password": SECRET}),
         ("POST", "/api/v1/users", admin, {"username": "eve", "role": "viewer", "password": "s3c"}),
-        ("PATCH", "/api/v1/users/1", admin, {"password": "s3c"}),
+        ("PATCH", f"/api/v1/users/{user_id}", admin, {"password": "s3c"}),
     ]
     for method, path, token, body in cases:
         response = hq.call(method, token, path, body)
