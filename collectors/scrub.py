@@ -60,12 +60,16 @@ DEFAULT_SECRETS: tuple[str, ...] = (
     # VRP/Comware public-key blocks (multi-line).
     r"public-key-code begin[ \t]*\n(?P<secret>.*?)\n[ \t]*public-key-code end",
     # Junos marks every stored secret: `secret "$9$..."; ## SECRET-DATA`.
-    r"(?P<secret>\"[^\"\n]*\")(?=[^\n]*##[ \t]*SECRET-DATA)",
+    # (Anchored at the line start so that a line of many quotes is read once, not once a quote.)
+    r"^[^\n]*?(?P<secret>\"[^\"\n]*\")[^\"\n]*##[ \t]*SECRET-DATA",
     # Assignments: `secret = x`, `password=x`, `api_key: x`, `"password": "x"`, `psk="x"`,
     # `Password: "x"` (Cisco codecs). A quoted value keeps its quotes (the file stays valid
     # JSON/XML); an unquoted one runs to the end of the line (INI and YAML values may hold
     # spaces), less a trailing comma.
-    rf"(?<![\w.-])[\"']?(?:{_ASSIGNED})[\"']?[ \t]*(?:=>?|:)[ \t]*(?P<q>[\"'])?"
+    # (The lookahead first finds a word followed by `=` or `:`, cheaply, before the names are
+    # tried on it.)
+    rf"(?<![\w.-])(?=[\"']?[\w.-]+[\"']?[ \t]*[=:])[\"']?(?:{_ASSIGNED})[\"']?[ \t]*(?:=>?|:)[ \t]*"
+    r"(?P<q>[\"'])?"
     r"(?P<secret>(?(q)(?:(?!(?P=q))[^\n])+|[^\s<\"'{\[|>][^\n]*?))(?(q)(?P=q)|[ \t]*,?[ \t]*$)",
     # Asterisk voicemail.conf: `2010 => 4711,Name,mail` (the PIN).
     r"^[ \t]*\d+[ \t]*=>[ \t]*(?P<secret>[-*]?\d+)(?=[ \t]*,)",
@@ -78,7 +82,7 @@ DEFAULT_SECRETS: tuple[str, ...] = (
     # curly form "community X {", VRP/Comware "snmp-agent community read X", net-snmp.
     rf"^[ \t]*(?:snmp-server|(?:set{_S})?snmp){_S}community{_S}{_SECRET}",
     rf"^[ \t]*community{_S}{_SECRET}(?={_S}\{{)",
-    rf"(?<![\w.-])\w+(?:\.\w+)*\.community{_S}{_SECRET}",  # `snmp.community x` (codecs)
+    rf"\.community(?<=\w\.community){_S}{_SECRET}",  # `snmp.community x` (codecs)
     rf"^[ \t]*snmp-agent community{_S}(?:read|write)(?:{_S}(?:cipher|simple))?{_S}{_SECRET}",
     rf"^[ \t]*snmp-server host{_S}\S+(?:{_S}(?:informs|traps))*"
     rf"(?:{_S}version{_S}(?:1|2c|3{_S}\S+))?{_S}(?P<secret>(?!version\b){_VALUE})",
@@ -115,7 +119,7 @@ DEFAULT_SECRETS: tuple[str, ...] = (
     # Redis.
     rf"^[ \t]*(?:requirepass|masterauth){_S}{_SECRET}",
     # Credentials in URLs: scheme://user:password@host.
-    r"\b[a-z][a-z0-9+.-]*://[^\s/@:]+:(?P<secret>[^\s/@]+)@",
+    r"(?<![\w+.-])[a-z][a-z0-9+.-]*://[^\s/@:]+:(?P<secret>[^\s/@]+)@",
     # Last: VRP/Comware mark any other stored secret with "cipher" or "simple".
     rf"(?<![\w-])(?:cipher|simple){_S}(?!(?:authentication|privacy)-mode\b){_SECRET}",
 )

@@ -42,7 +42,7 @@ _KEYWORD_SLOTS: tuple[re.Pattern[str], ...] = tuple(
         r"\b(?:password|passwd|secret)(?=\s+(?:\d{1,2}|cipher|simple|irreversible-cipher|hash"
         r"|encrypted)\s+\S)\s",
         # A quoted value after a password or secret (Junos, codecs): `secret "$9$..."`.
-        r"(?<![\w-])(?:[\w.-]*password|[\w-]*secret)\s+(?=(?:[\w-]+\s+){0,2}[\"'])",
+        r"(?<![\w.-])(?:[\w.-]*password|[\w-]*secret)\s+(?=(?:[\w-]+\s+){0,2}[\"'])",
         # Dotted or hyphenated settings: `sip.password x`, `auth-password x`, `snmp.community x`.
         r"(?<![\w.-])\w+(?:[.-]\w+)*(?:[.-](?:password|passwd|secret)|\.community)\s",
         # Keys that always precede a secret.
@@ -111,6 +111,14 @@ _NOT_A_VALUE = re.compile(
 )
 _TOKEN = re.compile(r"\"[^\"]*\"?|'[^']*'?|\S+")
 
+# Every slot and shape above holds one of these: a line without any is not looked at further
+# (most lines of a configuration), which keeps the check about as fast as reading the text.
+_CANDIDATE = re.compile(
+    r"pass|secret|key|community|psk|phrase|auth|priv|pin|pwd|pswd|token|snmp|com2sec|createuser"
+    r"|\$|%\^%#|%@%@|@%@%|-----BEGIN|://|=>",
+    _I,
+)
+
 
 def _value_tokens(line: str, start: int) -> list[str]:
     """The words from `start` on, less the type, encryption and algorithm words in front."""
@@ -146,6 +154,8 @@ def _assigned_value(line: str, start: int) -> str:
 
 def has_clear_secret(line: str) -> bool:
     """Whether one line still holds a secret in clear."""
+    if not _CANDIDATE.search(line):
+        return False
     leading = _LEADING_SECRET.match(line)
     if leading is not None:
         value, *after = _value_tokens(line, leading.end()) or [""]
