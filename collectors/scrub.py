@@ -39,7 +39,8 @@ _VALUE = r"(?:\"[^\"\n]*\"|'[^'\n]*'|(?![=:\[\]{};])[^\s<]\S*)"
 _SECRET = rf"(?P<secret>{_VALUE})"
 # Words after `password` that are settings of the password policy, not a password.
 _POLICY_SETTING = (
-    r"(?!(?:policy|history|expire|encryption|format|minimum-length|maximum-length)(?![\w-]))"
+    r"(?!(?:policy|history|expire|encryption|format|minimum-length|maximum-length|strength-check)"
+    r"(?![\w-]))"
 )
 # Names of settings that hold a secret in `name = value`, `name: value`, `"name": "value"`,
 # `name="value"` files (INI, YAML, JSON, XML attributes, .env): the name ends in one of these.
@@ -121,7 +122,10 @@ DEFAULT_SECRETS: tuple[str, ...] = (
     # Credentials in URLs: scheme://user:password@host.
     r"(?<![\w+.-])[a-z][a-z0-9+.-]*://[^\s/@:]+:(?P<secret>[^\s/@]+)@",
     # Last: VRP/Comware mark any other stored secret with "cipher" or "simple".
-    rf"(?<![\w-])(?:cipher|simple){_S}(?!(?:authentication|privacy)-mode\b){_SECRET}",
+    # Not SSH cipher lists (`ssh server cipher aes256_ctr aes128_ctr`): ciphertext never starts
+    # with an algorithm's name.
+    rf"(?<![\w-])(?:cipher{_S}(?!(?:aes|3des|des|blowfish|arcfour|chacha|camellia)[\w-]*(?:\s|$))"
+    rf"|simple{_S})(?!(?:authentication|privacy)-mode\b){_SECRET}",
 )
 
 DEFAULT_NOISE: tuple[str, ...] = (

@@ -106,7 +106,8 @@ _MODIFIER_WITH_ARGUMENT = re.compile(r"level|role|address|type", _I)
 # What may stand after a secret keyword without being a secret: structure, an assignment sign,
 # and the settings of a password policy.
 _NOT_A_VALUE = re.compile(
-    r"[\[\]{}|>;]|=>?|:|policy|history|expire|encryption|format|minimum-length|maximum-length",
+    r"[\[\]{}|>;]|=>?|:|policy|history|expire|encryption|format|minimum-length|maximum-length"
+    r"|strength-check",
     _I,
 )
 _TOKEN = re.compile(r"\"[^\"]*\"?|'[^']*'?|\S+")
