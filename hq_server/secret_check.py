@@ -37,7 +37,7 @@ _KEYWORD_SLOTS: tuple[re.Pattern[str], ...] = tuple(
         # Cisco-style CLIs: `password X`, `username u privilege 15 secret 5 X`,
         # `local-user u password cipher X`, `neighbor A password 7 X`.
         _LEADING_SECRET.pattern,
-        r"\b(?:username|local-user)\s+\S+(?:\s+(?:privilege|level)\s+\d+)?"
+        r"\b(?:username|local-user|user)\s+\S+(?:\s+(?:privilege|level)\s+\d+)?"
         r"(?:\s+algorithm-type\s+\S+)?\s+(?:password|secret)\s",
         r"\b(?:password|passwd|secret)(?=\s+(?:\d{1,2}|cipher|simple|irreversible-cipher|hash"
         r"|encrypted)\s+\S)\s",
