@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-from benchmarks.hq_procs import loadavg, machine
+from benchmarks.hq_procs import machine
 from collectors.profiles import builtin_profiles
 from collectors.scrub import Scrubber
 from hq_server.secret_check import unscrubbed_lines
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         old_scrub = _load(args.against, "collectors/scrub.py", "bench_old_scrub")
         old_hq = _load(args.against, "hq_server/backups.py", "bench_old_hq_backups")
         columns[args.against] = (old_scrub.Scrubber.for_backup(spec).scrub, old_hq.unscrubbed_lines)
-    print(f"{machine()}; load {loadavg()}\n")
+    print(f"{machine()}\n")
     head = " | ".join(f"agent MB/s ({c}) | HQ MB/s ({c})" for c in columns)
     print(f"| input | bytes | {head} |")
     print("|---|---:|" + "---:|" * (2 * len(columns)))
