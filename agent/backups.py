@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from agent.errors import UplinkError
-from agent.wire import ConfigBackup
+from agent.wire import BackupAck, ConfigBackup
 from collectors.backups import CONFIG_CHANGED, BackupResult, ConfigSource, ConfigStore
 from collectors.errors import CollectorError
 from collectors.scrub import Scrubber
@@ -99,11 +99,11 @@ class BackupManager:
             return False
         await asyncio.to_thread(self.rt.outbox.set_meta, key, latest["sha256"])
         logger.info(
-            "site=%s device=%s backup stored at HQ as version %d%s",
+            "site=%s device=%s backup stored at HQ as version %d (%s)",
             self.rt.site,
             device_id,
             ack.version,
-            "" if ack.changed else " (unchanged)",
+            _ack_note(ack),
         )
         return True
 
@@ -128,3 +128,10 @@ class BackupManager:
                         "site=%s device=%s config backup failed: %s", self.rt.site, device.id, exc
                     )
             await asyncio.sleep(interval)
+
+
+def _ack_note(ack: BackupAck) -> str:
+    """What HQ's answer means: HQ says `changed: false` for a device's first version too."""
+    if ack.changed:
+        return "changed"
+    return "first version" if ack.version == 1 else "unchanged"

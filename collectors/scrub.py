@@ -6,6 +6,12 @@ module: nothing unscrubbed is stored, diffed, logged or uploaded. A rule is a re
 its named group `secret` (or, without that group, the whole match) is replaced. Profile rules
 (BackupSpec.secrets) add to the built-in ones.
 
+The built-in rules know device CLIs (Cisco IOS/NX-OS, Huawei VRP, H3C Comware, Junos in set and
+curly form) and setting files (`secret = x`, `password=x`, `api_key: x`, `"password": "x"`,
+`localAdminPassword="x"`, `Password: "x"`, wpa_supplicant, hostapd, ifupdown, net-snmp). Only the
+value goes; the keyword stays so the line still reads. Scrubbing is idempotent: scrubbed text
+comes out unchanged. HQ checks the result again with rules of its own (hq_server.secret_check).
+
 Noise lines (timestamps, "Last configuration change", "ntp clock-period", "Building
 configuration", uptime) change on their own; they are kept in the stored text but never make a
 change significant.
@@ -24,9 +30,27 @@ REMOVED = "<removed>"
 _M = re.MULTILINE | re.IGNORECASE
 _MODIFIERS = (
     r"(?:[ \t]+(?:\d{1,2}|cipher|simple|plain|encrypted|irreversible-cipher|hash|sha\d*|md5"
-    r"|role[ \t]+\S+))*"
+    r"|role[ \t]+\S+|level[ \t]+\d+))*"
 )
 _S = r"[ \t]+"  # spacing inside one line: a rule must never run on into the next line
+# One value: a quoted string (spaces and all) or a word. Never `<removed>` (already scrubbed),
+# nor `=`/`:` (an assignment, scrubbed by its own rule) or brackets (Junos/JSON structure).
+_VALUE = r"(?:\"[^\"\n]*\"|'[^'\n]*'|(?![=:\[\]{};])[^\s<]\S*)"
+_SECRET = rf"(?P<secret>{_VALUE})"
+# Words after `password` that are settings of the password policy, not a password.
+_POLICY_SETTING = (
+    r"(?!(?:policy|history|expire|encryption|format|minimum-length|maximum-length|strength-check)"
+    r"(?![\w-]))"
+)
+# Names of settings that hold a secret in `name = value`, `name: value`, `"name": "value"`,
+# `name="value"` files (INI, YAML, JSON, XML attributes, .env): the name ends in one of these.
+_ASSIGNED = (
+    r"[\w.-]*?(?:pass(?:word|wd|phrase)(?:[_.-]?hash(?:ed)?)?|pswd|secret|token|apikey"
+    r"|snmpstring|community(?:[_.-]?(?:name|string))?"
+    r"|(?:api|private|preshared|pre[_.-]shared|access|secret|auth|wep|master|encryption)"
+    r"[_.-]?key\d*)"
+    r"|(?:[\w.-]*[_.-])?(?:pwd|pin|psk)|key"
+)
 
 # Built-in secret rules, applied in order. Each matches within one line unless it says otherwise.
 DEFAULT_SECRETS: tuple[str, ...] = (
@@ -36,36 +60,72 @@ DEFAULT_SECRETS: tuple[str, ...] = (
     r"^[ \t]*certificate\b[^\n]*\n[ \t]+(?P<secret>[0-9A-Fa-f][0-9A-Fa-f \t\n]*?)\n[ \t]*quit\b",
     # VRP/Comware public-key blocks (multi-line).
     r"public-key-code begin[ \t]*\n(?P<secret>.*?)\n[ \t]*public-key-code end",
+    # Junos marks every stored secret: `secret "$9$..."; ## SECRET-DATA`.
+    # (Anchored at the line start so that a line of many quotes is read once, not once a quote.)
+    r"^[^\n]*?(?P<secret>\"[^\"\n]*\")[^\"\n]*##[ \t]*SECRET-DATA",
+    # Assignments: `secret = x`, `password=x`, `api_key: x`, `"password": "x"`, `psk="x"`,
+    # `Password: "x"` (Cisco codecs). A quoted value keeps its quotes (the file stays valid
+    # JSON/XML); an unquoted one runs to the end of the line (INI and YAML values may hold
+    # spaces), less a trailing comma.
+    # (The lookahead first finds a word followed by `=` or `:`, cheaply, before the names are
+    # tried on it.)
+    rf"(?<![\w.-])(?=[\"']?[\w.-]+[\"']?[ \t]*[=:])[\"']?(?:{_ASSIGNED})[\"']?[ \t]*(?:=>?|:)[ \t]*"
+    r"(?P<q>[\"'])?"
+    r"(?P<secret>(?(q)(?:(?!(?P=q))[^\n])+|[^\s<\"'{\[|>][^\n]*?))(?(q)(?P=q)|[ \t]*,?[ \t]*$)",
+    # Asterisk voicemail.conf: `2010 => 4711,Name,mail` (the PIN).
+    r"^[ \t]*\d+[ \t]*=>[ \t]*(?P<secret>[-*]?\d+)(?=[ \t]*,)",
+    # ifupdown `wpa-passphrase` runs to the end of the line (a passphrase may hold spaces).
+    rf"^[ \t]*wpa-passphrase{_S}(?P<secret>[^\s<][^\n]*?)[ \t]*$",
     # password / secret with optional type or encryption keywords ("password 7 X", "secret 5 X",
     # "password irreversible-cipher X", "password role network-admin hash X").
-    rf"\b(?:password|passwd|secret){_MODIFIERS}{_S}(?P<secret>\"[^\"\n]*\"|[^\s<]\S*)",
-    # SNMP communities: IOS "snmp-server community X", VRP/Comware "snmp-agent community read X".
-    rf"^[ \t]*snmp-server community{_S}(?P<secret>[^\s<]\S*)",
-    rf"^[ \t]*snmp-agent community{_S}(?:read|write)(?:{_S}(?:cipher|simple))?"
-    rf"{_S}(?P<secret>[^\s<]\S*)",
+    rf"\b(?:password|passwd|secret){_MODIFIERS}{_S}{_POLICY_SETTING}{_SECRET}",
+    # SNMP communities: IOS "snmp-server community X", Junos "set snmp community X" and its
+    # curly form "community X {", VRP/Comware "snmp-agent community read X", net-snmp.
+    rf"^[ \t]*(?:snmp-server|(?:set{_S})?snmp){_S}community{_S}{_SECRET}",
+    rf"^[ \t]*community{_S}{_SECRET}(?={_S}\{{)",
+    rf"\.community(?<=\w\.community){_S}{_SECRET}",  # `snmp.community x` (codecs)
+    rf"^[ \t]*snmp-agent community{_S}(?:read|write)(?:{_S}(?:cipher|simple))?{_S}{_SECRET}",
     rf"^[ \t]*snmp-server host{_S}\S+(?:{_S}(?:informs|traps))*"
-    rf"(?:{_S}version{_S}(?:1|2c|3{_S}\S+))?{_S}(?P<secret>(?!version\b)[^\s<]\S*)",
-    # SNMPv3 user keys: "auth sha X priv aes 128 Y" (both found, one match each).
-    rf"\b(?:auth|priv){_S}(?:md5|sha\d*|aes(?:{_S}\d+)?|des|3des){_S}(?P<secret>[^\s<]\S*)",
+    rf"(?:{_S}version{_S}(?:1|2c|3{_S}\S+))?{_S}(?P<secret>(?!version\b){_VALUE})",
+    rf"^[ \t]*r[ow]community6?{_S}{_SECRET}",
+    rf"^[ \t]*com2sec6?{_S}(?:-Cn{_S}\S+{_S})?\S+{_S}\S+{_S}{_SECRET}",
+    rf"^[ \t]*createUser{_S}(?:-e{_S}\S+{_S})?\S+{_S}(?:MD5|SHA\S*){_S}{_SECRET}",
+    rf"^[ \t]*createUser\b[^\n]*?{_S}(?:AES\S*|DES){_S}{_SECRET}",
+    # SNMPv3 user keys: "auth sha X priv aes 128 Y" (both found, one match each); NX-OS shows
+    # "priv aes-128 0x..." or "priv 0x..." (DES).
+    rf"\b(?:auth|priv){_S}(?:md5|sha\d*|aes(?:-\d+|{_S}\d+)?|des|3des){_S}{_SECRET}",
+    rf"\bpriv{_S}(?P<secret>0x[0-9a-f]+)",
     # TACACS+/RADIUS keys and shared keys.
     rf"^[ \t]*(?:tacacs-server|radius-server|tacacs|radius)\b[^\n]*?[ \t]key"
-    rf"(?:{_S}\d)?{_S}(?P<secret>[^\s<]\S*)",
-    rf"(?<![\w-])shared-key(?:{_S}(?:cipher|simple))?{_S}(?P<secret>[^\s<]\S*)",
-    rf"^[ \t]*key(?:{_S}\d)?{_S}(?P<secret>[^\s<]\S*)[ \t]*$",
-    # Pre-shared keys, key strings, authentication keys, Wi-Fi PSKs.
-    rf"\b(?:pre-shared-key|pre-share-key|key-string|authentication-key|auth-key|wpa-psk|psk)"
-    rf"(?:{_S}(?:address{_S}\S+(?:{_S}[\d.]+(?={_S}))?|ascii|hex|local|remote|key|cipher|simple"
-    rf"|\d+|md5))*{_S}(?P<secret>[^\s<]\S*)",
-    # SNMPv3 keys in VRP/Comware: "authentication-mode sha [cipher] X privacy-mode aes128 Y".
+    rf"(?:{_S}\d)?{_S}{_SECRET}",
+    rf"(?<![\w-])shared-key(?:{_S}(?:cipher|simple))?{_S}{_SECRET}",
+    rf"^[ \t]*key(?:{_S}\d)?{_S}{_SECRET}[ \t]*$",
+    # Pre-shared keys, key strings, authentication keys, Wi-Fi PSKs and passphrases.
+    rf"\b(?:pre-shared-key|preshared-key|pre-share-key|key-string|authentication-key|auth-key"
+    rf"|wpa-psk|psk|pass-phrase|passphrase)"
+    rf"(?:{_S}(?:address{_S}\S+(?:{_S}[\d.]+(?={_S}))?|ascii-text|ascii|hexadecimal|hex|local"
+    rf"|remote|key|cipher|simple|plain|pass-phrase|type{_S}\S+|value|\d+|md5))*{_S}{_SECRET}",
+    # SNMPv3 keys in VRP/Comware: "authentication-mode sha [cipher] X privacy-mode aes128 Y";
+    # VRP OSPF/IS-IS: "authentication-mode md5 1 plain|cipher X".
     rf"\b(?:authentication|privacy)-mode{_S}(?:md5|sha\S*|aes\d*|des\S*|3des)"
-    rf"(?:{_S}\d+(?={_S}(?:cipher|simple)))?(?:{_S}(?:cipher|simple))?{_S}(?P<secret>[^\s<]\S*)",
-    rf"\bmd5{_S}(?P<secret>[^\s<]\S*)[ \t]*$",
+    rf"(?:{_S}\d+(?={_S}(?:cipher|simple|plain)))?(?:{_S}(?:cipher|simple|plain))?{_S}{_SECRET}",
+    # md5 keys at the end of a line: IOS "message-digest-key 1 md5 7 X", Junos "md5 1 key X".
+    rf"\bmd5(?:{_S}\d+(?:{_S}key)?)?{_S}{_SECRET}[ \t]*$",
     # PINs (voicemail, admin).
     rf"\bpin{_S}(?P<secret>\d+)",
     # IKE keys: "crypto isakmp key X address A".
-    rf"\bisakmp{_S}key(?:{_S}\d)?{_S}(?P<secret>[^\s<]\S*)",
+    rf"\bisakmp{_S}key(?:{_S}\d)?{_S}{_SECRET}",
+    # Avaya phone settings files: "SET PROCPSWD 27238", "SET SNMPSTRING x".
+    rf"^[ \t]*SET{_S}(?:\w*(?:PASSWORD|PASSWD|PSWD)|SNMPSTRING){_S}{_SECRET}",
+    # Redis.
+    rf"^[ \t]*(?:requirepass|masterauth){_S}{_SECRET}",
+    # Credentials in URLs: scheme://user:password@host.
+    r"(?<![\w+.-])[a-z][a-z0-9+.-]*://[^\s/@:]+:(?P<secret>[^\s/@]+)@",
     # Last: VRP/Comware mark any other stored secret with "cipher" or "simple".
-    rf"(?<![\w-])(?:cipher|simple){_S}(?!(?:authentication|privacy)-mode\b)(?P<secret>[^\s<]\S*)",
+    # Not SSH cipher lists (`ssh server cipher aes256_ctr aes128_ctr`): ciphertext never starts
+    # with an algorithm's name.
+    rf"(?<![\w-])(?:cipher{_S}(?!(?:aes|3des|des|blowfish|arcfour|chacha|camellia)[\w-]*(?:\s|$))"
+    rf"|simple{_S})(?!(?:authentication|privacy)-mode\b){_SECRET}",
 )
 
 DEFAULT_NOISE: tuple[str, ...] = (

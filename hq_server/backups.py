@@ -2,9 +2,9 @@
 
 The agent scrubs secrets before upload and puts the marker `<removed>` where a secret was
 (`enable secret <removed>`, `snmp-server community <removed> RO`). HQ never needs credentials;
-as a second line of defence it refuses (422) a backup in which a line still looks like it
-carries a secret in clear and has no `<removed>` marker. The check names line numbers only,
-never the suspected secret.
+as a second line of defence it refuses (422), and stores nothing of, a backup in which its own
+check (hq_server.secret_check) still finds a secret in clear, even on a line that also carries a
+marker. The refusal names line numbers only, never the suspected secret.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import logging
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,29 +22,9 @@ from sqlalchemy.orm import Session
 from agent.wire import BackupAck, ConfigBackup
 from hq_server.errors import HQError, NotFound
 from hq_server.models_jobs import ConfigBackupRecord
+from hq_server.secret_check import SCRUB_MARKER, unscrubbed_lines
 
 logger = logging.getLogger(__name__)
-
-SCRUB_MARKER = "<removed>"
-
-# Lines that carry a secret in clear unless scrubbed (Cisco IOS, Huawei VRP, H3C Comware,
-# Ruijie and similar CLIs; PEM private keys). Hashed forms are refused too: a hash is a secret.
-_SECRET_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
-    re.compile(p, re.IGNORECASE)
-    for p in (
-        r"^\s*(?:enable\s+)?(?:password|secret)\s+(?:level\s+\d+\s+)?\S+",
-        r"\b(?:username|user)\s+\S+\s+(?:privilege\s+\d+\s+)?(?:password|secret)\s+\S+",
-        r"\bpassword\s+(?:0|5|7|8|9|simple|cipher|irreversible-cipher|hash)\s+\S+",
-        r"\bsnmp-server\s+community\s+\S+",
-        r"\bsnmp-agent\s+community\s+(?:read|write|simple|cipher)\s+\S+",
-        r"\bsnmp-server\s+user\s+\S+\s+\S+.*\b(?:auth|priv)\b",
-        r"\b(?:pre-shared-key|key-string|authentication-key|md5-key)\s+\S+",
-        r"\b(?:tacacs-server|radius-server)\b.*\bkey\s+\S+",
-        r"\bcrypto\s+isakmp\s+key\s+\S+",
-        r"\bwpa-psk\b.*\S+\s*$",
-        r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
-    )
-)
 
 
 class BackupRefused(HQError):
@@ -54,17 +33,6 @@ class BackupRefused(HQError):
 
 class BackupHashMismatch(HQError):
     """The sha256 sent does not match the text (answered 400)."""
-
-
-def unscrubbed_lines(text: str) -> list[int]:
-    """1-based numbers of lines that look like a secret in clear (no `<removed>` marker)."""
-    found: list[int] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if SCRUB_MARKER in line:
-            continue
-        if any(p.search(line) for p in _SECRET_PATTERNS):
-            found.append(number)
-    return found
 
 
 def sha256_of(text: str) -> str:

@@ -16,7 +16,6 @@ from hq_server.api.errors import ERROR_RESPONSES
 from hq_server.api.job_schemas import BackupDetailOut, BackupDiffOut, BackupVersionOut
 from hq_server.api.schemas import ErrorOut
 from hq_server.backups import (
-    SCRUB_MARKER,
     BackupHashMismatch,
     BackupRefused,
     diff_versions,
@@ -26,6 +25,7 @@ from hq_server.backups import (
 )
 from hq_server.errors import NotFound
 from hq_server.models import Site
+from hq_server.secret_check import SCRUB_MARKER
 
 router = APIRouter(
     prefix=API_PREFIX,

@@ -13,11 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
-from hq_server.backups import SCRUB_MARKER, unscrubbed_lines
 from hq_server.domain import Role
+from hq_server.models_jobs import ConfigBackupRecord
+from hq_server.secret_check import SCRUB_MARKER, unscrubbed_lines
 from tests.hq.conftest import HQ
 from tests.hq.test_jobs import auth, site_id
+from tests.secret_lines import SECRET_LINES
 
 CONFIG_V1 = """\
 hostname sw1
@@ -136,25 +139,28 @@ def test_unscrubbed_secrets_are_refused_without_echoing_them(hq: HQ) -> None:
 
 
 @pytest.mark.parametrize(
-    "line",
+    ("line", "secret"),
     [
-        "enable password cisco",
-        "enable secret 5 $1$mERr$hx5rVt7rPNoS4wqbXKX7m0",
-        "username admin password 0 letmein",
-        " password 7 0822455D0A16",
-        "snmp-server community public RO",
-        "snmp-agent community read cipher %^%#abc%^%#",
-        " local-user admin password simple Admin@123",
-        "tacacs-server host 10.0.0.1 key s3cret",
-        "radius-server key 7 1234ABCD",
-        " pre-shared-key 0 mypsk",
-        "crypto isakmp key abc123 address 0.0.0.0",
-        "-----BEGIN RSA PRIVATE KEY-----",
+        ("enable password cisco", "cisco"),
+        ("enable secret 5 $1$mERr$hx5rVt7rPNoS4wqbXKX7m0", "$1$mERr$hx5rVt7rPNoS4wqbXKX7m0"),
+        ("username admin password 0 letmein", "letmein"),
+        (" password 7 0822455D0A16", "0822455D0A16"),
+        ("snmp-server community public RO", "public"),
+        ("snmp-agent community read cipher %^%#abc%^%#", "%^%#abc%^%#"),
+        (" local-user admin password simple Admin@123", "Admin@123"),
+        ("tacacs-server host 10.0.0.1 key s3cret", "s3cret"),
+        ("radius-server key 7 1234ABCD", "1234ABCD"),
+        (" pre-shared-key 0 mypsk", "mypsk"),
+        ("crypto isakmp key abc123 address 0.0.0.0", "abc123"),
+        ("-----BEGIN RSA PRIVATE KEY-----MIIEow-----END RSA PRIVATE KEY-----", "MIIEow"),
     ],
 )
-def test_secret_patterns(line: str) -> None:
+def test_secret_patterns(line: str, secret: str) -> None:
+    """Flagged in clear; accepted once the secret itself (not the line's end) is the marker."""
     assert unscrubbed_lines(f"hostname x\n{line}\n") == [2]
-    assert unscrubbed_lines(f"hostname x\n{line} {SCRUB_MARKER}\n") == []
+    assert unscrubbed_lines(f"hostname x\n{line.replace(secret, SCRUB_MARKER)}\n") == []
+    # A marker somewhere on the line excuses nothing: the secret is still there.
+    assert unscrubbed_lines(f"hostname x\n{line} {SCRUB_MARKER}\n") == [2]
 
 
 @pytest.mark.parametrize(
@@ -171,6 +177,57 @@ def test_secret_patterns(line: str) -> None:
 )
 def test_lines_that_are_not_secrets(line: str) -> None:
     assert unscrubbed_lines(line) == []
+
+
+def stored_versions(hq: HQ) -> int:
+    """How many config versions the database holds, of every device."""
+    with hq.db.session() as session:
+        return session.scalar(select(func.count()).select_from(ConfigBackupRecord)) or 0
+
+
+def test_a_backup_with_any_secret_line_is_refused_and_nothing_is_stored(hq: HQ) -> None:
+    """Every secret line of the table, in clear: 422 naming line numbers only; not stored.
+    The same lines as the agent scrubs them are accepted."""
+    agent = hq.enroll()
+    assert upload(hq, agent, backup(CONFIG_V1)).status_code == 200
+    before = stored_versions(hq)
+    assert before == 1
+    raw = CONFIG_V1 + "".join(f"{line.raw}\n" for line in SECRET_LINES)
+    response = upload(hq, agent, backup(raw), compress=True)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    first = CONFIG_V1.count("\n") + 1
+    assert f"line(s) {', '.join(str(n) for n in range(first, first + 20))} ..." in detail
+    for line in SECRET_LINES:
+        for secret in line.secrets:
+            assert secret not in detail
+    assert stored_versions(hq) == before
+
+    scrubbed = CONFIG_V1 + "".join(f"{line.scrubbed}\n" for line in SECRET_LINES)
+    assert upload(hq, agent, backup(scrubbed)).json() == {"version": 2, "changed": True}
+    assert stored_versions(hq) == before + 1
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "secret <removed> s3cret",  # what `secret = s3cret` became when `=` was taken for it
+        "password=<removed> token=Zm9vYmFy",
+        "snmp-server user u g v3 auth sha <removed> priv aes 128 Pr1vClear",
+    ],
+)
+def test_a_marker_on_the_line_does_not_let_a_clear_secret_through(hq: HQ, line: str) -> None:
+    """One secret removed, another in clear on the same line: refused, nothing stored."""
+    agent = hq.enroll()
+    before = stored_versions(hq)
+    response = upload(hq, agent, backup(CONFIG_V1 + line + "\n"))
+    assert response.status_code == 422
+    assert "line(s) 7 look like" in response.json()["detail"]
+    for clear in ("s3cret", "Zm9vYmFy", "Pr1vClear"):
+        assert clear not in response.json()["detail"]
+    assert stored_versions(hq) == before == 0
+    site = site_id(hq)
+    assert hq.get(hq.user_token(), f"/api/v1/sites/{site}/devices/sw1/backups").json() == []
 
 
 def test_only_agents_upload_and_only_users_read(hq: HQ) -> None:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
+import pytest
 
+from agent.config import load_config
+from agent.runner import AgentRuntime
 from agent.uplink import Uplink
 from agent.wire import BackupAck, ConfigBackup, JobItemResult, JobKind, JobResult, JobStatus
 from collectors.scrub import Scrubber
@@ -68,3 +73,42 @@ async def test_agent_uplink_polls_reports_and_uploads_a_scrubbed_backup(hq: HQ) 
     assert (stored["status"], stored["result_status"]) == ("done", "ok")
     versions = hq.get(engineer, f"/api/v1/sites/{site}/devices/sw1/backups").json()
     assert [(v["version"], v["job_id"]) for v in versions] == [(1, job["id"])]
+
+
+async def _runtime(tmp_path: Path, hq: HQ, token: str) -> AgentRuntime:
+    """A real agent runtime (no devices) whose uplink reaches this HQ app in process."""
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "site: backup-log\nhq: {url: 'http://hq'}\nstate_dir: state\ndevices: []\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "credentials.yaml").write_text("{}\n", encoding="utf-8")
+    (tmp_path / "credentials.yaml").chmod(0o600)
+    rt = AgentRuntime(load_config(site), token=token)
+    await rt.uplink.aclose()
+    rt.uplink = Uplink("http://hq", token, transport=httpx.ASGITransport(app=hq.client.app))
+    return rt
+
+
+async def test_the_agent_logs_a_first_backup_as_first_not_unchanged(
+    hq: HQ, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """HQ answers `changed: false` for a device's first version; the agent's log says "first"."""
+    rt = await _runtime(tmp_path, hq, hq.enroll())
+    scrubber = Scrubber.for_backup(None)
+    caplog.set_level(logging.INFO, logger="agent.backups")
+    try:
+        rt.backups.store.record("sw1", RAW_CONFIG, scrubber)
+        assert await rt.backups.upload_latest("sw1")
+        rt.backups.store.record("sw1", RAW_CONFIG + "ntp server 10.0.0.1\n", scrubber)
+        assert await rt.backups.upload_latest("sw1")
+        rt.outbox.set_meta("backup_sent:sw1", "")  # as after a lost answer: sent once more
+        assert await rt.backups.upload_latest("sw1")
+    finally:
+        await rt.close()
+    stored = [r.getMessage() for r in caplog.records if "stored at HQ" in r.getMessage()]
+    assert [m.split(" as ", 1)[1] for m in stored] == [
+        "version 1 (first version)",
+        "version 2 (changed)",
+        "version 2 (unchanged)",
+    ]
