@@ -39,6 +39,7 @@ ENV_TUNABLES = (
     "login_max_failures",
     "login_failure_window",
     "login_lockout",
+    "event_max_ahead",
 )
 
 
@@ -65,6 +66,12 @@ class Settings(BaseModel):
         description="Attempts at an event batch on a deadlock/serialization failure",
     )
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
+    event_max_ahead: timedelta = Field(
+        default=timedelta(minutes=5),
+        ge=timedelta(0),
+        description="An event observed further ahead of HQ's clock (a station clock running "
+        "fast) is stored with HQ's receive time (hq_server.intake)",
+    )
     # Login throttling (hq_server.login_throttle): counted per HQ process, in memory.
     login_max_failures: int = Field(
         default=5,

@@ -1,0 +1,157 @@
+"""Reading an event batch one event at a time, so one bad event never costs the others.
+
+The request body is parsed as an envelope (`{"events": [...]}`, each event an object with an
+`event_id`); a broken envelope is a 422 for the whole batch, as nothing in it can be answered
+by id. Then each event is validated on its own against the wire model (agent.wire.FaultEvent,
+which also cleans text no database can store) and its `observed_at` checked against HQ's clock:
+
+- no UTC offset, or not expressible in UTC (year 1 at +14:00 is in year 0 in UTC): refused;
+- before EARLIEST_OBSERVED (2000-01-01 UTC): refused. No running station produces one (systemd
+  never lets a clock start earlier than its own build date); it is a sender's bug or an attack,
+  and as an alarm's time it would break every deadline computed from it;
+- further ahead of HQ's clock than `Settings.event_max_ahead` (default 5 minutes): stored with
+  HQ's receive time instead. A station clock running fast must neither lose the fault (refusing
+  a grade-1 "off air" because of a clock is the worse failure) nor pin the alarm's last change
+  in the future (the site's other agents' events would be "stale" until then); HQ's receive time
+  is a sure upper bound of when the change was observed. A warning names the agent.
+
+Refused events go back to the agent in `BatchAck.rejected` with the reason (field: what was
+expected); the agent sets them aside for good. The rest are ingested as a batch (hq_server.ingest),
+so the per-event path adds no database statement.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
+
+from agent.wire import EventBatch, FaultEvent, RejectedEvent
+
+logger = logging.getLogger(__name__)
+
+EARLIEST_OBSERVED = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_BATCH_EVENTS = 5000
+_REASON_MAX = 300
+
+
+def _event_object(value: Any) -> dict[str, Any]:
+    """An event as sent: a JSON object with a readable event_id; the rest is judged later."""
+    if not isinstance(value, dict):
+        raise ValueError("an event must be a JSON object")
+    if _event_id(value) is None:
+        raise ValueError("an event needs an event_id (a UUID) for HQ to answer it by")
+    return value
+
+
+def _event_id(event: dict[str, Any]) -> UUID | None:
+    raw = event.get("event_id")
+    if isinstance(raw, UUID):
+        return raw
+    if not isinstance(raw, str):
+        return None
+    try:
+        return UUID(raw)
+    except ValueError:
+        return None
+
+
+# In the OpenAPI schema an event is a FaultEvent; HQ itself reads each one separately.
+RawEvent = Annotated[
+    dict[str, Any], PlainValidator(_event_object, json_schema_input_type=FaultEvent)
+]
+
+
+class EventBatchIn(BaseModel):
+    """A batch of fault events as HQ receives it (same JSON as agent.wire.EventBatch)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", title="EventBatch")
+
+    events: list[RawEvent] = Field(max_length=MAX_BATCH_EVENTS)
+
+
+@dataclass(slots=True)
+class Screened:
+    """The events of a batch fit to ingest, and those refused for good."""
+
+    batch: EventBatch
+    rejected: list[RejectedEvent] = field(default_factory=list)
+    clamped: int = 0
+
+
+def _reason(exc: ValidationError) -> str:
+    """`field: message; ...` from pydantic's errors (never the input: it may be huge or junk)."""
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "event"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)[:_REASON_MAX]
+
+
+def _when(observed: datetime, now: datetime, max_ahead: timedelta) -> datetime | str:
+    """observed_at in UTC (HQ's `now` if it is too far ahead), or why it is refused."""
+    if observed.utcoffset() is None:
+        return "observed_at: has no UTC offset (send e.g. 2026-03-02T08:00:00Z)"
+    try:
+        utc = observed.astimezone(UTC)
+    except OverflowError:
+        return f"observed_at: {observed.isoformat()} cannot be expressed in UTC"
+    if utc < EARLIEST_OBSERVED:
+        return (
+            f"observed_at: {utc.isoformat()} is before {EARLIEST_OBSERVED.date().isoformat()} "
+            "(the station's clock is wrong)"
+        )
+    return now if utc - now > max_ahead else utc
+
+
+def screen(
+    batch: EventBatchIn, now: datetime, max_ahead: timedelta, *, agent: object = "?"
+) -> Screened:
+    """Validate each event of `batch` on its own; the first copy of an event_id decides."""
+    events: list[FaultEvent] = []
+    rejected: list[RejectedEvent] = []
+    seen: set[UUID] = set()
+    clamped, latest = 0, now
+    for raw in batch.events:
+        event_id = _event_id(raw)
+        assert event_id is not None  # checked by the envelope
+        if event_id in seen:
+            continue
+        seen.add(event_id)
+        try:
+            ev = FaultEvent.model_validate(raw)
+        except ValidationError as exc:
+            rejected.append(RejectedEvent(event_id=event_id, reason=_reason(exc)))
+            continue
+        when = _when(ev.observed_at, now, max_ahead)
+        if isinstance(when, str):
+            rejected.append(RejectedEvent(event_id=event_id, reason=when))
+            continue
+        if when is now and ev.observed_at - now > max_ahead:
+            clamped += 1
+            latest = max(latest, ev.observed_at)
+            ev = ev.model_copy(update={"observed_at": now})
+        events.append(ev)  # the same instant otherwise: ingest takes it in UTC
+    if clamped:
+        logger.warning(
+            "agent=%s: %d event(s) observed more than %s ahead of HQ's clock (up to %s): "
+            "stored with HQ's receive time; the station's clock is wrong",
+            agent,
+            clamped,
+            max_ahead,
+            latest.astimezone(UTC).isoformat(),
+        )
+    if rejected:
+        logger.warning(
+            "agent=%s: %d event(s) of %d rejected for good, first %s: %s",
+            agent,
+            len(rejected),
+            len(batch.events),
+            rejected[0].event_id,
+            rejected[0].reason,
+        )
+    return Screened(EventBatch.model_construct(events=events), rejected, clamped)
