@@ -124,9 +124,16 @@ class Uplink:
         return {"Authorization": f"Bearer {self._token}"}
 
     async def _post(
-        self, path: str, model: BaseModel, answer: type[M], *, gzip_body: bool, auth: bool = True
+        self,
+        path: str,
+        model: BaseModel,
+        answer: type[M],
+        *,
+        gzip_body: bool,
+        auth: bool = True,
+        exclude: set[str] | None = None,
     ) -> M:
-        body = model.model_dump_json().encode()
+        body = model.model_dump_json(exclude=exclude).encode()
         headers = {"Content-Type": "application/json"}
         if auth:
             headers |= self._auth()
@@ -160,8 +167,10 @@ class Uplink:
         return await self._post("/events", EventBatch(events=events), BatchAck, gzip_body=True)
 
     async def heartbeat(self, hb: Heartbeat) -> HeartbeatAck:
-        """Report in."""
-        return await self._post("/heartbeat", hb, HeartbeatAck, gzip_body=False)
+        """Report in. A figure newer than some HQ versions is left out while it is 0 (their
+        wire models refuse fields they do not know)."""
+        exclude = {"set_aside_events"} if hb.set_aside_events == 0 else None
+        return await self._post("/heartbeat", hb, HeartbeatAck, gzip_body=False, exclude=exclude)
 
     async def enroll(self, token: str, hostname: str) -> EnrollResponse:
         """Trade a one-time enrollment token for an agent token."""

@@ -17,7 +17,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from agent.config import load_config
 from agent.outbox import Outbox
+from agent.runner import AgentRuntime
 from agent.shipping import ship
 from agent.uplink import Uplink
 from agent.wire import BatchAck, EventBatch, EventKind, FaultEvent
@@ -25,6 +27,7 @@ from checks.grading import Grade
 from checks.tracker import FaultChange
 from hq_server.clock import ManualClock
 from hq_server.models import Event
+from tests.e2e.conftest import write_site
 from tests.hq.conftest import HQ, start_hq
 
 
@@ -159,3 +162,43 @@ async def test_a_422_for_the_whole_batch_is_split_too(hq: HQ, box: Outbox) -> No
     assert (shipped.stored, shipped.set_aside) == (5001, 1)
     assert [a.event_id for a in box.set_aside_events()] == [bad]
     assert box.depth() == 0 and len(stored_ids(hq)) == 5001
+
+
+class RecordingTransport(httpx.ASGITransport):
+    """The real app, with the bodies the agent sent kept for inspection."""
+
+    def __init__(self, app: Any) -> None:
+        super().__init__(app=app)
+        self.bodies: dict[str, list[dict[str, Any]]] = {}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Keep the JSON body (by path), then let the app answer."""
+        raw = await request.aread()
+        if request.headers.get("content-encoding") != "gzip":
+            self.bodies.setdefault(request.url.path, []).append(json.loads(raw))
+        return await super().handle_async_request(request)
+
+
+async def test_the_heartbeat_reports_the_set_aside_events(hq: HQ, tmp_path: Path) -> None:
+    """The agent's heartbeat carries the count (HQ takes it); while it is 0 the heartbeat is
+    the same JSON as before the field existed, so an older HQ still takes it."""
+    site = write_site(tmp_path / "agent", "http://hq")
+    token = hq.enroll()
+    runtime = AgentRuntime(load_config(site), token)
+    transport = RecordingTransport(hq.client.app)
+    await runtime.uplink.aclose()
+    runtime.uplink = Uplink("http://hq", token, transport=transport)
+    try:
+        await runtime.uplink.heartbeat(runtime.heartbeat_payload())
+        [first] = transport.bodies["/api/v1/heartbeat"]
+        assert "set_aside_events" not in first
+
+        await runtime.commit([change("off_air", 1)])
+        put_raw(runtime.outbox, 50, 2, raw_event("clock", "0001-01-01T00:00:00+14:00"))
+        assert await runtime.upload_once() == 2
+        payload = runtime.heartbeat_payload()
+        assert payload.set_aside_events == 1
+        await runtime.uplink.heartbeat(payload)
+        assert transport.bodies["/api/v1/heartbeat"][-1]["set_aside_events"] == 1
+    finally:
+        await runtime.close()
