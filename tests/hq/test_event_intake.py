@@ -9,14 +9,17 @@ import gzip
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from hq_server.clock import ManualClock
 from hq_server.intake import EARLIEST_OBSERVED
 from hq_server.models import Alarm, Event
-from tests.hq.conftest import HQ
+from hq_server.settings import Settings
+from tests.hq.conftest import HQ, start_hq
 
 
 def _stored(hq: HQ) -> dict[str, Event]:
@@ -168,9 +171,20 @@ def test_observed_at_far_ahead_of_hq_is_stored_with_the_receive_time(hq: HQ) -> 
     assert tx2["active"] is False
 
 
-def test_the_future_tolerance_is_a_setting(hq: HQ) -> None:
-    settings = hq.client.app.state.settings  # type: ignore[attr-defined]
-    assert settings.event_max_ahead == timedelta(minutes=5)
+def test_the_future_tolerance_is_a_setting(
+    migrated_url: str, clock: ManualClock, tmp_path: Path
+) -> None:
+    assert Settings().event_max_ahead == timedelta(minutes=5)
+    env = {"STATIONWATCH_EVENT_MAX_AHEAD": "3600"}
+    assert Settings.from_env(env).event_max_ahead == timedelta(hours=1)
+    with start_hq(migrated_url, clock, tmp_path, event_max_ahead=timedelta(hours=1)) as hq:
+        agent, now = hq.enroll(), clock.now()
+        kept = hq.event(device_id="tx1", observed_at=now + timedelta(minutes=59))
+        clamped = hq.event(device_id="tx2", observed_at=now + timedelta(minutes=61))
+        assert _ack(hq, agent, [kept, clamped])["rejected"] == []
+        stored = _stored(hq)
+        assert stored[kept["event_id"]].observed_at == now + timedelta(minutes=59)
+        assert stored[clamped["event_id"]].observed_at == now
 
 
 def test_a_repeated_event_id_is_judged_by_its_first_copy(hq: HQ) -> None:
