@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, TypeAdapter, ValidationError
 
 from agent.wire import EventBatch, FaultEvent, RejectedEvent
 
@@ -40,11 +40,9 @@ _REASON_MAX = 300
 
 
 def _event_object(value: Any) -> dict[str, Any]:
-    """An event as sent: a JSON object with a readable event_id; the rest is judged later."""
+    """An event as sent: a JSON object; what is in it is judged later, event by event."""
     if not isinstance(value, dict):
         raise ValueError("an event must be a JSON object")
-    if _event_id(value) is None:
-        raise ValueError("an event needs an event_id (a UUID) for HQ to answer it by")
     return value
 
 
@@ -60,10 +58,21 @@ def _event_id(event: dict[str, Any]) -> UUID | None:
         return None
 
 
+class UnanswerableEvent(ValueError):
+    """An event without a readable event_id: HQ cannot answer it, so the batch is refused."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__("an event needs an event_id (a UUID) for HQ to answer it by")
+        self.index = index
+
+
 # In the OpenAPI schema an event is a FaultEvent; HQ itself reads each one separately.
 RawEvent = Annotated[
     dict[str, Any], PlainValidator(_event_object, json_schema_input_type=FaultEvent)
 ]
+# All events of a batch in one call (the usual case: every event valid); the events of a batch
+# with an invalid one are judged one by one only then.
+_EVENTS = TypeAdapter(list[FaultEvent])
 
 
 class EventBatchIn(BaseModel):
@@ -83,13 +92,27 @@ class Screened:
     clamped: int = 0
 
 
-def _reason(exc: ValidationError) -> str:
-    """`field: message; ...` from pydantic's errors (never the input: it may be huge or junk)."""
-    parts = []
+def _reasons(exc: ValidationError) -> dict[int, str]:
+    """Per event index, `field: message; ...` (never the input: it may be huge or junk)."""
+    parts: dict[int, list[str]] = {}
     for err in exc.errors(include_url=False, include_input=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "event"
-        parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)[:_REASON_MAX]
+        index, *loc = err["loc"]
+        assert isinstance(index, int), err
+        parts.setdefault(index, []).append(f"{'.'.join(map(str, loc)) or 'event'}: {err['msg']}")
+    return {i: "; ".join(p)[:_REASON_MAX] for i, p in parts.items()}
+
+
+def _validated(raws: list[dict[str, Any]]) -> tuple[list[FaultEvent | None], dict[int, str]]:
+    """Each event validated (None where invalid), and why each invalid one is."""
+    try:
+        return list(_EVENTS.validate_python(raws)), {}
+    except ValidationError as exc:
+        invalid = _reasons(exc)
+    valid = [i for i in range(len(raws)) if i not in invalid]
+    events: list[FaultEvent | None] = [None] * len(raws)
+    for i, ev in zip(valid, _EVENTS.validate_python([raws[i] for i in valid]), strict=True):
+        events[i] = ev
+    return events, invalid
 
 
 def _when(observed: datetime, now: datetime, max_ahead: timedelta) -> datetime | str:
@@ -111,21 +134,22 @@ def _when(observed: datetime, now: datetime, max_ahead: timedelta) -> datetime |
 def screen(
     batch: EventBatchIn, now: datetime, max_ahead: timedelta, *, agent: object = "?"
 ) -> Screened:
-    """Validate each event of `batch` on its own; the first copy of an event_id decides."""
+    """Validate each event of `batch` on its own; the first copy of an event_id decides.
+    Raises UnanswerableEvent for an invalid event without a readable event_id."""
+    validated, invalid = _validated(batch.events)
     events: list[FaultEvent] = []
     rejected: list[RejectedEvent] = []
     seen: set[UUID] = set()
     clamped, latest = 0, now
-    for raw in batch.events:
-        event_id = _event_id(raw)
-        assert event_id is not None  # checked by the envelope
+    for index, ev in enumerate(validated):
+        event_id = ev.event_id if ev is not None else _event_id(batch.events[index])
+        if event_id is None:
+            raise UnanswerableEvent(index)
         if event_id in seen:
             continue
         seen.add(event_id)
-        try:
-            ev = FaultEvent.model_validate(raw)
-        except ValidationError as exc:
-            rejected.append(RejectedEvent(event_id=event_id, reason=_reason(exc)))
+        if ev is None:
+            rejected.append(RejectedEvent(event_id=event_id, reason=invalid[index]))
             continue
         when = _when(ev.observed_at, now, max_ahead)
         if isinstance(when, str):

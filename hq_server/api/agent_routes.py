@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DBAPIError
 
 from agent.wire import (
@@ -23,7 +24,7 @@ from hq_server.api.schemas import ErrorOut
 from hq_server.db import is_retryable
 from hq_server.enrollment import enroll
 from hq_server.ingest import RetryBatch, ingest_batch
-from hq_server.intake import EventBatchIn, screen
+from hq_server.intake import EventBatchIn, UnanswerableEvent, screen
 from hq_server.models import Agent
 from hq_server.tickets import ConcurrentTicket, TicketPolicy
 
@@ -72,7 +73,13 @@ def post_events(
     batch: EventBatchIn, agent: AgentDep, db: DbDep, clock: ClockDep, settings: SettingsDep
 ) -> BatchAck:
     """Store a batch of events in one transaction and apply them to alarms and tickets."""
-    screened = screen(batch, clock.now(), settings.event_max_ahead, agent=agent.agent_id)
+    try:
+        screened = screen(batch, clock.now(), settings.event_max_ahead, agent=agent.agent_id)
+    except UnanswerableEvent as exc:
+        loc = ("body", "events", exc.index)
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": loc, "msg": str(exc)}]
+        ) from None
     attempts = settings.max_batch_retries
     for attempt in range(1, attempts + 1):
         try:
