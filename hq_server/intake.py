@@ -1,9 +1,11 @@
 """Reading an event batch one event at a time, so one bad event never costs the others.
 
-The request body is parsed as an envelope (`{"events": [...]}`, each event an object with an
-`event_id`); a broken envelope is a 422 for the whole batch, as nothing in it can be answered
-by id. Then each event is validated on its own against the wire model (agent.wire.FaultEvent,
-which also cleans text no database can store) and its `observed_at` checked against HQ's clock:
+The request body is parsed as an envelope (`{"events": [...]}`, at most 5,000 JSON objects); a
+broken envelope, or an invalid event without a readable `event_id` (nothing to answer it by), is
+a 422 for the whole batch. Then the events are validated against the wire model
+(agent.wire.FaultEvent, which also cleans text no database can store): all in one call, and one
+by one only if one of them is invalid. Each valid event's `observed_at` is checked against HQ's
+clock:
 
 - no UTC offset, or not expressible in UTC (year 1 at +14:00 is in year 0 in UTC): refused;
 - before EARLIEST_OBSERVED (2000-01-01 UTC): refused. No running station produces one (systemd
