@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.wire import EventBatch, EventKind, GradeInt, Ident
 from benchmarks.hq_ingest import mixed_stream
 from benchmarks.hq_procs import loadavg, machine, median
-from hq_server.intake import EventBatchIn, screen
+from hq_server import intake
 
 
 class _EventBefore(BaseModel):
@@ -60,7 +60,7 @@ def _whole(body: Any, now: datetime) -> int:
 
 
 def _per_event(body: Any, now: datetime) -> int:
-    screened = screen(EventBatchIn.model_validate(body), now, timedelta(minutes=5))
+    screened = intake.screen(intake.EventBatch.model_validate(body), now, timedelta(minutes=5))
     return len(screened.batch.events)
 
 

@@ -32,7 +32,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, TypeAdapter, ValidationError
 
-from agent.wire import EventBatch, FaultEvent, RejectedEvent
+from agent import wire
+from agent.wire import FaultEvent, RejectedEvent
 
 logger = logging.getLogger(__name__)
 
@@ -77,10 +78,11 @@ RawEvent = Annotated[
 _EVENTS = TypeAdapter(list[FaultEvent])
 
 
-class EventBatchIn(BaseModel):
-    """A batch of fault events as HQ receives it (same JSON as agent.wire.EventBatch)."""
+class EventBatch(BaseModel):
+    """agent.wire.EventBatch as HQ reads it (the same JSON, and the same name in the OpenAPI
+    schema): a list of JSON objects, each judged by `screen` on its own."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", title="EventBatch")
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     events: list[RawEvent] = Field(max_length=MAX_BATCH_EVENTS)
 
@@ -89,7 +91,7 @@ class EventBatchIn(BaseModel):
 class Screened:
     """The events of a batch fit to ingest, and those refused for good."""
 
-    batch: EventBatch
+    batch: wire.EventBatch
     rejected: list[RejectedEvent] = field(default_factory=list)
     clamped: int = 0
 
@@ -134,7 +136,7 @@ def _when(observed: datetime, now: datetime, max_ahead: timedelta) -> datetime |
 
 
 def screen(
-    batch: EventBatchIn, now: datetime, max_ahead: timedelta, *, agent: object = "?"
+    batch: EventBatch, now: datetime, max_ahead: timedelta, *, agent: object = "?"
 ) -> Screened:
     """Validate each event of `batch` on its own; the first copy of an event_id decides.
     Raises UnanswerableEvent for an invalid event without a readable event_id."""
@@ -180,4 +182,4 @@ def screen(
             rejected[0].event_id,
             rejected[0].reason,
         )
-    return Screened(EventBatch.model_construct(events=events), rejected, clamped)
+    return Screened(wire.EventBatch.model_construct(events=events), rejected, clamped)

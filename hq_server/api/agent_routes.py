@@ -16,7 +16,7 @@ from agent.wire import (
     Heartbeat,
     HeartbeatAck,
 )
-from hq_server import deadman
+from hq_server import deadman, intake
 from hq_server.api.body import BoundedBodyRoute
 from hq_server.api.deps import AgentDep, ClockDep, DbDep, SettingsDep
 from hq_server.api.errors import ERROR_RESPONSES
@@ -24,7 +24,6 @@ from hq_server.api.schemas import ErrorOut
 from hq_server.db import is_retryable
 from hq_server.enrollment import enroll
 from hq_server.ingest import RetryBatch, ingest_batch
-from hq_server.intake import EventBatchIn, UnanswerableEvent, screen
 from hq_server.models import Agent
 from hq_server.tickets import ConcurrentTicket, TicketPolicy
 
@@ -70,12 +69,12 @@ def post_enroll(request: EnrollRequest, db: DbDep, clock: ClockDep) -> EnrollRes
     "itself is unreadable (not a list of objects each with an event_id, or over 5000 events).",
 )
 def post_events(
-    batch: EventBatchIn, agent: AgentDep, db: DbDep, clock: ClockDep, settings: SettingsDep
+    batch: intake.EventBatch, agent: AgentDep, db: DbDep, clock: ClockDep, settings: SettingsDep
 ) -> BatchAck:
     """Store a batch of events in one transaction and apply them to alarms and tickets."""
     try:
-        screened = screen(batch, clock.now(), settings.event_max_ahead, agent=agent.agent_id)
-    except UnanswerableEvent as exc:
+        screened = intake.screen(batch, clock.now(), settings.event_max_ahead, agent=agent.agent_id)
+    except intake.UnanswerableEvent as exc:
         loc = ("body", "events", exc.index)
         raise RequestValidationError(
             [{"type": "value_error", "loc": loc, "msg": str(exc)}]
