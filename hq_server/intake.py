@@ -32,7 +32,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, TypeAdapter, ValidationError
 
-from agent import wire
+import agent.wire as wire
 from agent.wire import FaultEvent, RejectedEvent
 
 logger = logging.getLogger(__name__)
