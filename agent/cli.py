@@ -46,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     enr.add_argument("--config", type=Path, required=True)
     enr.add_argument("--token", required=True)
     st = sub.add_parser(
-        "status", parents=[common], help="outbox depth, last upload and device states"
+        "status",
+        parents=[common],
+        help="outbox depth, set-aside events, last upload and device states",
     )
     st.add_argument("--config", type=Path, required=True)
     poll = sub.add_parser(
@@ -128,7 +130,8 @@ async def _run(loaded: LoadedConfig, enroll_token: str | None) -> int:
 
 
 def status(loaded: LoadedConfig) -> int:
-    """Print the outbox depth, last upload and per-device state from the agent's state dir."""
+    """Print the outbox depth, set-aside events, last upload and per-device state from the
+    agent's state dir."""
     import json
     import sqlite3
     import time
@@ -146,6 +149,13 @@ def status(loaded: LoadedConfig) -> int:
         depth = db.execute("SELECT count(*) FROM events").fetchone()[0]
         by_grade = db.execute("SELECT grade, count(*) FROM events GROUP BY grade").fetchall()
         active = db.execute("SELECT count(*) FROM active_faults").fetchone()[0]
+        try:
+            aside = db.execute(
+                "SELECT event_id, reason FROM set_aside ORDER BY set_aside_at DESC, seq DESC "
+                "LIMIT 3"
+            ).fetchall()
+        except sqlite3.OperationalError:  # an outbox of an agent version without the table
+            aside = []
     finally:
         db.close()
     last = meta.get("last_upload_at")
@@ -155,6 +165,10 @@ def status(loaded: LoadedConfig) -> int:
         f"outbox: {depth} event(s) waiting ({grades}); {meta.get('dropped', '0')} dropped; "
         f"last upload {ago}; last seq {meta.get('last_seq', '0')}; {active} fault(s) active"
     )
+    set_aside = int(meta.get("set_aside", "0"))
+    print(f"set aside: {set_aside} event(s) HQ refused for good (kept in the outbox, not resent)")
+    for event_id, reason in aside:
+        print(f"  {event_id}: {reason}")
     states = json.loads(meta.get("device_states", "{}"))
     profiles = {d.id: d.profile.name for d in loaded.devices}
     print(f"{'DEVICE':<16} {'STATE':<12} PROFILE")

@@ -5,6 +5,7 @@ AgentError
  │                        file, the line where known, the field path and what was expected)
  ├── UplinkError         HQ could not be reached or answered badly; retry later
  │    └── UplinkRejected HQ refused us for good (bad token, bad request); do not retry blindly
+ │         └── ContentRefused  HQ refused what was sent (422 unreadable, 413 too large)
  └── EnrollError         enrollment failed
 """
 
@@ -33,6 +34,16 @@ class UplinkError(AgentError):
 
 class UplinkRejected(UplinkError):
     """HQ refused the request (401/403/4xx): retrying the same thing will not help."""
+
+
+class ContentRefused(UplinkRejected):
+    """HQ refused the body as a whole (422: it cannot read it; 413: too large): sending the
+    same thing again will not help, sending less of it may. `reason` is HQ's, made short."""
+
+    def __init__(self, message: str, status: int, reason: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
 
 
 class EnrollError(AgentError):

@@ -32,6 +32,7 @@ from agent.listeners import Listeners
 from agent.outbox import Outbox
 from agent.private_files import private_dir
 from agent.sdnotify import Notifier
+from agent.shipping import ship
 from agent.uplink import Uplink, backoff_delay
 from agent.wire import DeviceState, FaultEvent, Heartbeat
 from checks.base import Finding
@@ -313,19 +314,13 @@ class AgentRuntime:
                 next_due += interval * (int((now - next_due) // interval) + 1)
 
     async def upload_once(self) -> int:
-        """Send one batch; return how many events HQ acknowledged."""
-        batch = await self._in_db(self.outbox.pending, self.loaded.agent.outbox.upload_batch)
-        if not batch:
-            return 0
-        ack = await self.uplink.send_events(batch)
-        for rej in ack.rejected:
-            logger.error(
-                "site=%s HQ rejected event %s for good: %s", self.site, rej.event_id, rej.reason
-            )
-        done = [*ack.stored, *(r.event_id for r in ack.rejected)]
-        await self._in_db(self.outbox.ack, done)
-        await self._in_db(self.outbox.set_meta, "last_upload_at", str(time.time()))
-        return len(done)
+        """Send one batch; return how many events left the outbox (stored by HQ, or refused by
+        it for good and set aside)."""
+        limit = self.loaded.agent.outbox.upload_batch
+        shipped = await ship(self.outbox, self.uplink, limit, self._in_db)
+        if shipped.requests:
+            await self._in_db(self.outbox.set_meta, "last_upload_at", str(time.time()))
+        return shipped.done
 
     async def _upload_loop(self) -> None:
         attempt = 0
@@ -366,6 +361,7 @@ class AgentRuntime:
             outbox_depth=self.outbox.depth(),
             dropped_events=self.outbox.dropped(),
             last_seq=self.outbox.last_seq(),
+            set_aside_events=self.outbox.set_aside_count(),
             devices=dict(self.device_state),
             host=host,
         )

@@ -18,7 +18,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from agent import __version__
-from agent.errors import EnrollError, UplinkError, UplinkRejected
+from agent.errors import ContentRefused, EnrollError, UplinkError, UplinkRejected
 from agent.wire import (
     API_PREFIX,
     BackupAck,
@@ -57,6 +57,23 @@ def _retry_after(resp: httpx.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _refusal(resp: httpx.Response) -> str:
+    """HQ's reason for refusing a body, short: the first error's field and message (never the
+    input HQ may echo), or its `detail` text."""
+    try:
+        detail = resp.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+        first = detail[0]
+        loc = ".".join(str(p) for p in first.get("loc", []) if p != "body")
+        more = f" (and {len(detail) - 1} more)" if len(detail) > 1 else ""
+        return f"{loc or 'body'}: {first.get('msg', '?')}{more}"[:300]
+    if isinstance(detail, str):
+        return detail[:300]
+    return resp.reason_phrase or str(resp.status_code)
 
 
 def backoff_delay(attempt: int, base: float = 1.0, cap: float = 300.0) -> float:
@@ -107,9 +124,16 @@ class Uplink:
         return {"Authorization": f"Bearer {self._token}"}
 
     async def _post(
-        self, path: str, model: BaseModel, answer: type[M], *, gzip_body: bool, auth: bool = True
+        self,
+        path: str,
+        model: BaseModel,
+        answer: type[M],
+        *,
+        gzip_body: bool,
+        auth: bool = True,
+        exclude: set[str] | None = None,
     ) -> M:
-        body = model.model_dump_json().encode()
+        body = model.model_dump_json(exclude=exclude).encode()
         headers = {"Content-Type": "application/json"}
         if auth:
             headers |= self._auth()
@@ -125,6 +149,11 @@ class Uplink:
     def _answer(self, resp: httpx.Response, path: str, answer: type[M]) -> M:
         if resp.status_code in (429, 503) or resp.status_code >= 500:
             raise UplinkError(f"HQ answered {resp.status_code}", _retry_after(resp))
+        if resp.status_code in (413, 422):
+            reason = _refusal(resp)
+            raise ContentRefused(
+                f"HQ refused {path}: {resp.status_code} {reason}", resp.status_code, reason
+            )
         if resp.status_code >= 400:
             raise UplinkRejected(f"HQ refused {path}: {resp.status_code} {resp.text[:200]}")
         try:
@@ -133,12 +162,15 @@ class Uplink:
             raise UplinkError(f"HQ answered {path} with something unreadable") from None
 
     async def send_events(self, events: list[FaultEvent]) -> BatchAck:
-        """Upload a batch; the answer lists what HQ has stored."""
+        """Upload a batch; the answer lists what HQ has stored and what it refused for good.
+        ContentRefused when HQ refused the batch as a whole (agent.shipping splits it)."""
         return await self._post("/events", EventBatch(events=events), BatchAck, gzip_body=True)
 
     async def heartbeat(self, hb: Heartbeat) -> HeartbeatAck:
-        """Report in."""
-        return await self._post("/heartbeat", hb, HeartbeatAck, gzip_body=False)
+        """Report in. A figure newer than some HQ versions is left out while it is 0 (their
+        wire models refuse fields they do not know)."""
+        exclude = {"set_aside_events"} if hb.set_aside_events == 0 else None
+        return await self._post("/heartbeat", hb, HeartbeatAck, gzip_body=False, exclude=exclude)
 
     async def enroll(self, token: str, hostname: str) -> EnrollResponse:
         """Trade a one-time enrollment token for an agent token."""

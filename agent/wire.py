@@ -6,13 +6,14 @@ in server dependencies. Field changes must stay backward compatible within /api/
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 API_PREFIX = "/api/v1"
 # Identifiers that end up in fault keys and URLs: short, printable, no separators of ours.
@@ -27,6 +28,40 @@ Count = Annotated[int, Field(ge=0, le=2**63 - 1)]
 # carries at most this many host figures: HQ keeps both, so both are bounded.
 MAX_HEARTBEAT_DEVICES = 5000
 MAX_HOST_FIGURES = 64
+
+# NUL (which PostgreSQL text cannot hold) and surrogate code points (which have no UTF-8 form,
+# so neither database nor JSON encoder takes them; they come from JSON escapes such as "\ud800"
+# or from bytes decoded with surrogateescape).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+
+
+def clean_text(value: str) -> str:
+    """`value` with NUL and lone surrogates replaced by U+FFFD: storable everywhere, same length."""
+    return _UNSTORABLE.sub(REPLACEMENT, value) if _UNSTORABLE.search(value) else value
+
+
+def _clean_input(value: object) -> object:
+    return clean_text(value) if isinstance(value, str) else value
+
+
+def _clean_values(value: object) -> object:
+    """Clean the keys and text of a values dict; a non-finite number becomes None (NaN and
+    Infinity are no JSON: the agent's encoder writes null, and PostgreSQL refuses them)."""
+    if not isinstance(value, dict):
+        return value
+    cleaned: dict[object, object] = {}
+    for k, v in value.items():
+        if isinstance(v, str):
+            v = clean_text(v)
+        elif isinstance(v, float) and not math.isfinite(v):
+            v = None
+        cleaned[clean_text(k) if isinstance(k, str) else k] = v
+    return cleaned
+
+
+# Text a device or a sender chose: cleaned rather than refused, the meaning survives.
+CleanText = Annotated[str, BeforeValidator(_clean_input)]
 
 
 class _Wire(BaseModel):
@@ -55,14 +90,19 @@ class FaultEvent(_Wire):
     )
     kind: EventKind
     device_id: Ident
-    device_class: str = Field(max_length=32)
+    device_class: CleanText = Field(max_length=32)
     code: Ident = Field(description="Fault code, e.g. off_air, power_drop, unreachable")
     component: str = Field(default="", max_length=_COMPONENT_MAX)
     grade: GradeInt
-    title: str = Field(max_length=200)
-    detail: str = Field(default="", max_length=2000)
-    observed_at: datetime
-    values: dict[str, float | int | str | bool | None] = Field(default_factory=dict)
+    title: CleanText = Field(max_length=200)
+    detail: CleanText = Field(default="", max_length=2000)
+    observed_at: datetime = Field(
+        description="When the agent saw the change, with its UTC offset; HQ refuses one before "
+        "2000-01-01 and stores one far ahead of its own clock with its receive time"
+    )
+    values: Annotated[
+        dict[str, float | int | str | bool | None], BeforeValidator(_clean_values)
+    ] = Field(default_factory=dict)
 
     @property
     def fault_key(self) -> str:
@@ -84,7 +124,7 @@ class EventBatch(_Wire):
 
 
 class RejectedEvent(_Wire):
-    """An event HQ refused for good (it will never accept it; the agent drops it and logs)."""
+    """An event HQ refused for good (it will never accept it; the agent sets it aside)."""
 
     event_id: UUID
     reason: str
@@ -132,6 +172,9 @@ class Heartbeat(_Wire):
     outbox_depth: Count
     dropped_events: Count
     last_seq: Count
+    set_aside_events: Count = Field(
+        default=0, description="Events HQ refused for good, kept aside in the agent's outbox"
+    )
     devices: dict[Ident, DeviceState] = Field(
         default_factory=dict, max_length=MAX_HEARTBEAT_DEVICES
     )

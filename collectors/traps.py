@@ -10,6 +10,9 @@ Storm protection, in the order a datagram meets it:
    clear) again within the window is a duplicate, a change of state always passes;
 3. a bounded queue between the receiver and the agent: when full, traps are dropped and counted.
 Every suppression is counted per source (`counters()`), so HQ can be told what was not seen.
+A storm (a source's traps dropped by a rate limit or a full queue) is logged once at WARNING
+when it starts (source, device, its rate) and once when it ends, `storm_quiet_s` after the last
+such drop (how long, and how many traps were suppressed meanwhile): never a line per trap.
 Informs that pass are acknowledged by pysnmp; informs dropped by the rate limit are not, and the
 sender retries them.
 
@@ -25,7 +28,7 @@ import dataclasses
 import logging
 import socket
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -101,6 +104,7 @@ class TrapSettings(BaseModel):
     total_burst: int = Field(default=500, ge=1)
     queue_max: int = Field(default=1000, ge=1)
     max_sources: int = Field(default=1024, ge=1)
+    storm_quiet_s: float = Field(default=10.0, gt=0)  # a storm ends after this long without drops
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,10 +150,42 @@ class _Bucket:
     stamp: float
 
 
+class _RateMeter:
+    """The arrival rate over a source's last few datagrams (a burst shows at the rate it
+    arrives, not diluted by quiet minutes before it)."""
+
+    __slots__ = ("arrivals",)
+    SPAN = 16
+
+    def __init__(self) -> None:
+        self.arrivals: deque[float] = deque(maxlen=self.SPAN)
+
+    def tick(self, now: float) -> None:
+        """Count one datagram."""
+        self.arrivals.append(now)
+
+    def rate(self, now: float) -> float:
+        """Datagrams per second over the last SPAN arrivals."""
+        if len(self.arrivals) < 2:
+            return 0.0
+        return (len(self.arrivals) - 1) / max(now - self.arrivals[0], 1e-3)
+
+
+@dataclass(slots=True)
+class _Storm:
+    """A source's traps being dropped by the limits: since when, and its counters then."""
+
+    started: float  # monotonic
+    last_drop: float
+    at_start: SourceCounters
+
+
 @dataclass
 class _Source:
     counters: SourceCounters = field(default_factory=SourceCounters)
     bucket: _Bucket | None = None
+    meter: _RateMeter = field(default_factory=_RateMeter)
+    storm: _Storm | None = None
 
 
 class TrapReceiver:
@@ -172,11 +208,14 @@ class TrapReceiver:
         self._engine: Any = None
         self._receiver: Any = None
         self._current_source = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._storm_timer: asyncio.TimerHandle | None = None
         self.port = 0
 
     async def start(self) -> int:
         """Bind the socket and start receiving; returns the UDP port."""
         self._queue = asyncio.Queue(self.settings.queue_max)
+        self._loop = asyncio.get_running_loop()
         engine = snmp_engine.SnmpEngine()
         self._engine = engine
         self._guard(engine)
@@ -221,6 +260,7 @@ class TrapReceiver:
         """Check size and rate per source before pysnmp decodes a datagram."""
         dispatcher = engine.message_dispatcher
         receive = dispatcher.receive_message
+        s = self.settings
 
         def guarded(snmp_eng: Any, domain: Any, address: Any, whole_msg: bytes) -> None:
             source = str(address[0]) if address else "?"
@@ -229,12 +269,18 @@ class TrapReceiver:
             if source not in self.devices:
                 entry.counters.unknown_source += 1  # no device to attribute it to: not decoded
                 return
-            if (
-                len(whole_msg) > MAX_DATAGRAM
-                or not self._take_token(entry)
-                or not self._take_total_token()
-            ):
+            entry.meter.tick(time.monotonic())
+            if len(whole_msg) > MAX_DATAGRAM:
                 entry.counters.rate_limited += 1
+                return
+            over = None
+            if not self._take_token(entry):
+                over = f"over its limit of {s.rate_per_s:g}/s (burst {s.burst})"
+            elif not self._take_total_token():
+                over = f"over the limit of all sources together ({s.total_rate_per_s:g}/s)"
+            if over is not None:
+                entry.counters.rate_limited += 1
+                self._dropped(source, entry, over, "rate_limited")
                 return
             self._current_source = source
             try:
@@ -335,8 +381,83 @@ class TrapReceiver:
             )
         except asyncio.QueueFull:
             entry.counters.queue_full += 1
+            self._dropped(
+                source, entry, "faster than the agent takes them (queue full)", "queue_full"
+            )
             return
         entry.counters.accepted += 1
+
+    # ---- storms: logged once when they start and once when they end ---------------------
+
+    def _dropped(
+        self, source: str, entry: _Source, why: str, counter: Literal["rate_limited", "queue_full"]
+    ) -> None:
+        """A trap of `source` was dropped by a limit (`counter` already counts it): start its
+        storm, or keep it going."""
+        now = time.monotonic()
+        if entry.storm is not None:
+            entry.storm.last_drop = now
+            return
+        # The counters just before this datagram: the drop that starts the storm is part of it.
+        before = dataclasses.replace(entry.counters)
+        before.received -= 1
+        setattr(before, counter, getattr(before, counter) - 1)
+        entry.storm = _Storm(now, now, before)
+        logger.warning(
+            "trap storm from %s (%s): about %.0f traps/s, %s; suppressing its traps until "
+            "%g s pass without a drop",
+            source,
+            self._device_of(source),
+            entry.meter.rate(now),
+            why,
+            self.settings.storm_quiet_s,
+        )
+        if self._storm_timer is None and self._loop is not None:
+            self._storm_timer = self._loop.call_later(self.settings.storm_quiet_s, self._calm)
+
+    def _device_of(self, source: str) -> str:
+        device = self.devices.get(source)
+        return device.device_id if device is not None else "several devices"
+
+    def _calm(self) -> None:
+        """End the storms quiet for storm_quiet_s; look again when the next one may be."""
+        self._storm_timer = None
+        now = time.monotonic()
+        quiet = self.settings.storm_quiet_s
+        next_check: float | None = None
+        for source, entry in self._sources.items():
+            storm = entry.storm
+            if storm is None:
+                continue
+            due = storm.last_drop + quiet
+            if due <= now:
+                self._end_storm(source, entry, now)
+            else:
+                next_check = due if next_check is None else min(next_check, due)
+        if next_check is not None and self._loop is not None:
+            self._storm_timer = self._loop.call_later(next_check - now, self._calm)
+
+    def _end_storm(self, source: str, entry: _Source, now: float, note: str = "") -> None:
+        storm = entry.storm
+        assert storm is not None
+        entry.storm = None
+        c, was = entry.counters, storm.at_start
+        rate_limited = c.rate_limited - was.rate_limited
+        duplicates = c.duplicates - was.duplicates
+        queue_full = c.queue_full - was.queue_full
+        logger.warning(
+            "trap storm from %s (%s) ended%s after %.0f s: %d trap(s) suppressed of %d received "
+            "(rate-limited %d, duplicates %d, queue full %d)",
+            source,
+            self._device_of(source),
+            note,
+            now - storm.started,
+            rate_limited + duplicates + queue_full,
+            c.received - was.received,
+            rate_limited,
+            duplicates,
+            queue_full,
+        )
 
     def _forget(self, now: float) -> None:
         """Drop dedup entries older than the window."""
@@ -371,6 +492,13 @@ class TrapReceiver:
         engine, self._engine = self._engine, None
         if engine is None:
             return
+        if self._storm_timer is not None:
+            self._storm_timer.cancel()
+            self._storm_timer = None
+        now = time.monotonic()
+        for source, entry in self._sources.items():
+            if entry.storm is not None:  # its count must not be lost with the receiver
+                self._end_storm(source, entry, now, " (receiver closed)")
         if self._receiver is not None:
             with contextlib.suppress(Exception):
                 self._receiver.close(engine)

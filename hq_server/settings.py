@@ -60,6 +60,7 @@ ENV_TUNABLES = (
     "api_token_lifetime",
     "password_min_length",
     "heartbeat_max_devices",
+    "event_max_ahead",
 )
 
 
@@ -128,6 +129,12 @@ class Settings(BaseModel):
         description="Attempts at an event batch on a deadlock/serialization failure",
     )
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
+    event_max_ahead: timedelta = Field(
+        default=timedelta(minutes=5),
+        ge=timedelta(0),
+        description="An event observed further ahead of HQ's clock (a station clock running "
+        "fast) is stored with HQ's receive time (hq_server.intake)",
+    )
     # Login throttling (hq_server.login_throttle): counted per HQ process, in memory.
     login_max_failures: int = Field(
         default=5,

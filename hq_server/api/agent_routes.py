@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DBAPIError
 
 from agent.wire import (
@@ -13,11 +14,10 @@ from agent.wire import (
     BatchAck,
     EnrollRequest,
     EnrollResponse,
-    EventBatch,
     Heartbeat,
     HeartbeatAck,
 )
-from hq_server import deadman
+from hq_server import deadman, intake
 from hq_server.agents import health_figures
 from hq_server.api.body import BoundedBodyRoute
 from hq_server.api.deps import AgentDep, ClockDep, DbDep, SettingsDep
@@ -64,19 +64,33 @@ def post_enroll(request: EnrollRequest, db: DbDep, clock: ClockDep) -> EnrollRes
     response_model=BatchAck,
     responses={**_AUTH_ERRORS, **_BODY_ERRORS},
     description="A batch of fault events (send it gzip with `Content-Encoding: gzip`). "
-    "Idempotent on event_id: the ack lists every event HQ has stored, new or already known.",
+    "Idempotent on event_id: the ack lists every event HQ has stored, new or already known, "
+    "and every event it refuses for good with the reason (`rejected`). Each event is judged on "
+    "its own: one invalid event does not fail the batch. NUL and lone surrogates in text are "
+    "replaced by U+FFFD; an observed_at before 2000-01-01 or without a UTC offset is refused, "
+    "one too far ahead of HQ's clock is stored with HQ's receive time. 422 only when the batch "
+    "itself is unreadable (not a list of objects each with an event_id, or over 5000 events).",
 )
 def post_events(
-    batch: EventBatch, agent: AgentDep, db: DbDep, clock: ClockDep, settings: SettingsDep
+    batch: intake.EventBatch, agent: AgentDep, db: DbDep, clock: ClockDep, settings: SettingsDep
 ) -> BatchAck:
     """Store a batch of events in one transaction and apply them to alarms and tickets."""
+    try:
+        screened = intake.screen(batch, clock.now(), settings.event_max_ahead, agent=agent.agent_id)
+    except intake.UnanswerableEvent as exc:
+        loc = ("body", "events", exc.index)
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": loc, "msg": str(exc)}]
+        ) from None
     attempts = settings.max_batch_retries
     for attempt in range(1, attempts + 1):
         try:
             with db.writer() as session, session.begin():
                 row = active_agent(session, agent.agent_id)
-                result = ingest_batch(session, row, batch, clock.now(), TicketPolicy.of(settings))
-            return result.ack()
+                result = ingest_batch(
+                    session, row, screened.batch, clock.now(), TicketPolicy.of(settings)
+                )
+            return BatchAck(stored=result.stored, rejected=[*screened.rejected, *result.rejected])
         except (DBAPIError, RetryBatch, ConcurrentTicket) as exc:
             if attempt == attempts or not _retryable(exc):
                 raise

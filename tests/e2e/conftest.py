@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 
 from agent.outbox import Outbox
 from agent.wire import EventKind
@@ -22,10 +24,20 @@ from tests.procs import Procs
 
 
 class Hq:
-    """A real `stationwatch hq serve` process on its own SQLite data dir."""
+    """A real `stationwatch hq serve` process on its own SQLite data dir, or on the PostgreSQL
+    database `db_url` (its key file still in the data dir)."""
 
-    def __init__(self, procs: Procs, sw: list[str], env: dict[str, str], data_dir: Path) -> None:
+    def __init__(
+        self,
+        procs: Procs,
+        sw: list[str],
+        env: dict[str, str],
+        data_dir: Path,
+        db_url: str | None = None,
+    ) -> None:
         self.procs, self.sw, self.env, self.data_dir = procs, sw, env, data_dir
+        self.db_url = db_url
+        self.where = ["--data-dir", str(data_dir)] + (["--db-url", db_url] if db_url else [])
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.capture("db", "upgrade")
@@ -40,7 +52,7 @@ class Hq:
     def capture(self, *args: str) -> str:
         """Run an `hq` CLI command against this HQ's data dir; its stdout."""
         out = subprocess.run(
-            [*self.sw, "hq", *args, "--data-dir", str(self.data_dir)],
+            [*self.sw, "hq", *args, *self.where],
             capture_output=True,
             text=True,
             env=self.env,
@@ -64,7 +76,7 @@ class Hq:
         """Start serving and wait for /healthz."""
         self.procs.start(
             "hq",
-            [*self.sw, "hq", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
+            [*self.sw, "hq", "serve", "--port", str(self.port), *self.where],
         )
         self.procs.wait_for("HQ /healthz", self.up, 60)
 
@@ -73,7 +85,15 @@ class Hq:
         self.procs.stop("hq")
 
     def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        """Read HQ's database directly (read-only) to check exactly-once delivery."""
+        """Read HQ's database directly (read-only) to check exactly-once delivery; `?` marks
+        the parameters on either database."""
+        if self.db_url:
+            engine = create_engine(self.db_url, poolclass=NullPool)
+            try:
+                with engine.connect() as conn:
+                    return [tuple(r) for r in conn.exec_driver_sql(sql.replace("?", "%s"), args)]
+            finally:
+                engine.dispose()
         db = sqlite3.connect(f"file:{self.data_dir / 'hq.sqlite3'}?mode=ro", uri=True)
         try:
             return db.execute(sql, args).fetchall()

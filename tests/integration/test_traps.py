@@ -4,10 +4,12 @@ and a storm of 2,000 valid v2c traps showing rate limiting, dedup and their coun
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import re
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -366,3 +368,104 @@ def test_trap_spec_component_oid_checked() -> None:
     """Trap mappings use numeric OIDs."""
     with pytest.raises(ValueError, match="numeric OID"):
         TrapSpec(oid="IF-MIB::linkDown", code="link_down")
+
+
+def _storm_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "collectors.traps" and r.levelno >= logging.WARNING
+    ]
+
+
+def _received(rx: TrapReceiver) -> int:
+    counters = rx.counters().get("127.0.0.1")
+    return counters.received if counters else 0
+
+
+async def _until(what: str, probe: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not probe():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)  # polling interval of the condition, not synchronisation
+
+
+async def test_a_storm_is_logged_once_when_it_starts_and_once_when_it_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 11, item 9: 14,781 traps were suppressed and the agent logged nothing. A storm
+    from a device is now one WARNING when it starts (source, device, rate) and one when it
+    ends (how many were suppressed meanwhile), never a line per trap; a second storm after a
+    quiet spell is logged again; normal traffic logs nothing."""
+    settings = _settings(rate_per_s=50.0, burst=20, dedup_s=60.0, storm_quiet_s=0.5)
+    rx = TrapReceiver(settings, _devices())
+    await rx.start()
+    snmptrap = require_binary("snmptrap", "/usr/bin")
+    peer = f"127.0.0.1:{rx.port}"
+    caplog.set_level(logging.INFO, logger="collectors.traps")
+    try:
+        # A few traps from net-snmp's snmptrap, well under the limits: no storm.
+        for fan in ("FAN 1", "FAN 1", "FAN 2"):
+            rc, out = await _run(
+                snmptrap, "-v2c", "-c", "trapcomm", peer, *_fan_args(FAN_FAIL, fan)
+            )
+            assert rc == 0, out
+        await _until("3 traps", lambda: _received(rx) == 3)
+        assert rx.counters()["127.0.0.1"].duplicates == 1
+        assert _storm_lines(caplog) == []
+
+        datagrams = [_trap_datagram("trapcomm", f"FAN {i % 40}") for i in range(1500)]
+
+        def storm() -> None:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                for d in datagrams:
+                    s.sendto(d, ("127.0.0.1", rx.port))
+
+        for round_ in (1, 2):
+            before = rx.counters()["127.0.0.1"]
+            await asyncio.to_thread(storm)
+            await _until("the storm's end", lambda r=round_: len(_storm_lines(caplog)) == 2 * r)  # type: ignore[misc]
+            after = rx.counters()["127.0.0.1"]
+            start, end = _storm_lines(caplog)[-2:]
+            assert start.startswith("trap storm from 127.0.0.1 (sw1): about ")
+            rate = int(start.split("about ")[1].split(" traps/s")[0])
+            assert rate > 50, start
+            assert "over its limit of 50/s (burst 20)" in start
+            assert end.startswith("trap storm from 127.0.0.1 (sw1) ended after ")
+            m = re.search(
+                r": (\d+) trap\(s\) suppressed of (\d+) received \(rate-limited (\d+), "
+                r"duplicates (\d+), queue full (\d+)\)$",
+                end,
+            )
+            assert m is not None, end
+            suppressed, received, limited, duplicates, queue_full = map(int, m.groups())
+            # Every rate-limited drop of the round is in the storm (the first one starts it);
+            # before it, only the burst got through (and was deduplicated).
+            assert limited == after.rate_limited - before.rate_limited > 1000
+            assert suppressed == limited + duplicates + queue_full
+            assert suppressed <= after.suppressed - before.suppressed
+            round_received = after.received - before.received
+            assert round_received - settings.burst - 10 <= received <= round_received
+        assert len(_storm_lines(caplog)) == 4  # 3,000 traps, 2 storms, 4 lines
+    finally:
+        rx.close()
+
+
+async def test_a_storm_still_going_is_ended_with_its_count_at_close(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rx = TrapReceiver(_settings(rate_per_s=1.0, burst=5, storm_quiet_s=600), _devices())
+    await rx.start()
+    caplog.set_level(logging.INFO, logger="collectors.traps")
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for i in range(50):
+                s.sendto(_trap_datagram("trapcomm", f"FAN {i}"), ("127.0.0.1", rx.port))
+        await _until("50 traps", lambda: _received(rx) == 50)
+        assert len(_storm_lines(caplog)) == 1
+    finally:
+        rx.close()
+    c = rx.counters()["127.0.0.1"]
+    [_, end] = _storm_lines(caplog)
+    assert "ended (receiver closed) after " in end
+    assert f": {c.rate_limited} trap(s) suppressed of {c.received - 5} received" in end, (end, c)
