@@ -278,8 +278,22 @@ def downgrade(url: str, revision: str) -> None:
         raise ConfigError(f"cannot downgrade to {revision!r}: {exc}") from None
 
 
+def _foreign_keys_off(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA foreign_keys = OFF")
+    finally:
+        cursor.close()
+
+
 def _migrate(url: str, step: Callable[[Config, str], None], revision: str) -> None:
     engine = make_engine(url)
+    is_sqlite = engine.dialect.name == "sqlite"
+    if is_sqlite:
+        # Batch mode copies a table and drops the old one, which enforced foreign keys forbid
+        # for any table that other rows refer to (events to agents, ...): off while migrating
+        # (SQLite ignores the pragma inside a transaction), and checked as a whole at the end.
+        event.listen(engine, "connect", _foreign_keys_off)
     try:
         with translate_errors(url), engine.begin() as conn:
             if conn.dialect.name == "postgresql":
@@ -289,6 +303,12 @@ def _migrate(url: str, step: Callable[[Config, str], None], revision: str) -> No
             cfg = alembic_config()
             cfg.attributes["connection"] = conn
             step(cfg, revision)
+            if is_sqlite and (broken := conn.exec_driver_sql("PRAGMA foreign_key_check").all()):
+                tables = sorted({row[0] for row in broken})
+                raise SchemaOutOfDate(
+                    f"migrating to {revision} would leave rows of {', '.join(tables)} referring "
+                    "to rows that do not exist; nothing was changed"
+                )
     finally:
         engine.dispose()
     logger.info("database %s is at revision %s", safe_url(url), revision)

@@ -19,7 +19,7 @@ from agent.wire import (
 )
 from hq_server import deadman, intake
 from hq_server.agents import health_figures
-from hq_server.api.body import BoundedBodyRoute
+from hq_server.api.body import BoundedBodyRoute, cleans_text
 from hq_server.api.deps import AgentDep, ClockDep, DbDep, SettingsDep
 from hq_server.api.errors import ERROR_RESPONSES
 from hq_server.api.schemas import ErrorOut
@@ -71,6 +71,7 @@ def post_enroll(request: EnrollRequest, db: DbDep, clock: ClockDep) -> EnrollRes
     "one too far ahead of HQ's clock is stored with HQ's receive time. 422 only when the batch "
     "itself is unreadable (not a list of objects each with an event_id, or over 5000 events).",
 )
+@cleans_text
 def post_events(
     batch: intake.EventBatch, agent: AgentDep, db: DbDep, clock: ClockDep, settings: SettingsDep
 ) -> BatchAck:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Coroutine
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -83,6 +84,8 @@ class BoundedBodyRequest(Request):
     parsed off the event loop (limits from the app's settings)."""
 
     anonymous = False
+    # The route cleans lone surrogates from its text itself (see cleans_text).
+    keeps_surrogates = False
 
     async def body(self) -> bytes:
         """The decoded body, read once."""
@@ -100,13 +103,17 @@ class BoundedBodyRequest(Request):
         if not hasattr(self, "_json"):
             raw = await self.body()
             settings: Settings = self.app.state.settings
-            bounds = (settings.max_json_items, settings.max_json_depth)
+            parse = partial(
+                parse_json,
+                raw,
+                settings.max_json_items,
+                settings.max_json_depth,
+                surrogates=self.keeps_surrogates,
+            )
             if len(raw) <= _PARSE_INLINE_BYTES:
-                self._json = parse_json(raw, *bounds)
+                self._json = parse()
             else:  # a big body must not stall every other call while it is parsed
-                self._json = await anyio.to_thread.run_sync(
-                    parse_json, raw, *bounds, limiter=_parse_limiter(self)
-                )
+                self._json = await anyio.to_thread.run_sync(parse, limiter=_parse_limiter(self))
         return self._json
 
 
@@ -136,6 +143,16 @@ def _refuse_nul(request: Request) -> None:
         raise RequestValidationError(errors)
 
 
+E = TypeVar("E", bound=Callable[..., Any])
+
+
+def cleans_text(endpoint: E) -> E:
+    """Mark an endpoint whose body model replaces lone surrogates itself (agent events: one bad
+    character must not cost the batch), so the parser lets them through."""
+    endpoint.cleans_text = True  # type: ignore[attr-defined]
+    return endpoint
+
+
 class BoundedBodyRoute(APIRoute):
     """Route class authenticating before the body is read and giving endpoints a
     BoundedBodyRequest (so pydantic bodies may be gzip)."""
@@ -144,9 +161,11 @@ class BoundedBodyRoute(APIRoute):
         """Wrap the normal handler: authenticate first, then let it see the bounded body."""
         handler = super().get_route_handler()
         checks = route_access(self.dependant)
+        keeps_surrogates = getattr(self.endpoint, "cleans_text", False)
 
         async def bounded_handler(request: Request) -> Response:
             bounded = BoundedBodyRequest(request.scope, request.receive)
+            bounded.keeps_surrogates = keeps_surrogates
             if checks:
                 await authorize(bounded, checks)
             else:

@@ -26,12 +26,13 @@ _BOM = b"\xef\xbb\xbf"
 _CONTAINERS = frozenset({dict, list})
 
 
-def parse_json(raw: bytes, max_items: int, max_depth: int) -> Any:
+def parse_json(raw: bytes, max_items: int, max_depth: int, *, surrogates: bool = False) -> Any:
     """The JSON value of `raw`.
 
     413 past `max_items` values (counted before parsing), 400 past `max_depth` levels or for
     text that is not UTF-8, 422 for a string holding a lone surrogate (named by its place in the
-    body); a syntax error raises json.JSONDecodeError, which FastAPI answers with its own 422.
+    body) unless `surrogates` (the route cleans text itself); a syntax error raises
+    json.JSONDecodeError, which FastAPI answers with its own 422.
     """
     raw = raw.removeprefix(_BOM)
     check_items(raw, max_items)
@@ -49,7 +50,7 @@ def parse_json(raw: bytes, max_items: int, max_depth: int) -> Any:
     # parsed value, which is cheaper than on the text.
     if _deeper_than(value, max_depth):
         raise _too_deep(max_depth)
-    if _SURROGATE_ESCAPE.search(raw):
+    if not surrogates and _SURROGATE_ESCAPE.search(raw):
         where = _surrogate_at(value, ())
         if where is not None:
             path, string = where

@@ -131,7 +131,7 @@ async def test_a_batch_refused_whole_is_halved_until_the_refused_event_is_alone(
         assert 3 < shipped.requests <= 2 * 25
         [aside] = box.set_aside_events()
         assert aside.event_id == str(big.event_id)
-        assert aside.reason == "HQ refused it (413): request body larger than 2048 bytes"
+        assert aside.reason == "HQ refused it (413): request body larger than 2048 bytes (setting max_body_bytes)"
         assert box.depth() == 0 and len(stored_ids(hq)) == 24
 
 
@@ -182,7 +182,7 @@ class RecordingTransport(httpx.ASGITransport):
 async def test_the_heartbeat_reports_the_set_aside_events(hq: HQ, tmp_path: Path) -> None:
     """The agent's heartbeat carries the count (HQ takes it); while it is 0 the heartbeat is
     the same JSON as before the field existed, so an older HQ still takes it."""
-    site = write_site(tmp_path / "agent", "http://hq")
+    site = write_site(tmp_path / "agent", "http://127.0.0.1")
     token = hq.enroll()
     runtime = AgentRuntime(load_config(site), token)
     transport = RecordingTransport(hq.client.app)

@@ -79,7 +79,7 @@ async def _runtime(tmp_path: Path, hq: HQ, token: str) -> AgentRuntime:
     """A real agent runtime (no devices) whose uplink reaches this HQ app in process."""
     site = tmp_path / "site.yaml"
     site.write_text(
-        "site: backup-log\nhq: {url: 'http://hq'}\nstate_dir: state\ndevices: []\n",
+        "site: backup-log\nhq: {url: 'http://127.0.0.1'}\nstate_dir: state\ndevices: []\n",
         encoding="utf-8",
     )
     (tmp_path / "credentials.yaml").write_text("{}\n", encoding="utf-8")
