@@ -131,7 +131,9 @@ async def test_a_batch_refused_whole_is_halved_until_the_refused_event_is_alone(
         assert 3 < shipped.requests <= 2 * 25
         [aside] = box.set_aside_events()
         assert aside.event_id == str(big.event_id)
-        assert aside.reason == "HQ refused it (413): request body larger than 2048 bytes (setting max_body_bytes)"
+        assert aside.reason == (
+            "HQ refused it (413): request body larger than 2048 bytes (setting max_body_bytes)"
+        )
         assert box.depth() == 0 and len(stored_ids(hq)) == 24
 
 
