@@ -13,11 +13,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from agent.errors import UplinkError
-from agent.wire import BackupAck, ConfigBackup
-from collectors.backups import CONFIG_CHANGED, BackupResult, ConfigSource, ConfigStore
+from collectors.backups import BackupResult, ConfigSource, ConfigStore
 from collectors.errors import CollectorError
 from collectors.scrub import Scrubber
 from collectors.targets import SshTarget
+from protocol.faults import CONFIG_CHANGED
+from protocol.wire import BackupAck, ConfigBackup
 
 if TYPE_CHECKING:
     from agent.config import Device

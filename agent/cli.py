@@ -195,8 +195,6 @@ async def _poll(loaded: LoadedConfig, device_id: str) -> int:
 
     from agent.config import AUTO_PROFILE, with_profile
     from agent.runner import grader_for
-    from agent.wire import EventKind
-    from checks.engine import PROFILE_MISMATCH
     from checks.tracker import FaultTracker
     from collectors.base import ReadingSet
     from collectors.build import make_collector
@@ -204,6 +202,8 @@ async def _poll(loaded: LoadedConfig, device_id: str) -> int:
     from collectors.identify import identify_target
     from collectors.snmp import SnmpEngineHolder
     from collectors.targets import SnmpTarget
+    from protocol.faults import PROFILE_MISMATCH
+    from protocol.wire import EventKind
 
     devices = {d.id: d for d in loaded.devices}
     if device_id not in devices:

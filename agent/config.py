@@ -26,11 +26,11 @@ from pydantic import (
 )
 
 from agent.errors import ConfigError
-from agent.wire import ID_PATTERN, MAX_HEARTBEAT_DEVICES
 from agent.yamlsrc import Loc, YamlSource, load_yaml
 from checks.spec import CheckOverride, CheckSpec, apply_overrides
 from collectors.profiles import Profile, SnmpSource, builtin_profiles
 from collectors.targets import HostTarget, SerialTarget, SnmpTarget, SshTarget
+from protocol.wire import ID_PATTERN, MAX_HEARTBEAT_DEVICES
 
 TRAP_CREDENTIALS = "_traps"  # credentials entry of the trap receiver (not a device id)
 SECRET_KEYS = frozenset({"community", "password", "auth_key", "priv_key", "username", "key_file"})

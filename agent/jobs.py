@@ -19,12 +19,12 @@ from uuid import UUID
 from agent.errors import UplinkError, UplinkRejected
 from agent.runner import AGENT_DEVICE, poll_budget
 from agent.uplink import backoff_delay
-from agent.wire import Job, JobItemResult, JobKind, JobResult, JobStatus
 from checks.base import Finding
 from checks.checklists import Checklist, ChecklistItem, builtin_checklists
-from checks.grading import Grade
 from collectors.base import Reading, ReadingSet
 from collectors.errors import CollectorError
+from protocol.grades import Grade
+from protocol.wire import Job, JobItemResult, JobKind, JobResult, JobStatus
 
 if TYPE_CHECKING:
     from agent.config import Device

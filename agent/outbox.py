@@ -27,8 +27,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from agent.private_files import private_dir, private_file
-from agent.wire import FaultEvent
 from checks.tracker import ActiveFault, FaultChange
+from protocol.wire import FaultEvent
 
 logger = logging.getLogger(__name__)
 

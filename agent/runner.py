@@ -34,11 +34,9 @@ from agent.private_files import private_dir
 from agent.sdnotify import Notifier
 from agent.shipping import ship
 from agent.uplink import Uplink, backoff_delay
-from agent.wire import DeviceState, FaultEvent, Heartbeat
 from checks.base import Finding
 from checks.checklists import builtin_checklists
-from checks.engine import CONFIG_INVALID, UNREACHABLE, UNREADABLE, DeviceGrader
-from checks.grading import Grade
+from checks.engine import DeviceGrader
 from checks.tracker import FaultChange, FaultTracker
 from collectors.base import Collector, Reading, ReadingSet
 from collectors.build import make_collector
@@ -46,6 +44,9 @@ from collectors.errors import CollectorError, DeviceUnreadable
 from collectors.identify import identify_target
 from collectors.snmp import SnmpEngineHolder
 from collectors.targets import SnmpTarget
+from protocol.faults import CONFIG_INVALID, UNREACHABLE, UNREADABLE
+from protocol.grades import Grade
+from protocol.wire import DeviceState, FaultEvent, Heartbeat
 
 if TYPE_CHECKING:
     from agent.jobs import JobRunner

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from agent.errors import ContentRefused
 from agent.outbox import Outbox
-from agent.wire import BatchAck, FaultEvent
+from protocol.wire import BatchAck, FaultEvent
 
 logger = logging.getLogger(__name__)
 

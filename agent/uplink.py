@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from agent import __version__
 from agent.errors import ContentRefused, EnrollError, UplinkError, UplinkRejected
-from agent.wire import (
+from protocol.wire import (
     API_PREFIX,
     BackupAck,
     BatchAck,

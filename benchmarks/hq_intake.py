@@ -22,14 +22,14 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.wire import EventBatch, EventKind, GradeInt, Ident
 from benchmarks.hq_ingest import mixed_stream
 from benchmarks.hq_procs import loadavg, machine, median
 from hq_server import intake
+from protocol.wire import EventBatch, EventKind, GradeInt, Ident
 
 
 class _EventBefore(BaseModel):
-    """agent.wire.FaultEvent as it was before issue 11: no cleaning of text."""
+    """protocol.wire.FaultEvent as it was before issue 11: no cleaning of text."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

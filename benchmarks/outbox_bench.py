@@ -33,7 +33,6 @@ from typing import Any
 import psutil
 
 from agent.outbox import Outbox
-from agent.wire import EventKind
 from benchmarks.hq_procs import (
     Hq,
     child,
@@ -44,8 +43,9 @@ from benchmarks.hq_procs import (
     stationwatch_cmd,
     wait_until,
 )
-from checks.grading import Grade
 from checks.tracker import ActiveFault, FaultChange
+from protocol.grades import Grade
+from protocol.wire import EventKind
 from stationwatch.demo import write_agent_config
 
 TARGET_RSS_MIB = 75.0  # issue 4: agent RSS with 50 devices

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from checks.grading import Grade
 from collectors.base import ReadingSet, Value
+from protocol.grades import Grade
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,16 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from checks.base import Finding
-from checks.grading import Grade
 from checks.rules import Rule
 from checks.spec import CheckSpec
 from checks.tracker import FaultChange, FaultTracker
 from collectors.base import ReadingSet
+from protocol.faults import PROFILE_MISMATCH, UNREACHABLE, UNREADABLE
+from protocol.grades import Grade
 
-UNREACHABLE = "unreachable"
-UNREADABLE = "unreadable"
-CONFIG_INVALID = "config_invalid"
-PROFILE_MISMATCH = "profile_mismatch"  # a poll yielded none of the profile's key readings
 REACHABILITY_CODES = frozenset({UNREACHABLE, UNREADABLE})
 
 

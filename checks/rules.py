@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from checks.base import FaultState, Finding
-from checks.grading import Grade
 from checks.spec import CheckSpec
 from collectors.base import ReadingSet, Value
+from protocol.grades import Grade
 
 
 def _number(v: Value) -> float | None:

@@ -6,7 +6,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from checks.grading import Grade
+from protocol.grades import Grade
 
 
 class When(BaseModel):

@@ -11,10 +11,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from agent.wire import EventKind, fault_key
 from checks.base import Finding
-from checks.grading import Grade
 from collectors.base import Value
+from protocol.grades import Grade
+from protocol.wire import EventKind, fault_key
 
 
 @dataclass(frozen=True, slots=True)

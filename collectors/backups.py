@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from checks.base import Finding
-from checks.grading import Grade
-from collectors.profiles import CONFIG_CHANGED, Profile
+from collectors.profiles import Profile
 from collectors.scrub import Scrubber, normalise
+from protocol.faults import CONFIG_CHANGED
+from protocol.grades import Grade
 
 logger = logging.getLogger(__name__)
 

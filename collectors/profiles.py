@@ -23,13 +23,13 @@ from pydantic import (
     model_validator,
 )
 
-from checks.grading import Grade
 from checks.spec import CheckSpec
+from protocol.faults import CONFIG_CHANGED
+from protocol.grades import Grade
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 OID_RE = re.compile(r"^1(\.\d+)+$")
 
-CONFIG_CHANGED = "config_changed"  # the fault code of a significant configuration change
 
 DeviceClass = Literal[
     "transmitter", "mcu", "pbx", "switch", "network", "ups", "environment", "host", "unknown"

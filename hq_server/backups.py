@@ -19,10 +19,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from agent.wire import BackupAck, ConfigBackup
 from hq_server.errors import HQError, NotFound
 from hq_server.models_jobs import ConfigBackupRecord
 from hq_server.secret_check import SCRUB_MARKER, unscrubbed_lines
+from protocol.wire import BackupAck, ConfigBackup
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from agent.wire import EnrollRequest, EnrollResponse
 from hq_server.agents import retire_replaced
 from hq_server.errors import (
     ConfigError,
@@ -29,6 +28,7 @@ from hq_server.errors import (
 )
 from hq_server.models import Agent, EnrollmentToken, Site
 from hq_server.security import TokenKind, hash_token, new_token, token_kind
+from protocol.wire import EnrollRequest, EnrollResponse
 
 logger = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from agent.wire import JobKind
 from hq_server.errors import NotFound
 from hq_server.models import Site
 from hq_server.models_jobs import JobItemRecord, JobRecord
+from protocol.wire import JobKind
 
 SITE_WIDE = "(site)"
 CATEGORIES = ("software", "hardware", "environment")

@@ -3,7 +3,7 @@
 The request body is parsed as an envelope (`{"events": [...]}`, at most 5,000 JSON objects); a
 broken envelope, or an invalid event without a readable `event_id` (nothing to answer it by), is
 a 422 for the whole batch. Then the events are validated against the wire model
-(agent.wire.FaultEvent, which also cleans text no database can store): all in one call, and one
+(protocol.wire.FaultEvent, which also cleans text no database can store): all in one call, and one
 by one only if one of them is invalid. Each valid event's `observed_at` is checked against HQ's
 clock:
 
@@ -32,8 +32,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, TypeAdapter, ValidationError
 
-import agent.wire as wire
-from agent.wire import FaultEvent, RejectedEvent
+import protocol.wire as wire
+from protocol.wire import FaultEvent, RejectedEvent
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ _EVENTS = TypeAdapter(list[FaultEvent])
 
 
 class EventBatch(BaseModel):
-    """agent.wire.EventBatch as HQ reads it (the same JSON, and the same name in the OpenAPI
+    """protocol.wire.EventBatch as HQ reads it (the same JSON, and the same name in the OpenAPI
     schema): a list of JSON objects, each judged by `screen` on its own."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -29,16 +29,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
-from agent.wire import (
-    ID_PATTERN,
-    Approval,
-    Job,
-    JobKind,
-    JobPoll,
-    JobResult,
-    JobStatus,
-    ParamValue,
-)
 from hq_server.auth import active_agent
 from hq_server.errors import HQError, NotFound, PermissionDenied
 from hq_server.models import Agent, Site
@@ -48,6 +38,16 @@ from hq_server.models_jobs import (
     JobItemRecord,
     JobRecord,
     JobState,
+)
+from protocol.wire import (
+    ID_PATTERN,
+    Approval,
+    Job,
+    JobKind,
+    JobPoll,
+    JobResult,
+    JobStatus,
+    ParamValue,
 )
 
 logger = logging.getLogger(__name__)

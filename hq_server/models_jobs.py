@@ -30,8 +30,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from agent.wire import JobKind, JobStatus
 from hq_server.models import Base, BigId
+from protocol.wire import JobKind, JobStatus
 
 
 class JobState(StrEnum):

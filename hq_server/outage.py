@@ -23,14 +23,14 @@ from hq_server.db import insert_ignoring_conflict
 from hq_server.domain import OPEN_STATUSES, TicketAction
 from hq_server.models import Alarm, Ticket
 from hq_server.models_ops import TicketAlarmLink
+from protocol.faults import SITE_UNREACHABLE
+from protocol.faults import UNREACHABLE as DEVICE_UNREACHABLE
 
 if TYPE_CHECKING:
     from hq_server.tickets import TicketOutcome, TicketPolicy
 
 logger = logging.getLogger(__name__)
 
-DEVICE_UNREACHABLE = "unreachable"
-SITE_UNREACHABLE = "site_unreachable"
 OUTAGE_KEY = "site:outage"
 OUTAGE_CODE = "site_outage"
 

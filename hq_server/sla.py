@@ -21,8 +21,8 @@ from itertools import pairwise
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from checks.grading import DEFAULT_POLICIES, Grade, GradePolicy
 from hq_server.errors import InvalidInput
+from protocol.grades import DEFAULT_POLICIES, Grade, GradePolicy
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_HOURS: dict[str, list[tuple[str, str]]] = {

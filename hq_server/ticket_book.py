@@ -50,6 +50,7 @@ from hq_server.tickets import (
     new_ticket,
     opened_detail,
 )
+from protocol import faults
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ class TicketBook:
                 window.ends_at.isoformat(),
             )
             return None
-        if alarm.code == outage.DEVICE_UNREACHABLE:
+        if alarm.code == faults.UNREACHABLE:
             self.settle()
             grouped = outage.group(self.session, alarm, self.now, who, self.policy)
             self._forget()
@@ -218,7 +219,7 @@ class TicketBook:
             alarm_id=None,  # filled in when the alarm has its id (settle)
             escalation_chain=ticket.escalation["name"] if ticket.escalation else None,
         )
-        if alarm.code == outage.SITE_UNREACHABLE:
+        if alarm.code == faults.SITE_UNREACHABLE:
             self.settle()
             persistent = self.session.get_one(Ticket, ticket.id)
             outage.after_open(self.session, alarm, persistent, self.now, who)

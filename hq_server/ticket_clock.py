@@ -8,12 +8,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from checks.grading import DEFAULT_POLICIES, Grade
 from hq_server import escalation
 from hq_server.domain import OPEN_STATUSES, TicketAction
 from hq_server.models import Site, Ticket
 from hq_server.models_ops import Calendar
 from hq_server.sla import CalendarSpec, Deadlines, ResponseClock, deadlines_for, response_clock
+from protocol.grades import DEFAULT_POLICIES, Grade
 
 
 def calendar_spec(session: Session, site: Site) -> CalendarSpec:

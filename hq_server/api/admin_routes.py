@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 
-from agent.wire import API_PREFIX
 from hq_server.api.body import BoundedBodyRoute
 from hq_server.api.deps import (
     AdminDep,
@@ -47,6 +46,7 @@ from hq_server.users import (
     set_password,
     username_key,
 )
+from protocol.wire import API_PREFIX
 
 router = APIRouter(prefix=API_PREFIX, route_class=BoundedBodyRoute, responses=body_errors())
 _AUTH = {code: {**spec, "model": ErrorOut} for code, spec in ERROR_RESPONSES.items()}

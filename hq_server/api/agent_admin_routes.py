@@ -8,7 +8,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from agent.wire import API_PREFIX
 from hq_server.agents import get_agent, list_agents, revoke_agent
 from hq_server.api.body import BoundedBodyRoute
 from hq_server.api.deps import AdminDep, ClockDep, DbDep, Id, audit_note
@@ -32,6 +31,7 @@ from hq_server.enrollment import (
 )
 from hq_server.errors import ConfigError, Conflict, InvalidInput, NotFound
 from hq_server.models import Site
+from protocol.wire import API_PREFIX
 
 router = APIRouter(
     prefix=API_PREFIX,

@@ -8,15 +8,6 @@ from fastapi import APIRouter
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DBAPIError
 
-from agent.wire import (
-    API_PREFIX,
-    MAX_HEARTBEAT_DEVICES,
-    BatchAck,
-    EnrollRequest,
-    EnrollResponse,
-    Heartbeat,
-    HeartbeatAck,
-)
 from hq_server import deadman, intake
 from hq_server.agents import health_figures
 from hq_server.api.body import BoundedBodyRoute, cleans_text
@@ -29,6 +20,15 @@ from hq_server.enrollment import enroll
 from hq_server.errors import TooLarge
 from hq_server.ingest import RetryBatch, ingest_batch
 from hq_server.tickets import ConcurrentTicket, TicketPolicy
+from protocol.wire import (
+    API_PREFIX,
+    MAX_HEARTBEAT_DEVICES,
+    BatchAck,
+    EnrollRequest,
+    EnrollResponse,
+    Heartbeat,
+    HeartbeatAck,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agent.wire import API_PREFIX
 from hq_server.audit import AuditRecord, record
 from hq_server.auth import AgentPrincipal, UserPrincipal
 from hq_server.clock import Clock
 from hq_server.db import Database
+from protocol.wire import API_PREFIX
 
 logger = logging.getLogger(__name__)
 

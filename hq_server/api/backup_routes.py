@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
-from agent.wire import API_PREFIX, ID_PATTERN, BackupAck, ConfigBackup
 from hq_server.api.body import BoundedBodyRoute
 from hq_server.api.deps import AgentDep, ClockDep, DbDep, ViewerDep
 from hq_server.api.errors import ERROR_RESPONSES
@@ -26,6 +25,7 @@ from hq_server.backups import (
 from hq_server.errors import NotFound
 from hq_server.models import Site
 from hq_server.secret_check import SCRUB_MARKER
+from protocol.wire import API_PREFIX, ID_PATTERN, BackupAck, ConfigBackup
 
 router = APIRouter(
     prefix=API_PREFIX,

@@ -10,7 +10,6 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from agent.wire import API_PREFIX
 from hq_server import ticket_clock
 from hq_server.api.body import BoundedBodyRoute
 from hq_server.api.deps import (
@@ -39,6 +38,7 @@ from hq_server.models_ops import Calendar, EscalationChain, MaintenanceWindow
 from hq_server.secretbox import box_for, has_keys, is_sealed
 from hq_server.settings import Settings
 from hq_server.webhook_targets import ALLOW_SETTING, TargetRefused, check_saved
+from protocol.wire import API_PREFIX
 
 router = APIRouter(
     prefix=API_PREFIX,

@@ -21,7 +21,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from agent.wire import API_PREFIX, ID_PATTERN, JobKind, JobPoll, JobResult, JobStatus
 from hq_server.api.body import BoundedBodyRoute
 from hq_server.api.deps import (
     AgentDep,
@@ -72,6 +71,7 @@ from hq_server.schedules import (
     next_fire,
     start_schedules,
 )
+from protocol.wire import API_PREFIX, ID_PATTERN, JobKind, JobPoll, JobResult, JobStatus
 
 logger = logging.getLogger(__name__)
 

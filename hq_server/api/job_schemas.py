@@ -8,7 +8,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.wire import Approval, JobKind, JobStatus
 from hq_server.jobs import approval_of
 from hq_server.models_jobs import (
     ConfigBackupRecord,
@@ -17,6 +16,7 @@ from hq_server.models_jobs import (
     JobSchedule,
     JobState,
 )
+from protocol.wire import Approval, JobKind, JobStatus
 
 
 class _Out(BaseModel):

@@ -1,4 +1,4 @@
-"""Response models of the user API (the agent API answers with agent.wire models)."""
+"""Response models of the user API (the agent API answers with protocol.wire models)."""
 
 from __future__ import annotations
 

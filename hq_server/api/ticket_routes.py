@@ -9,7 +9,6 @@ from fastapi import APIRouter, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from agent.wire import API_PREFIX
 from hq_server import ticket_actions
 from hq_server.api.body import BoundedBodyRoute
 from hq_server.api.deps import ClockDep, DbDep, EngineerDep, Id, audit_note
@@ -27,6 +26,7 @@ from hq_server.db import Database
 from hq_server.domain import TicketStatus
 from hq_server.models import Ticket
 from hq_server.models_ops import TicketAlarmLink
+from protocol.wire import API_PREFIX
 
 router = APIRouter(
     prefix=f"{API_PREFIX}/tickets/{{ticket_id}}",

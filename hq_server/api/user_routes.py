@@ -9,7 +9,6 @@ from fastapi import APIRouter, Query
 from sqlalchemy import ColumnElement, and_, not_, or_, select
 from sqlalchemy.orm import Session
 
-from agent.wire import API_PREFIX
 from hq_server.api.body import BoundedBodyRoute
 from hq_server.api.deps import ClockDep, DbDep, Id, ViewerDep, query_instant
 from hq_server.api.errors import ERROR_RESPONSES
@@ -27,6 +26,7 @@ from hq_server.domain import DONE_STATUSES, OPEN_STATUSES, TicketStatus
 from hq_server.errors import NotFound
 from hq_server.models import Agent, Alarm, Event, Site, Ticket
 from hq_server.tickets import fold
+from protocol.wire import API_PREFIX
 
 router = APIRouter(
     prefix=API_PREFIX,

@@ -9,11 +9,11 @@ import datetime as dt
 import pytest
 from pydantic import ValidationError
 
-from checks.grading import DEFAULT_POLICIES, Grade
 from hq_server.channels import DigestItem, Page, compose
 from hq_server.channels.catalogue import CATALOGUE
 from hq_server.channels.sms import segments
 from hq_server.channels.webhook import page_payload
+from protocol.grades import DEFAULT_POLICIES, Grade
 from tests.channels.conftest import OPENED_AT, make_page
 
 

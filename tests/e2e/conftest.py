@@ -16,9 +16,9 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
 from agent.outbox import Outbox
-from agent.wire import EventKind
-from checks.grading import Grade
 from checks.tracker import FaultChange
+from protocol.grades import Grade
+from protocol.wire import EventKind
 from tests.peers import free_port
 from tests.procs import Procs
 

@@ -22,9 +22,9 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from agent.outbox import Outbox
-from agent.wire import EventKind
-from checks.grading import Grade
 from checks.tracker import FaultChange
+from protocol.grades import Grade
+from protocol.wire import EventKind
 from tests.e2e.conftest import Hq, outbox_depth, write_site
 from tests.hq.conftest import PG_SERVER, _pg_unavailable
 from tests.peers import missing_peer

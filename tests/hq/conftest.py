@@ -21,7 +21,6 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
-from agent.wire import EventKind
 from hq_server.app import create_app
 from hq_server.auth import create_api_token
 from hq_server.clock import ManualClock
@@ -30,6 +29,7 @@ from hq_server.domain import Role
 from hq_server.enrollment import create_enrollment_token, ensure_site
 from hq_server.scheduler import StepReport
 from hq_server.settings import Settings
+from protocol.wire import EventKind
 from tests.peers import missing_peer
 
 with warnings.catch_warnings():

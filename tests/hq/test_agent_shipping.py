@@ -22,11 +22,11 @@ from agent.outbox import Outbox
 from agent.runner import AgentRuntime
 from agent.shipping import ship
 from agent.uplink import Uplink
-from agent.wire import BatchAck, EventBatch, EventKind, FaultEvent
-from checks.grading import Grade
 from checks.tracker import FaultChange
 from hq_server.clock import ManualClock
 from hq_server.models import Event
+from protocol.grades import Grade
+from protocol.wire import BatchAck, EventBatch, EventKind, FaultEvent
 from tests.e2e.conftest import write_site
 from tests.hq.conftest import HQ, start_hq
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from agent.wire import EventKind
 from hq_server.clock import ManualClock
 from hq_server.domain import Role
+from protocol.wire import EventKind
 from tests.hq.conftest import HQ, START, start_hq
 
 RESOLVED = {"cause": "c", "fix": "f", "tested": True, "confirmed_by_customer": True}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import hq_server
 
-ALLOWED_FROM_OTHER_PACKAGES = {"agent.wire", "checks.grading"}
+ALLOWED_FROM_OTHER_PACKAGES = {"protocol.wire", "protocol.grades"}
 OTHER_PACKAGES = ("agent", "checks", "collectors", "simulators")
 
 

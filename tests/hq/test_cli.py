@@ -20,7 +20,6 @@ import httpx
 import pytest
 from sqlalchemy import inspect, select
 
-from agent.wire import EnrollRequest
 from hq_server.auth import create_api_token
 from hq_server.db import Database
 from hq_server.domain import Role
@@ -28,6 +27,7 @@ from hq_server.enrollment import enroll
 from hq_server.errors import EnrollmentTokenInvalid
 from hq_server.models import Agent, ApiToken, EnrollmentToken, Site
 from hq_server.security import hash_token
+from protocol.wire import EnrollRequest
 from tests.peers import free_port
 
 CLI = [sys.executable, "-m", "hq_server.cli"]

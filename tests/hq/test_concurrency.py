@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from agent.wire import EventKind
 from hq_server.models import Alarm, Event, Ticket
+from protocol.wire import EventKind
 from tests.hq.conftest import HQ
 
 THREADS = 20

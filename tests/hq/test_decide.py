@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agent.wire import EventKind, FaultEvent
 from hq_server.ingest import AlarmView, Decision, decide
 from hq_server.tickets import TransitionKind
+from protocol.wire import EventKind, FaultEvent
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 AGENT = 1

@@ -31,7 +31,6 @@ from hypothesis import HealthCheck, Phase, reject, settings
 from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agent.wire import EnrollRequest, EventBatch, EventKind, FaultEvent
 from hq_server.app import create_app
 from hq_server.auth import create_api_token
 from hq_server.clock import ManualClock
@@ -41,6 +40,7 @@ from hq_server.enrollment import create_enrollment_token, enroll, ensure_site
 from hq_server.ingest import ingest_batch
 from hq_server.models import Agent
 from hq_server.settings import Settings
+from protocol.wire import EnrollRequest, EventBatch, EventKind, FaultEvent
 from tests.hq.conftest import HQ, START
 
 MAX_EXAMPLES = 8  # per operation, on top of schemathesis' deterministic boundary cases

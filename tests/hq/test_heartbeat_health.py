@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from agent.wire import MAX_HEARTBEAT_DEVICES, Heartbeat
 from hq_server.clock import ManualClock
 from hq_server.domain import Role
+from protocol.wire import MAX_HEARTBEAT_DEVICES, Heartbeat
 from tests.hq.conftest import HQ, start_hq
 
 

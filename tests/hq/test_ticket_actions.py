@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from agent.wire import EventKind
 from hq_server.domain import Role
+from protocol.wire import EventKind
 from tests.hq.conftest import HQ
 
 RESOLUTION = {

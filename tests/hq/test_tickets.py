@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from agent.wire import EventKind
 from hq_server.domain import TicketStatus
 from hq_server.models import Alarm, Ticket
 from hq_server.ticket_book import TicketBook
@@ -22,6 +21,7 @@ from hq_server.tickets import (
     format_number,
     open_subject,
 )
+from protocol.wire import EventKind
 from tests.hq.conftest import HQ, START
 
 

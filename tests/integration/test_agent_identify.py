@@ -9,8 +9,8 @@ import yaml
 
 from agent.config import AUTO_PROFILE, load_config
 from agent.runner import AgentRuntime, failure_outcome
-from agent.wire import DeviceState
 from collectors.errors import AuthFailed, DeviceUnreachable, DeviceUnreadable
+from protocol.wire import DeviceState
 from simulators.station import SimulatedStation, load_station_config
 from stationwatch.demo import write_agent_config
 from tests.snmprec_agent import SnmprecAgent

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from agent import wire
 from agent.config import load_config
 from agent.jobs import JobRunner, Refused
 from agent.runner import AgentRuntime
-from agent.wire import Approval, Job, JobKind, JobStatus
 from checks.checklists import builtin_checklists
+from protocol import wire
+from protocol.wire import Approval, Job, JobKind, JobStatus
 from simulators.station import SimulatedStation, load_station_config
 from stationwatch.demo import write_agent_config
 

@@ -17,7 +17,7 @@ import yaml
 
 from agent.config import AUTO_PROFILE, load_config
 from agent.runner import AgentRuntime
-from agent.wire import DeviceState
+from protocol.wire import DeviceState
 from tests.snmprec_agent import SnmprecAgent
 
 pytestmark = pytest.mark.integration

@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from agent.wire import EventKind
 from checks.tracker import FaultTracker
-from collectors.backups import CONFIG_CHANGED, ConfigStore, backup_device
+from collectors.backups import ConfigStore, backup_device
 from collectors.profiles import builtin_profiles
 from collectors.ssh import SshCollector
 from collectors.targets import SshTarget
+from protocol.faults import CONFIG_CHANGED
+from protocol.wire import EventKind
 from simulators.station import SimulatedStation, load_station_config
 
 pytestmark = pytest.mark.integration

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.wire import EventKind
 from checks.engine import DeviceGrader
 from checks.tracker import FaultTracker
 from collectors.base import ReadingSet
 from collectors.host import HostCollector, clock_synced
 from collectors.profiles import builtin_profiles
+from protocol.wire import EventKind
 
 pytestmark = pytest.mark.integration
 

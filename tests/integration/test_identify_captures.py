@@ -15,14 +15,15 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from agent.wire import EventKind
-from checks.engine import PROFILE_MISMATCH, DeviceGrader
+from checks.engine import DeviceGrader
 from checks.tracker import FaultTracker
 from collectors.base import ReadingSet
 from collectors.identify import identify_target
 from collectors.profiles import MAX_VENDOR_CANDIDATES, builtin_profiles
 from collectors.snmp import SnmpCollector, SnmpEngineHolder
 from collectors.targets import SnmpTarget
+from protocol.faults import PROFILE_MISMATCH
+from protocol.wire import EventKind
 from tests.snmprec_agent import SnmprecAgent
 
 pytestmark = pytest.mark.integration

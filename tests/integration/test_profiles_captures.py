@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from agent.wire import EventKind
 from checks.engine import DeviceGrader
 from checks.tracker import FaultTracker
 from collectors.base import ReadingSet
 from collectors.profiles import builtin_profiles
 from collectors.snmp import SnmpCollector, SnmpEngineHolder
 from collectors.targets import SnmpTarget
+from protocol.wire import EventKind
 from tests.snmprec_agent import SnmprecAgent
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from agent.wire import EventKind
 from checks.logpatterns import LogPatternChecker
 from checks.tracker import FaultTracker
 from collectors.base import Reading
@@ -21,6 +20,7 @@ from collectors.profiles import LogCommand, SshSource, builtin_profiles
 from collectors.ssh import SshCollector
 from collectors.syslog import SyslogListener, SyslogSettings
 from collectors.targets import SshTarget
+from protocol.wire import EventKind
 from tests.peers import require_binary, start_sshd
 
 pytestmark = pytest.mark.integration

@@ -17,12 +17,12 @@ from pyasn1.codec.ber import encoder
 from pydantic import SecretStr
 from pysnmp.proto.api import v2c
 
-from agent.wire import EventKind
 from checks.tracker import FaultTracker
 from collectors.profiles import TrapSpec, builtin_profiles
 from collectors.snmp import SnmpCollector, SnmpEngineHolder
 from collectors.targets import SnmpTarget
 from collectors.traps import TrapDevice, TrapEvent, TrapReceiver, TrapSettings, TrapV3User
+from protocol.wire import EventKind
 from tests.peers import require_binary
 from tests.snmprec_agent import SnmprecAgent
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from agent.wire import EventKind
-from checks.engine import UNREACHABLE, UNREADABLE, DeviceGrader
-from checks.grading import DEFAULT_POLICIES, Grade, parse_grade
+from checks.engine import DeviceGrader
 from checks.spec import CheckOverride, CheckSpec, apply_overrides
 from checks.tracker import FaultTracker
 from collectors.base import Reading, ReadingSet
 from collectors.profiles import builtin_profiles
+from protocol.faults import UNREACHABLE, UNREADABLE
+from protocol.grades import DEFAULT_POLICIES, Grade, parse_grade
+from protocol.wire import EventKind
 
 ECRESO_ON_AIR = {
     "op_mode": "on",

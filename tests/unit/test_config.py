@@ -12,7 +12,7 @@ import yaml
 
 from agent.config import load_config
 from agent.errors import ConfigError
-from agent.wire import MAX_HEARTBEAT_DEVICES
+from protocol.wire import MAX_HEARTBEAT_DEVICES
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "agent" / "examples"
 
@@ -267,7 +267,7 @@ def test_a_file_over_1_mib_is_refused_unread(site: Path) -> None:
 
 
 def test_more_devices_than_a_heartbeat_may_name_stop_the_agent(site: Path) -> None:
-    # Every device is named in the heartbeat, which HQ bounds (agent.wire).
+    # Every device is named in the heartbeat, which HQ bounds (protocol.wire).
     def many(data: dict) -> None:  # type: ignore[type-arg]
         # Short entries: the file must stay under the 1 MiB a config file may be.
         data["devices"] = [

@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.wire import EventKind
-from checks.engine import PROFILE_MISMATCH, DeviceGrader
-from checks.grading import Grade
+from checks.engine import DeviceGrader
 from checks.tracker import FaultTracker
 from collectors.base import Reading, ReadingSet
 from collectors.profiles import (
@@ -21,6 +19,9 @@ from collectors.profiles import (
     identify,
     load_profile,
 )
+from protocol.faults import PROFILE_MISMATCH
+from protocol.grades import Grade
+from protocol.wire import EventKind
 from tests.snmprec_agent import load_snmprec
 from tests.snmprec_trim import trim
 

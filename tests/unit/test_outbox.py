@@ -14,10 +14,10 @@ import pytest
 import agent.outbox as outbox_mod
 from agent.outbox import Outbox
 from agent.runner import write_token
-from agent.wire import EventKind
 from checks.base import Finding
-from checks.grading import Grade
 from checks.tracker import FaultChange, FaultTracker
+from protocol.grades import Grade
+from protocol.wire import EventKind
 
 
 def change(code: str, grade: int, kind: EventKind = EventKind.RAISE) -> FaultChange:

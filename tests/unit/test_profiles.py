@@ -10,7 +10,6 @@ import yaml
 
 from checks.base import Finding
 from checks.engine import DeviceGrader
-from checks.grading import Grade
 from checks.tracker import FaultTracker
 from collectors.profiles import (
     PROFILE_DIR,
@@ -20,6 +19,7 @@ from collectors.profiles import (
     load_profile,
     load_profiles,
 )
+from protocol.grades import Grade
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "snmprec"
 

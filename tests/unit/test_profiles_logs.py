@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.wire import EventKind
 from checks.logpatterns import LogPatternChecker
 from checks.tracker import FaultTracker
 from collectors.logs import LogCursors
 from collectors.profiles import LogPattern, builtin_profiles
 from collectors.syslog import parse
+from protocol.wire import EventKind
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from checks.grading import Grade
-from collectors.backups import CONFIG_CHANGED, DETAIL_MAX, ConfigStore
+from collectors.backups import DETAIL_MAX, ConfigStore
 from collectors.profiles import BackupSpec, builtin_profiles
 from collectors.scrub import REMOVED, Scrubber, normalise
+from protocol.faults import CONFIG_CHANGED
+from protocol.grades import Grade
 
 CONFIGS = Path(__file__).resolve().parent.parent / "data" / "configs"
 

@@ -1,4 +1,4 @@
-"""The fault grade scheme (DESIGN.md section 3) shared by the agent's checks and HQ's SLA clocks."""
+"""The fault grade scheme, shared by the agent's checks and HQ's SLA clocks."""
 
 from __future__ import annotations
 

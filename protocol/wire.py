@@ -1,4 +1,4 @@
-"""Agent <-> HQ wire protocol (DESIGN.md section 4), versioned under /api/v1.
+"""Agent <-> HQ wire protocol (docs/architecture.md), versioned under /api/v1.
 
 Both sides import these models; this module depends on pydantic only, so the agent never pulls
 in server dependencies. Field changes must stay backward compatible within /api/v1.
