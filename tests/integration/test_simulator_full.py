@@ -291,9 +291,9 @@ PROFILE_FAULTS = [
 async def test_conditions_raise_the_profiles_faults(full: SimulatedStation) -> None:
     """Each condition raises its fault through the collector and checks, and clears again."""
     from checks.engine import DeviceGrader
+    from checks.profile_rules import builtin_profiles
     from checks.tracker import FaultTracker
     from collectors.base import ReadingSet
-    from collectors.profiles import builtin_profiles
     from collectors.snmp import SnmpCollector, SnmpEngineHolder
     from collectors.targets import SnmpTarget
 
@@ -459,7 +459,7 @@ def test_codec_log_conditions_append_timestamped_lines(full: SimulatedStation) -
 
 async def test_codec_cli_as_the_generic_mcu_ssh_profile_reads_it(full: SimulatedStation) -> None:
     """The agent's SshCollector with generic_mcu_ssh: ports, alarms; the conditions change them."""
-    from collectors.profiles import builtin_profiles
+    from checks.profile_rules import builtin_profiles
     from collectors.ssh import SshCollector
     from collectors.targets import SshTarget
 
@@ -534,8 +534,8 @@ async def test_host_key_changed_seen_by_the_agents_ssh_collector(
     full: SimulatedStation, tmp_path: Path
 ) -> None:
     """The agent's SshCollector pins the key on first contact and refuses the changed one."""
+    from checks.profile_rules import builtin_profiles
     from collectors.errors import HostKeyMismatch
-    from collectors.profiles import builtin_profiles
     from collectors.ssh import SshCollector
     from collectors.targets import SshTarget
 
