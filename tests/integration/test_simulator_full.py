@@ -28,6 +28,7 @@ import pytest
 import serial
 import yaml
 
+from collectors.profiles import profile_data
 from simulators.config import TrapSettings, load_station_config
 from simulators.errors import ConditionError, StationConfigError
 from simulators.station import SimulatedStation
@@ -204,7 +205,7 @@ def test_new_device_serves_capture_and_profile_scalars(snmp: Snmp, device: str) 
     got = snmp.get(device, "1.3.6.1.2.1.1.2.0")
     assert got["1.3.6.1.2.1.1.2.0"].lstrip(".") == data["1.3.6.1.2.1.1.2.0"][1].lstrip(".")
     if ep["profile"] and (PROFILES / f"{ep['profile']}.yaml").is_file():
-        prof = yaml.safe_load((PROFILES / f"{ep['profile']}.yaml").read_text())
+        prof = profile_data(PROFILES / f"{ep['profile']}.yaml")  # with the blocks it extends
         oids = [s["oid"] for s in prof["snmp"].get("scalars", [])]
         values = dict(snmp.values("snmpget", device, *oids)) if oids else {}
         missing = [o for o in oids if "No Such" in values.get(o, "No Such")]
