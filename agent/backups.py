@@ -2,7 +2,8 @@
 and upload the scrubbed text to HQ (retried until HQ has the latest version).
 
 Scrubbing happens in collectors.backups.ConfigStore.record before anything is kept, logged or
-sent: the raw text never leaves this module's call to it.
+sent: the raw text never leaves this module's call to it. What a change means as a fault is
+checks.config_change's to say; the finding goes to the fault sink like any other.
 """
 
 from __future__ import annotations
@@ -10,9 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
-from typing import TYPE_CHECKING
 
+from agent.config import AgentConfig, Device
+from agent.devices import DeviceSet
 from agent.errors import UplinkError
+from agent.faults import FaultSink
+from agent.state import StateDir
+from agent.uplink import Uplink
+from checks.config_change import change_findings
 from collectors.backups import BackupResult, ConfigSource, ConfigStore
 from collectors.errors import CollectorError
 from collectors.scrub import Scrubber
@@ -20,26 +26,28 @@ from collectors.targets import SshTarget
 from protocol.faults import CONFIG_CHANGED
 from protocol.wire import BackupAck, ConfigBackup
 
-if TYPE_CHECKING:
-    from agent.config import Device
-    from agent.runner import AgentRuntime
-
 logger = logging.getLogger(__name__)
 
 
 class BackupManager:
     """Runs config backups for the devices whose profile says how to take one."""
 
-    def __init__(self, runtime: AgentRuntime) -> None:
-        self.rt = runtime
-        self.store = ConfigStore(runtime.loaded.agent.state_dir)
+    def __init__(
+        self, faults: FaultSink, devices: DeviceSet, uplink: Uplink, config: AgentConfig
+    ) -> None:
+        """`config`: the agent's settings (site, state dir, backup interval)."""
+        self.faults = faults
+        self.devices = devices
+        self.uplink = uplink  # the agent replaces it when a reload names another HQ
+        self.config = config
+        self.store = ConfigStore(config.state_dir)
 
     def source(self, device: Device) -> ConfigSource | None:
         """Where this device's configuration comes from, if its profile says how to take one."""
         spec, ssh = device.profile.backup, device.profile.ssh
         if spec is not None and spec.via == "serial":
             # The port is opened exclusively: the polling collector itself takes the dump.
-            collector = self.rt.collectors.get(device.id)
+            collector = self.devices.collectors.get(device.id)
             return collector if hasattr(collector, "fetch_config") else None  # type: ignore[return-value]
         if spec is None or spec.via != "ssh" or ssh is None:
             return None
@@ -50,7 +58,7 @@ class BackupManager:
             return None  # an SNMP-polled device without an ssh: section for its backups
         from collectors.ssh import SshCollector  # paramiko only where SSH is used
 
-        known_hosts = self.rt.loaded.agent.state_dir / "known_hosts"
+        known_hosts = StateDir(self.config.state_dir).known_hosts
         return SshCollector(device.id, target, ssh, known_hosts)
 
     def supports(self, device: Device) -> bool:
@@ -67,9 +75,8 @@ class BackupManager:
         scrubber = Scrubber.for_backup(device.profile.backup)
         result = await asyncio.to_thread(self.store.record, device.id, raw, scrubber)
         del raw
-        active = self.rt.tracker.view(device.id).is_active(CONFIG_CHANGED)
-        changes = self.rt.tracker.apply(device.id, result.findings(active))
-        await self.rt.commit(changes)
+        active = self.faults.tracker.view(device.id).is_active(CONFIG_CHANGED)
+        await self.faults.record(device.id, change_findings(result, active))
         await self.upload_latest(device.id)
         return result
 
@@ -80,7 +87,7 @@ class BackupManager:
             return True
         latest = versions[-1]
         key = f"backup_sent:{device_id}"
-        if self.rt.outbox.get_meta(key) == latest["sha256"]:
+        if self.faults.outbox.get_meta(key) == latest["sha256"]:
             return True
         text = self.store.latest_text(device_id)
         if text is None:
@@ -92,16 +99,16 @@ class BackupManager:
             taken_at=datetime.fromisoformat(latest["taken_at"]),
         )
         try:
-            ack = await self.rt.uplink.upload_backup(backup)
+            ack = await self.uplink.upload_backup(backup)
         except UplinkError as exc:
             logger.warning(
-                "site=%s device=%s backup upload deferred: %s", self.rt.site, device_id, exc
+                "site=%s device=%s backup upload deferred: %s", self.config.site, device_id, exc
             )
             return False
-        await asyncio.to_thread(self.rt.outbox.set_meta, key, latest["sha256"])
+        await self.faults.in_db(self.faults.outbox.set_meta, key, latest["sha256"])
         logger.info(
             "site=%s device=%s backup stored at HQ as version %d (%s)",
-            self.rt.site,
+            self.config.site,
             device_id,
             ack.version,
             _ack_note(ack),
@@ -110,25 +117,27 @@ class BackupManager:
 
     async def run(self) -> None:
         """Back up every supported device periodically (and retry pending uploads)."""
-        interval = self.rt.loaded.agent.backups.interval_s
         while True:
-            for device in list(self.rt.loaded.devices):
+            for device in list(self.devices.devices):
                 if not self.supports(device):
                     continue
                 try:
                     result = await self.backup(device)
                     logger.info(
                         "site=%s device=%s config backup: %s",
-                        self.rt.site,
+                        self.config.site,
                         device.id,
                         result.status,
                     )
                 except (CollectorError, TimeoutError, OSError, ValueError) as exc:
                     # Reachability is the poll loop's business; here it only delays the backup.
                     logger.warning(
-                        "site=%s device=%s config backup failed: %s", self.rt.site, device.id, exc
+                        "site=%s device=%s config backup failed: %s",
+                        self.config.site,
+                        device.id,
+                        exc,
                     )
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self.config.backups.interval_s)
 
 
 def _ack_note(ack: BackupAck) -> str:

@@ -89,7 +89,7 @@ def check_config(path: Path) -> int:
 
 
 async def _enroll(loaded: LoadedConfig, token: str) -> str:
-    from agent.runner import write_token
+    from agent.state import write_token
 
     cfg = loaded.agent
     uplink = Uplink(cfg.hq.url, None, ca_file=cfg.hq.ca_file, timeout_s=cfg.hq.timeout_s)
@@ -104,7 +104,8 @@ async def _enroll(loaded: LoadedConfig, token: str) -> str:
 
 async def _run(loaded: LoadedConfig, enroll_token: str | None) -> int:
     # Imported here so check-config stays fast and free of protocol libraries.
-    from agent.runner import AgentRuntime, read_token
+    from agent.runner import AgentRuntime
+    from agent.state import read_token
 
     token = read_token(loaded.agent.state_dir)
     if token is None and enroll_token:
@@ -116,10 +117,6 @@ async def _run(loaded: LoadedConfig, enroll_token: str | None) -> int:
             loaded.agent.site,
         )
     runtime = AgentRuntime(loaded, token)
-    if loaded.agent.jobs.enabled:
-        from agent.jobs import JobRunner
-
-        runtime.jobs = JobRunner(runtime)
     stop, reload = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -136,9 +133,12 @@ def status(loaded: LoadedConfig) -> int:
     import sqlite3
     import time
 
+    from agent.state import DEVICE_STATES_KEY, LAST_UPLOAD_KEY, StateDir
+
     cfg = loaded.agent
-    db_path = cfg.state_dir / "outbox.sqlite"
-    enrolled = (cfg.state_dir / "agent.token").exists()
+    state = StateDir(cfg.state_dir)
+    db_path = state.outbox
+    enrolled = state.token.exists()
     print(f"site {cfg.site}   HQ {cfg.hq.url}   enrolled: {'yes' if enrolled else 'no'}")
     if not db_path.exists():
         print(f"no outbox at {db_path}: the agent has not run yet")
@@ -158,7 +158,7 @@ def status(loaded: LoadedConfig) -> int:
             aside = []
     finally:
         db.close()
-    last = meta.get("last_upload_at")
+    last = meta.get(LAST_UPLOAD_KEY)
     ago = f"{time.time() - float(last):.0f} s ago" if last else "never"
     grades = ", ".join(f"grade {g}: {n}" for g, n in by_grade) or "empty"
     print(
@@ -169,7 +169,7 @@ def status(loaded: LoadedConfig) -> int:
     print(f"set aside: {set_aside} event(s) HQ refused for good (kept in the outbox, not resent)")
     for event_id, reason in aside:
         print(f"  {event_id}: {reason}")
-    states = json.loads(meta.get("device_states", "{}"))
+    states = json.loads(meta.get(DEVICE_STATES_KEY, "{}"))
     profiles = {d.id: d.profile.name for d in loaded.devices}
     print(f"{'DEVICE':<16} {'STATE':<12} PROFILE")
     for dev_id in sorted(set(states) | set(profiles)):
@@ -194,7 +194,9 @@ async def _poll(loaded: LoadedConfig, device_id: str) -> int:
     import time
 
     from agent.config import AUTO_PROFILE, with_profile
-    from agent.runner import grader_for
+    from agent.devices import grader_for
+    from agent.state import StateDir
+    from checks.profile_rules import builtin_profiles
     from checks.tracker import FaultTracker
     from collectors.base import ReadingSet
     from collectors.build import make_collector
@@ -218,12 +220,13 @@ async def _poll(loaded: LoadedConfig, device_id: str) -> int:
     try:
         if d.profile is AUTO_PROFILE:
             assert isinstance(d.target, SnmpTarget)  # config allows "auto" for SNMP only
-            found = await identify_target(d.id, d.target, engine)
+            profiles = builtin_profiles()
+            found = await identify_target(d.id, d.target, engine, profiles)
             if found.profile is None:
                 print(f"{device_id}: not identified: {found.failure()}", file=sys.stderr)
                 return 1
             try:
-                d = with_profile(d, found.profile)
+                d = with_profile(d, profiles[found.profile.name])
             except ValueError as exc:
                 print(f"{device_id}: identified as {found.profile.name}: {exc}", file=sys.stderr)
                 return 1
@@ -237,7 +240,7 @@ async def _poll(loaded: LoadedConfig, device_id: str) -> int:
             p,
             d.target,
             snmp_engine=engine,
-            known_hosts=loaded.agent.state_dir / "known_hosts",
+            known_hosts=StateDir(loaded.agent.state_dir).known_hosts,
         )
         try:
             readings = await collector.collect()

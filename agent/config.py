@@ -27,8 +27,9 @@ from pydantic import (
 
 from agent.errors import ConfigError
 from agent.yamlsrc import Loc, YamlSource, load_yaml
+from checks.profile_rules import GradedProfile, builtin_profiles
 from checks.spec import CheckOverride, CheckSpec, apply_overrides
-from collectors.profiles import Profile, SnmpSource, builtin_profiles
+from collectors.profiles import SnmpSource
 from collectors.targets import HostTarget, SerialTarget, SnmpTarget, SshTarget
 from protocol.wire import ID_PATTERN, MAX_HEARTBEAT_DEVICES
 
@@ -43,7 +44,7 @@ TARGETS: dict[str, type[SnmpTarget | SshTarget | SerialTarget]] = {
 
 
 # Stands in for the profile of a device not identified yet: polls nothing, checks nothing.
-AUTO_PROFILE = Profile(
+AUTO_PROFILE = GradedProfile(
     name="auto",
     vendor="unknown",
     model="not identified yet",
@@ -216,7 +217,7 @@ class Device:
     """A device ready to poll: its config, profile, connection target and checks."""
 
     config: DeviceConfig
-    profile: Profile
+    profile: GradedProfile
     target: Target
     checks: list[CheckSpec]
     backup_target: SshTarget | None = None  # SSH login for config backups of a non-SSH device
@@ -227,7 +228,7 @@ class Device:
         return self.config.id
 
 
-def with_profile(device: Device, profile: Profile) -> Device:
+def with_profile(device: Device, profile: GradedProfile) -> Device:
     """The device with an identified profile and that profile's checks (site overrides applied).
 
     The overrides were validated against no profile when the device was loaded (it had none):
@@ -323,7 +324,7 @@ def _resolve(base: Path, p: Path | None) -> Path | None:
     return None if p is None else (p if p.is_absolute() else (base / p).resolve())
 
 
-def load_config(path: Path, profiles: dict[str, Profile] | None = None) -> LoadedConfig:
+def load_config(path: Path, profiles: dict[str, GradedProfile] | None = None) -> LoadedConfig:
     """Validate a site config; raises ConfigError only for problems that stop the agent."""
     try:
         src = load_yaml(path)
@@ -384,7 +385,7 @@ def _load_device(
     src: YamlSource,
     loc: Loc,
     raw: dict[str, Any],
-    profiles: dict[str, Profile],
+    profiles: dict[str, GradedProfile],
     creds: dict[str, dict[str, Any]] | None,
     creds_path: Path,
     creds_problem: list[str],

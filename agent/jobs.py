@@ -13,22 +13,21 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 from uuid import UUID
 
+from agent.backups import BackupManager
+from agent.config import AgentConfig, Device
+from agent.devices import AGENT_DEVICE, DeviceSet
 from agent.errors import UplinkError, UplinkRejected
-from agent.runner import AGENT_DEVICE, poll_budget
-from agent.uplink import backoff_delay
+from agent.faults import FaultSink
+from agent.health import host_figures
+from agent.uplink import Uplink, backoff_delay
 from checks.base import Finding
 from checks.checklists import Checklist, ChecklistItem, builtin_checklists
 from collectors.base import Reading, ReadingSet
 from collectors.errors import CollectorError
 from protocol.grades import Grade
 from protocol.wire import Job, JobItemResult, JobKind, JobResult, JobStatus
-
-if TYPE_CHECKING:
-    from agent.config import Device
-    from agent.runner import AgentRuntime
 
 logger = logging.getLogger(__name__)
 
@@ -59,11 +58,23 @@ def _now() -> datetime:
 class JobRunner:
     """Long-polls HQ, runs catalogue items with bounded concurrency, posts results."""
 
-    def __init__(self, runtime: AgentRuntime, checklists: dict[str, Checklist] | None = None):
-        self.rt = runtime
+    def __init__(
+        self,
+        faults: FaultSink,
+        devices: DeviceSet,
+        backups: BackupManager,
+        uplink: Uplink,
+        config: AgentConfig,
+        checklists: dict[str, Checklist] | None = None,
+    ) -> None:
+        """`config`: the agent's settings (site, state dir, `jobs:`)."""
+        self.faults = faults
+        self.devices = devices
+        self.backups = backups
+        self.uplink = uplink  # the agent replaces it when a reload names another HQ
+        self.config = config
         self.checklists = builtin_checklists() if checklists is None else checklists
-        cfg = runtime.loaded.agent.jobs
-        self._sem = asyncio.Semaphore(cfg.max_concurrent)
+        self._sem = asyncio.Semaphore(config.jobs.max_concurrent)
         self._running: dict[UUID, asyncio.Task[JobResult]] = {}
         self._cancel_requested: set[UUID] = set()
 
@@ -73,16 +84,16 @@ class JobRunner:
         """Poll for jobs until cancelled."""
         attempt = 0
         while True:
-            wait = self.rt.loaded.agent.jobs.poll_wait_s
+            wait = self.config.jobs.poll_wait_s
             try:
-                poll = await self.rt.uplink.poll_jobs(wait)
+                poll = await self.uplink.poll_jobs(wait)
             except UplinkError as exc:
                 delay = max(backoff_delay(attempt, base=2.0, cap=300.0), exc.retry_after or 0)
                 if isinstance(exc, UplinkRejected):
                     delay = max(delay, 60.0)
                 attempt += 1
                 logger.debug(
-                    "site=%s job poll failed (%s); retry in %.1f s", self.rt.site, exc, delay
+                    "site=%s job poll failed (%s); retry in %.1f s", self.config.site, exc, delay
                 )
                 await asyncio.sleep(delay)
                 continue
@@ -107,7 +118,7 @@ class JobRunner:
     async def execute(self, job: Job) -> JobResult:
         """Run one job to its end (any end) and report it."""
         started = _now()
-        log_ctx = (self.rt.site, job.device_id or "-", job.kind.value, job.item, job.job_id)
+        log_ctx = (self.config.site, job.device_id or "-", job.kind.value, job.item, job.job_id)
         try:
             self.check(job, started)
         except Refused as exc:
@@ -135,7 +146,10 @@ class JobRunner:
             status, summary, items = JobStatus.CANCELLED, "cancelled at HQ's request", []
         except Exception as exc:  # a catalogue item failing must not take the runner down
             logger.exception(
-                "site=%s device=%s job %s failed", self.rt.site, job.device_id or "-", job.job_id
+                "site=%s device=%s job %s failed",
+                self.config.site,
+                job.device_id or "-",
+                job.job_id,
             )
             status, summary, items = JobStatus.ERROR, f"{type(exc).__name__}: {exc}"[:2000], []
         logger.info(
@@ -159,17 +173,20 @@ class JobRunner:
     async def _report(self, result: JobResult) -> None:
         for attempt in range(6):
             try:
-                await self.rt.uplink.post_job_result(result)
+                await self.uplink.post_job_result(result)
                 return
             except UplinkRejected as exc:
                 logger.error(
-                    "site=%s HQ refused the result of job %s: %s", self.rt.site, result.job_id, exc
+                    "site=%s HQ refused the result of job %s: %s",
+                    self.config.site,
+                    result.job_id,
+                    exc,
                 )
                 return
             except UplinkError:
                 await asyncio.sleep(backoff_delay(attempt, base=1.0, cap=30.0))
         logger.error(
-            "site=%s could not report job %s; HQ will expire it", self.rt.site, result.job_id
+            "site=%s could not report job %s; HQ will expire it", self.config.site, result.job_id
         )
 
     # ---- the catalogue ----------------------------------------------------------------
@@ -177,9 +194,9 @@ class JobRunner:
     def _device(self, job: Job) -> Device:
         if not job.device_id:
             raise Refused(f"{job.kind.value} needs a device_id")
-        for d in self.rt.loaded.devices:
-            if d.id == job.device_id:
-                return d
+        device = self.devices.device(job.device_id)
+        if device is not None:
+            return device
         raise Refused(f"no device {job.device_id!r} at this site")
 
     def check(self, job: Job, now: datetime) -> None:
@@ -203,7 +220,7 @@ class JobRunner:
             self._device(job)
         elif kind is JobKind.BACKUP_CONFIG:
             device = self._device(job)
-            if not self.rt.backups.supports(device):
+            if not self.backups.supports(device):
                 raise Refused(f"profile {device.profile.name} has no config backup")
         elif kind is JobKind.RUN_ACTION:
             device = self._device(job)
@@ -214,7 +231,7 @@ class JobRunner:
                     f"(has: {', '.join(sorted(actions)) or 'none'})"
                 )
             if actions[job.item].change:
-                problem = approval_problem(job, now, self.rt.loaded.agent.jobs.allow_changes)
+                problem = approval_problem(job, now, self.config.jobs.allow_changes)
                 if problem:
                     raise Refused(problem)
         else:  # pragma: no cover - JobKind is closed; a new kind must be added here on purpose
@@ -232,16 +249,9 @@ class JobRunner:
         }
         return await handlers[job.kind](job)
 
-    async def _fresh(self, device: Device) -> list[Reading] | None:
-        collector = self.rt.collectors.get(device.id)
-        if collector is None:
-            return None
-        interval = device.config.poll_interval_s or self.rt.loaded.agent.intervals.poll_s
-        return await self.rt.poll_once(device, collector, poll_budget(device, max(interval, 30)))
-
     async def _poll_device(self, job: Job) -> tuple[JobStatus, str, list[JobItemResult]]:
         device = self._device(job)
-        readings = await self._fresh(device)
+        readings = await self.devices.poll_now(device)
         if readings is None:
             return JobStatus.ERROR, f"{device.id} did not answer", []
         values = {
@@ -259,10 +269,10 @@ class JobRunner:
 
     async def _run_check(self, job: Job) -> tuple[JobStatus, str, list[JobItemResult]]:
         device = self._device(job)
-        readings = await self._fresh(device)
+        readings = await self.devices.poll_now(device)
         if readings is None:
             return JobStatus.ERROR, f"{device.id} did not answer", []
-        view = self.rt.tracker.view(device.id)
+        view = self.faults.tracker.view(device.id)
         active = sorted(view.active_components(job.item)) or (
             [""] if view.is_active(job.item) else []
         )
@@ -281,10 +291,10 @@ class JobRunner:
 
     async def _run_checklist(self, job: Job) -> tuple[JobStatus, str, list[JobItemResult]]:
         checklist = self.checklists[job.item]
-        devices = [d for d in self.rt.loaded.devices if d.id in self.rt.collectors]
+        devices = [d for d in self.devices.devices if d.id in self.devices.collectors]
         if job.device_id:
             devices = [self._device(job)]
-        fresh = await asyncio.gather(*(self._fresh(d) for d in devices))
+        fresh = await asyncio.gather(*(self.devices.poll_now(d) for d in devices))
         items: list[JobItemResult] = []
         for device, readings in zip(devices, fresh, strict=True):
             for it in checklist.items:
@@ -316,7 +326,7 @@ class JobRunner:
         if it.kind == "no_faults":
             faults = [
                 f
-                for f in self.rt.tracker.active.values()
+                for f in self.faults.tracker.active.values()
                 if f.device_id == device.id and f.grade <= it.max_grade
             ]
             detail = (
@@ -335,8 +345,8 @@ class JobRunner:
         return JobItemResult(**base, passed=passed, detail=detail)
 
     def _judge_host(self, it: ChecklistItem) -> JobItemResult | None:
-        hb = self.rt.heartbeat_payload()
-        values: dict[str, float] = dict(hb.host) | {"outbox_depth": float(hb.outbox_depth)}
+        depth = float(self.faults.outbox.depth())
+        values = host_figures(self.config.state_dir) | {"outbox_depth": depth}
         if it.metric not in values:
             return None
         value = values[it.metric]
@@ -363,13 +373,13 @@ class JobRunner:
                 f"Inspection item failed: {titles.get(res.name, res.name)}",
                 res.detail,
             )
-            changes += self.rt.tracker.apply(device, [finding], now)
-        await self.rt.commit(changes)
+            changes += self.faults.tracker.apply(device, [finding], now)
+        await self.faults.commit(changes)
 
     async def _backup(self, job: Job) -> tuple[JobStatus, str, list[JobItemResult]]:
         device = self._device(job)
         try:
-            result = await self.rt.backups.backup(device)
+            result = await self.backups.backup(device)
         except CollectorError as exc:
             return JobStatus.ERROR, f"{device.id}: {exc}", []
         detail = {
@@ -390,7 +400,7 @@ class JobRunner:
     async def _action(self, job: Job) -> tuple[JobStatus, str, list[JobItemResult]]:
         device = self._device(job)
         action = next(a for a in device.profile.actions if a.name == job.item)
-        collector = self.rt.collectors.get(device.id)
+        collector = self.devices.collectors.get(device.id)
         run = getattr(collector, "run_commands", None)
         if run is None:
             return JobStatus.ERROR, f"{device.id} is not polled over SSH now", []
@@ -402,7 +412,7 @@ class JobRunner:
             assert job.approval is not None
             logger.warning(
                 "site=%s device=%s CHANGE action %s run under approval %s by %s",
-                self.rt.site,
+                self.config.site,
                 device.id,
                 action.name,
                 job.approval.reference,

@@ -1,7 +1,9 @@
 """Faults that arrive rather than being polled: SNMP traps, syslog, and device log files.
 
-Each source feeds the same fault tracker and outbox as polling. Trap and syslog sources are
-matched to devices by the address the device is configured with (resolved once at start).
+Each source feeds the same fault sink as polling: collectors receive and decode (what a trap
+says, the new lines of a log), checks grade (the profile's trap rules and log patterns). Trap
+and syslog sources are matched to devices by the address the device is configured with
+(resolved once at start). A reload builds new Listeners from the new config.
 """
 
 from __future__ import annotations
@@ -11,18 +13,19 @@ import contextlib
 import logging
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
+from agent.config import Device, LoadedConfig
+from agent.faults import FaultSink
+from agent.state import StateDir
 from checks.logpatterns import LogPatternChecker
-from collectors.base import Reading
+from checks.traps import TrapJudge
+from collectors.base import Collector, Reading
 from collectors.errors import CollectorError
 from collectors.logs import LogCollector, LogCursors
 from collectors.syslog import SyslogListener, SyslogSettings
 from collectors.traps import TrapDevice, TrapReceiver, TrapSettings, TrapV3User
-
-if TYPE_CHECKING:
-    from agent.config import Device
-    from agent.runner import AgentRuntime
 
 logger = logging.getLogger(__name__)
 
@@ -40,19 +43,26 @@ def _address(device: Device) -> str | None:
 class Listeners:
     """Trap receiver, syslog listener and device-log readers of one agent run."""
 
-    def __init__(self, runtime: AgentRuntime) -> None:
-        self.rt = runtime
+    def __init__(
+        self, faults: FaultSink, loaded: LoadedConfig, collectors: Mapping[str, Collector]
+    ) -> None:
+        """`collectors`: the polling collectors by device id (device logs are read through
+        the SSH and serial ones)."""
+        self.faults = faults
+        self.loaded = loaded
+        self.site = loaded.agent.site
+        self.collectors = collectors
         self.traps: TrapReceiver | None = None
         self.syslog: SyslogListener | None = None
         self.checkers: dict[str, LogPatternChecker] = {}
-        self.cursors = LogCursors(runtime.loaded.agent.state_dir / "log_cursors.json")
+        self.cursors = LogCursors(StateDir(loaded.agent.state_dir).log_cursors)
         self.trap_port: int | None = None
         self.syslog_port: int | None = None
 
     async def start(self) -> list[asyncio.Task[None]]:
         """Bind what the config enables; the tasks that feed the tracker."""
-        cfg = self.rt.loaded.agent
-        devices = [d for d in self.rt.loaded.devices if d.config.enabled]
+        cfg = self.loaded.agent
+        devices = [d for d in self.loaded.devices if d.config.enabled]
         self.checkers = {
             d.id: LogPatternChecker(d.profile.log_patterns)
             for d in devices
@@ -61,7 +71,7 @@ class Listeners:
         tasks: list[asyncio.Task[None]] = []
         by_address = {a: d for d in devices if (a := await asyncio.to_thread(_address, d))}
         if cfg.traps.enabled:
-            secrets: dict[str, Any] = self.rt.loaded.trap_secrets
+            secrets: dict[str, Any] = self.loaded.trap_secrets
             settings = TrapSettings(
                 host=cfg.traps.host,
                 port=cfg.traps.port,
@@ -75,18 +85,20 @@ class Listeners:
                 for a, d in by_address.items()
                 if d.profile.traps
             }
+            judge = TrapJudge({d.id: d.profile.traps for d in by_address.values()})
             try:
                 self.traps = TrapReceiver(settings, trap_devices)
                 self.trap_port = await self.traps.start()
                 logger.info(
                     "site=%s SNMP trap receiver on udp/%d for %d device(s)",
-                    self.rt.site,
+                    self.site,
                     self.trap_port,
                     len(trap_devices),
                 )
-                tasks.append(asyncio.create_task(self._trap_loop(self.traps), name="traps"))
+                trap_loop = self._trap_loop(self.traps, judge)
+                tasks.append(asyncio.create_task(trap_loop, name="traps"))
             except CollectorError as exc:
-                logger.error("site=%s SNMP trap receiver not started: %s", self.rt.site, exc)
+                logger.error("site=%s SNMP trap receiver not started: %s", self.site, exc)
                 self.traps = None
         if cfg.syslog.enabled:
             self.syslog = SyslogListener(
@@ -95,14 +107,14 @@ class Listeners:
             )
             try:
                 self.syslog_port = await self.syslog.start()
-                logger.info("site=%s syslog listener on udp/%d", self.rt.site, self.syslog_port)
+                logger.info("site=%s syslog listener on udp/%d", self.site, self.syslog_port)
                 tasks.append(asyncio.create_task(self._syslog_loop(self.syslog), name="syslog"))
             except (CollectorError, OSError) as exc:
-                logger.error("site=%s syslog listener not started: %s", self.rt.site, exc)
+                logger.error("site=%s syslog listener not started: %s", self.site, exc)
                 self.syslog = None
         for d in devices:
             log_commands = self._log_commands(d)
-            runner = self.rt.collectors.get(d.id)
+            runner = self.collectors.get(d.id)
             if log_commands and runner is not None and hasattr(runner, "run_commands"):
                 reader = LogCollector(d.id, runner, log_commands, self.cursors)  # type: ignore[arg-type]
                 tasks.append(asyncio.create_task(self._log_loop(d, reader), name=f"logs-{d.id}"))
@@ -117,17 +129,17 @@ class Listeners:
         checker = self.checkers.get(device_id)
         if checker is None:
             return
-        view = self.rt.tracker.view(device_id)
-        changes = self.rt.tracker.apply(device_id, checker.evaluate(lines, view))
-        await self.rt.commit(changes)
+        view = self.faults.tracker.view(device_id)
+        await self.faults.record(device_id, checker.evaluate(lines, view))
 
-    async def _trap_loop(self, rx: TrapReceiver) -> None:
+    async def _trap_loop(self, rx: TrapReceiver, judge: TrapJudge) -> None:
+        tracker = self.faults.tracker
         while True:
             batch = await rx.next_batch(max_items=200)
             changes = []
-            for ev in batch:
-                changes += self.rt.tracker.apply(ev.device_id, [ev.finding], ev.received_at)
-            await self.rt.commit(changes)
+            for trap in batch:
+                changes += tracker.apply(trap.device_id, [judge.finding(trap)], trap.received_at)
+            await self.faults.commit(changes)
 
     async def _syslog_loop(self, listener: SyslogListener) -> None:
         while True:
@@ -139,24 +151,21 @@ class Listeners:
                 await self._grade_lines(device_id, lines)
 
     async def _log_loop(self, device: Device, reader: LogCollector) -> None:
-        interval = self.rt.loaded.agent.logs.interval_s
+        interval = self.loaded.agent.logs.interval_s
         while True:
             try:
                 lines = await asyncio.wait_for(reader.collect(), timeout=interval)
                 await self._grade_lines(device.id, lines)
             except (CollectorError, TimeoutError) as exc:
-                logger.warning(
-                    "site=%s device=%s log read failed: %s", self.rt.site, device.id, exc
-                )
+                logger.warning("site=%s device=%s log read failed: %s", self.site, device.id, exc)
             await asyncio.sleep(interval)
 
     async def quiet_clears(self) -> None:
         """Let log patterns with clear_after_s clear when their lines stopped coming."""
         now = time.time()
         for device_id, checker in self.checkers.items():
-            view = self.rt.tracker.view(device_id)
-            changes = self.rt.tracker.apply(device_id, checker.evaluate([], view, now), now)
-            await self.rt.commit(changes)
+            view = self.faults.tracker.view(device_id)
+            await self.faults.record(device_id, checker.evaluate([], view, now), now)
 
     def suppressed(self) -> dict[str, float]:
         """Counts of what storm protection dropped, for the heartbeat."""

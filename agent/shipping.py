@@ -32,7 +32,7 @@ class Sender(Protocol):
         ...
 
 
-# Runs an outbox call off the event loop (the runtime's single database thread).
+# Runs an outbox call off the event loop (the fault sink's database thread, agent.faults).
 InDb = Callable[..., Awaitable[Any]]
 
 

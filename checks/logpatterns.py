@@ -14,11 +14,28 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from checks.base import FaultState, Finding
 from collectors.base import Reading
-from collectors.profiles import LogPattern
+from collectors.profiles import Code, Regex
+from protocol.grades import Grade
 
 MAX_LINE_SHOWN = 400
+
+
+class LogPattern(BaseModel):
+    """A log line pattern raising a graded fault; `clear` lines end it (a profile's
+    `log_patterns` entry)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: Code
+    title: str = Field(min_length=1, max_length=200)
+    pattern: Regex  # a named group `component` names the component
+    grade: Grade
+    clear: Regex | None = None  # a line that ends the condition
+    clear_after_s: float | None = Field(default=None, gt=0)  # or: no matching line for this long
 
 
 @dataclass(slots=True)

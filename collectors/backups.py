@@ -1,4 +1,4 @@
-"""Configuration backups: capture, scrub, keep versions locally, and judge what changed.
+"""Configuration backups: capture, scrub, keep versions locally, and tell what changed.
 
 Flow: the device module fetches the raw text (SSH `fetch_config` or a serial dump), `ConfigStore`
 scrubs it at once (collectors.scrub), normalises it, hashes it (sha256) and compares it with the
@@ -8,7 +8,7 @@ last kept version of the device:
 - "unchanged": byte-identical to the last version; nothing kept;
 - "noise":     only noise lines differ (timestamps, "Last configuration change"); nothing kept;
 - "changed":   a significant line differs; kept as a new version, with the scrubbed unified
-  diff; `findings()` raises the grade-4 "configuration changed" fault carrying the diff.
+  diff (checks.config_change grades it: the config_changed fault carrying the diff).
 
 Versions live in `<state_dir>/backups/<device>/` (directory 0700, files 0600), oldest pruned past
 `keep`. Only scrubbed text is ever written or returned.
@@ -27,17 +27,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
-from checks.base import Finding
 from collectors.profiles import Profile
 from collectors.scrub import Scrubber, normalise
-from protocol.faults import CONFIG_CHANGED
-from protocol.grades import Grade
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CONFIG_CHANGED", "BackupResult", "ConfigSource", "ConfigStore", "backup_device"]
-CONFIG_CHANGED_TITLE = "Configuration changed"
-DETAIL_MAX = 1900  # the wire's fault detail holds 2,000 characters
+__all__ = ["BackupResult", "ConfigSource", "ConfigStore", "backup_device"]
 DIFF_CONTEXT = 2
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
@@ -69,53 +64,6 @@ class BackupResult:
     def significant(self) -> bool:
         """Whether this backup is a significant change of configuration."""
         return self.status == "changed"
-
-    def findings(self, active: bool) -> list[Finding]:
-        """Findings for the fault tracker; `active`: config_changed is raised now.
-
-        A significant change raises config_changed (grade 4) with the diff; a change while the
-        fault is still raised clears and raises it again, so the new diff is not lost. A later
-        backup without significant change clears it.
-        """
-        if self.status == "changed":
-            raised = Finding(
-                CONFIG_CHANGED,
-                "",
-                True,
-                Grade.MINOR,
-                CONFIG_CHANGED_TITLE,
-                self.detail(),
-                {"sha256": self.sha256, "previous_sha256": self.previous_sha256},
-            )
-            if not active:
-                return [raised]
-            cleared = Finding(
-                CONFIG_CHANGED, "", False, Grade.MINOR, CONFIG_CHANGED_TITLE, "changed again"
-            )
-            return [cleared, raised]
-        if active and self.status in ("unchanged", "noise"):
-            return [
-                Finding(
-                    CONFIG_CHANGED,
-                    "",
-                    False,
-                    Grade.MINOR,
-                    CONFIG_CHANGED_TITLE,
-                    f"no further change (sha256 {self.sha256[:12]})",
-                )
-            ]
-        return []
-
-    def detail(self) -> str:
-        """The diff, cut to what a fault event carries, naming the versions."""
-        head = f"config {(self.previous_sha256 or '-')[:12]} -> {self.sha256[:12]}\n"
-        body = self.diff
-        if len(head) + len(body) > DETAIL_MAX:
-            cut = body[: DETAIL_MAX - len(head) - 40]
-            cut = cut[: cut.rfind("\n") + 1] if "\n" in cut else cut
-            more = body[len(cut) :].count("\n")
-            body = f"{cut}... ({more} more diff lines)\n"
-        return head + body
 
 
 class ConfigStore:

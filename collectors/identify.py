@@ -11,6 +11,7 @@ device is identified, never on a poll.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from collectors.errors import DeviceUnreadable
@@ -76,7 +77,7 @@ class _Prober:
         return any(self.answered.get(c, False) for c in columns)
 
 
-async def identify_snmp(client: SnmpClient, profiles: dict[str, Profile]) -> Identification:
+async def identify_snmp(client: SnmpClient, profiles: Mapping[str, Profile]) -> Identification:
     """Pick the first candidate profile the device confirms; CollectorError if it is unreachable."""
     got = await client.get([SYS_OBJECT_ID, SYS_DESCR])
     oid, descr = as_text(got.get(SYS_OBJECT_ID, "")), as_text(got.get(SYS_DESCR, ""))
@@ -93,7 +94,7 @@ async def identify_target(
     device_id: str,
     target: SnmpTarget,
     engine: SnmpEngineHolder,
-    profiles: dict[str, Profile] | None = None,
+    profiles: Mapping[str, Profile] | None = None,
 ) -> Identification:
     """Identify the SNMP device at `target` among `profiles` (default: the shipped ones)."""
     client = SnmpClient(target, engine, device_id=device_id)

@@ -1,16 +1,24 @@
-"""Device profiles: what to read from a device class and which checks grade it.
+"""Device profiles: what to read from a device model and how to recognise it.
 
 One YAML file per device model in `collectors/profiles/`; adding a model touches nothing else.
 A profile declares its readings per protocol (numeric SNMP OIDs, SSH commands with parsers,
-serial requests), its default checks with grades, and how to recognise the device.
+serial requests), how to recognise the device, how to take its configuration backup, and its
+traps (which trap OID means which fault code). The same file holds how the device's faults are
+graded (`checks`, `log_patterns`, `unreachable_grade`, the `grade` and `title` of its traps):
+those sections belong to the checks package (`checks/profile_rules.py` parses and validates
+them, `GradedProfile`); here they are kept as they were written, because collectors never grade.
+
+A profile may `extends:` shared blocks (`profiles/shared/<name>.yaml`: the IF-MIB interface
+table, UPS-MIB, ...), merged before validation as `profiles/README.md` describes.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self, TypeVar, overload
 
 import yaml
 from pydantic import (
@@ -23,11 +31,8 @@ from pydantic import (
     model_validator,
 )
 
-from checks.spec import CheckSpec
-from protocol.faults import CONFIG_CHANGED
-from protocol.grades import Grade
-
 PROFILE_DIR = Path(__file__).with_name("profiles")
+SHARED_DIR = "shared"  # under a profile directory: the blocks profiles extend, never profiles
 OID_RE = re.compile(r"^1(\.\d+)+$")
 
 
@@ -77,6 +82,7 @@ def _check_oid(v: str) -> str:
 
 
 Oid = Annotated[str, AfterValidator(_check_oid)]
+Regex = Annotated[str, AfterValidator(_regex)]
 
 
 class SnmpScalar(ValueMap):
@@ -202,30 +208,15 @@ Code = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
 
 
 class TrapSpec(_Model):
-    """What a trap (by its snmpTrapOID) means: raise or clear a fault."""
+    """Which fault a trap (by its snmpTrapOID) raises or clears, and which varbind names the
+    component. Its `grade` and `title` are grading, validated by checks (TrapRule)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
 
     oid: Oid
     action: Literal["raise", "clear"] = "raise"
     code: Code
-    title: str = ""
-    grade: Grade = Grade.GENERAL
     component_oid: Oid | None = None  # varbind (by OID prefix) whose value names the component
-
-
-class LogPattern(_Model):
-    """A log line pattern raising a graded fault; `clear` lines end it."""
-
-    code: Code
-    title: str = Field(min_length=1, max_length=200)
-    pattern: str  # regex; a named group `component` names the component
-    grade: Grade
-    clear: str | None = None  # regex of a line that ends the condition
-    clear_after_s: float | None = Field(default=None, gt=0)  # or: no matching line for this long
-
-    @field_validator("pattern", "clear")
-    @classmethod
-    def _compiles(cls, v: str | None) -> str | None:
-        return None if v is None else _regex(v)
 
 
 class BackupSpec(_Model):
@@ -271,7 +262,7 @@ class Action(_Model):
 
 
 class Profile(_Model):
-    """Everything StationWatch knows about one device model."""
+    """What collectors know about one device model: what to read and how to recognise it."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
     vendor: str
@@ -279,7 +270,6 @@ class Profile(_Model):
     device_class: DeviceClass
     protocol: Literal["snmp", "ssh", "serial", "host"]
     description: str = ""
-    unreachable_grade: Grade = Grade.SEVERE
     match: Match = Field(default_factory=Match)
     # Readings that show the device really is this model (its status, not its identity): a
     # candidate is confirmed by probing them, and a poll yielding none of them is a
@@ -288,11 +278,13 @@ class Profile(_Model):
     snmp: SnmpSource | None = None
     ssh: SshSource | None = None
     serial: SerialSource | None = None
-    checks: list[CheckSpec] = Field(default_factory=list)
-    traps: list[TrapSpec] = Field(default_factory=list)
-    log_patterns: list[LogPattern] = Field(default_factory=list)
+    traps: Sequence[TrapSpec] = Field(default_factory=list)
     actions: list[Action] = Field(default_factory=list)
     backup: BackupSpec | None = None
+    # Grading, as written in the file: parsed and validated by checks/profile_rules.py.
+    unreachable_grade: Any = None
+    checks: list[Any] = Field(default_factory=list)
+    log_patterns: list[Any] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _traps_paired(self) -> Self:
@@ -300,14 +292,6 @@ class Profile(_Model):
         for t in self.traps:
             if t.action == "clear" and t.code not in raised:
                 raise ValueError(f"trap {t.oid} clears {t.code!r}, which no trap raises")
-        per_component = {c.code for c in self.checks if c.per_component}
-        for code in sorted({t.code for t in self.traps} | {p.code for p in self.log_patterns}):
-            if code in per_component:
-                raise ValueError(
-                    f"{code!r} is a per-component check; a trap or log pattern raising it would "
-                    "be cleared by the next poll when its component is not a polled row: give "
-                    "it a code of its own"
-                )
         backup = self.backup
         if backup and not backup.command:
             section = self.ssh if backup.via == "ssh" else self.serial
@@ -324,14 +308,6 @@ class Profile(_Model):
                 f"protocol is {self.protocol!r} but there is no {self.protocol}: section"
             )
         metrics = self.metrics()
-        for check in self.checks:
-            for needed in (
-                check.metric,
-                check.relative_to,
-                check.when.metric if check.when else None,
-            ):
-                if needed and needed not in metrics:
-                    raise ValueError(f"check {check.code!r} uses unknown metric {needed!r}")
         for name in self.key:
             if name not in metrics:
                 raise ValueError(f"key reading {name!r} is not a metric of this profile")
@@ -359,13 +335,6 @@ class Profile(_Model):
             columns |= {cmd.rows.metric for cmd in self.ssh.commands if cmd.rows}
         return {name: name in columns for name in self.key}
 
-    def event_codes(self) -> set[str]:
-        """Fault codes raised outside polling: traps, log patterns, configuration changes."""
-        codes = {t.code for t in self.traps} | {p.code for p in self.log_patterns}
-        if self.backup is not None:
-            codes.add(CONFIG_CHANGED)
-        return codes
-
     def metrics(self) -> set[str]:
         """Every metric this profile can produce."""
         names: set[str] = set()
@@ -388,13 +357,123 @@ class ProfileError(ValueError):
     """A profile file is invalid; the message names the file and the field."""
 
 
-def load_profile(path: Path) -> Profile:
-    """Load and validate one profile file."""
+P = TypeVar("P", bound=Profile)
+
+# Lists of entries merged by `extends:` entry by entry, each entry known by this field (list
+# paths by their mapping keys); every other list is replaced whole by the extending file's.
+MERGED_BY: dict[tuple[str, ...], str] = {
+    ("snmp", "scalars"): "metric",
+    ("snmp", "tables"): "name",
+    ("snmp", "tables", "columns"): "metric",
+    ("ssh", "commands"): "command",
+    ("ssh", "commands", "values"): "metric",
+    ("ssh", "log_commands"): "name",
+    ("serial", "fields"): "metric",
+    ("serial", "log_commands"): "name",
+    ("checks",): "code",
+    ("traps",): "oid",
+    ("log_patterns",): "code",
+    ("actions",): "name",
+}
+# What a shared block may hold: sections, never a device's identity or its match rules.
+SHARED_SECTIONS = frozenset(
+    {"extends", "snmp", "ssh", "serial", "checks", "traps", "log_patterns", "actions", "backup"}
+)
+
+
+def merge_sections(base: Any, own: Any, path: tuple[str, ...] = ()) -> Any:
+    """`own` laid over `base` (see profiles/README.md): mappings key by key, the lists of
+    MERGED_BY entry by entry (an entry named like an inherited one is merged into it, in its
+    place; the others follow, in order), anything else replaced by `own`."""
+    if isinstance(base, dict) and isinstance(own, dict):
+        out = dict(base)
+        for k, v in own.items():
+            out[k] = merge_sections(base[k], v, (*path, str(k))) if k in base else v
+        return out
+    field = MERGED_BY.get(path)
+    if field and isinstance(base, list) and isinstance(own, list):
+        merged = list(base)
+        inherited = {_entry_name(e, field): i for i, e in enumerate(base)}
+        inherited.pop(None, None)
+        for entry in own:
+            at = inherited.get(_entry_name(entry, field))
+            if at is None:
+                merged.append(entry)
+            else:
+                merged[at] = merge_sections(merged[at], entry, path)
+        return merged
+    return own
+
+
+def _entry_name(entry: Any, field: str) -> str | None:
+    name = entry.get(field) if isinstance(entry, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return Profile.model_validate(data)
     except yaml.YAMLError as exc:
         raise ProfileError(f"{path}: not valid YAML: {exc}") from None
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if not isinstance(data, dict):
+        raise ProfileError(f"{path}: <top>: expected a mapping of profile sections")
+    return data
+
+
+def _extends(path: Path, data: Mapping[str, Any]) -> list[str]:
+    names = data.get("extends", [])
+    names = [names] if isinstance(names, str) else names
+    if not isinstance(names, list) or not all(
+        isinstance(n, str) and re.fullmatch(r"[a-z][a-z0-9_]{0,63}", n) for n in names
+    ):
+        raise ProfileError(
+            f"{path}: extends: expected a list of shared block names (files of {SHARED_DIR}/ "
+            "without .yaml), e.g. [if_mib]"
+        )
+    return names
+
+
+def _resolved(path: Path, shared_dir: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    """The file's sections with every block it extends merged under them."""
+    data = _read_yaml(path)
+    if chain:  # a shared block, not a device profile
+        stray = sorted(set(data) - SHARED_SECTIONS)
+        if stray:
+            raise ProfileError(
+                f"{path}: {stray[0]}: a shared block holds only sections "
+                f"({', '.join(sorted(SHARED_SECTIONS - {'extends'}))}), not a device's identity"
+            )
+    merged: dict[str, Any] = {}
+    for name in _extends(path, data):
+        base = shared_dir / f"{name}.yaml"
+        if base in chain or base == path:
+            cycle = " -> ".join(p.stem for p in (*chain, path, base))
+            raise ProfileError(f"{path}: extends: {name!r} makes a cycle ({cycle})")
+        if not base.is_file():
+            raise ProfileError(f"{path}: extends: no shared block {name!r} ({base} is missing)")
+        merged = merge_sections(merged, _resolved(base, shared_dir, (*chain, path)))
+    own = {k: v for k, v in data.items() if k != "extends"}
+    resolved: dict[str, Any] = merge_sections(merged, own)
+    return resolved
+
+
+def profile_data(path: Path) -> dict[str, Any]:
+    """A profile file's sections with the shared blocks it extends merged in (not validated)."""
+    return _resolved(path, path.parent / SHARED_DIR, ())
+
+
+@overload
+def load_profile(path: Path) -> Profile: ...
+@overload
+def load_profile(path: Path, model: type[P]) -> P: ...
+def load_profile(path: Path, model: type[Profile] = Profile) -> Profile:
+    """Load and validate one profile file (as `model`: checks' GradedProfile validates the
+    grading sections too)."""
+    data = profile_data(path)
+    try:
+        return model.model_validate(data)
     except ValidationError as exc:
         lines = [
             f"{path}: {'.'.join(str(p) for p in err['loc']) or '<top>'}: {err['msg']}"
@@ -405,15 +484,19 @@ def load_profile(path: Path) -> Profile:
 
 @cache
 def builtin_profiles() -> dict[str, Profile]:
-    """All profiles shipped in collectors/profiles, by name."""
+    """All profiles shipped in collectors/profiles, by name (grading sections unparsed)."""
     return load_profiles(PROFILE_DIR)
 
 
-def load_profiles(directory: Path) -> dict[str, Profile]:
-    """Load every *.yaml in a directory; duplicate names are refused."""
+@overload
+def load_profiles(directory: Path) -> dict[str, Profile]: ...
+@overload
+def load_profiles(directory: Path, model: type[P]) -> dict[str, P]: ...
+def load_profiles(directory: Path, model: type[Profile] = Profile) -> dict[str, Any]:
+    """Load every *.yaml in a directory (not its shared/ blocks); duplicate names are refused."""
     found: dict[str, Profile] = {}
     for path in sorted(directory.glob("*.yaml")):
-        profile = load_profile(path)
+        profile = load_profile(path, model)
         if profile.name in found:
             raise ProfileError(f"{path}: profile name {profile.name!r} is already used")
         found[profile.name] = profile
@@ -421,7 +504,7 @@ def load_profiles(directory: Path) -> dict[str, Profile]:
 
 
 def vendor_candidates(
-    sys_object_id: str, sys_descr: str, profiles: dict[str, Profile]
+    sys_object_id: str, sys_descr: str, profiles: Mapping[str, Profile]
 ) -> list[Profile]:
     """Profiles whose match rules fit a device: longest sysObjectID prefix first, then sysDescr."""
     oid = sys_object_id.strip().lstrip(".")
@@ -439,7 +522,9 @@ def vendor_candidates(
     return found[:MAX_VENDOR_CANDIDATES]
 
 
-def candidates(sys_object_id: str, sys_descr: str, profiles: dict[str, Profile]) -> list[Profile]:
+def candidates(
+    sys_object_id: str, sys_descr: str, profiles: Mapping[str, Profile]
+) -> list[Profile]:
     """Every profile identification tries, in order: vendor candidates, then the fallbacks."""
     found = vendor_candidates(sys_object_id, sys_descr, profiles)
     fallbacks = sorted(
@@ -449,7 +534,7 @@ def candidates(sys_object_id: str, sys_descr: str, profiles: dict[str, Profile])
     return found + [p for p in fallbacks if p not in found]
 
 
-def identify(sys_object_id: str, sys_descr: str, profiles: dict[str, Profile]) -> Profile | None:
+def identify(sys_object_id: str, sys_descr: str, profiles: Mapping[str, Profile]) -> Profile | None:
     """The first profile whose match rules fit sysObjectID / sysDescr (not yet confirmed).
 
     Only a candidate: `collectors.identify` confirms it by probing its key OIDs, and falls

@@ -1,5 +1,6 @@
 """SNMP trap and inform receiver (pysnmp 7): v1/v2c communities and v3 USM users, on its own
-engine and UDP socket, turning profile-mapped traps into findings.
+engine and UDP socket, reporting which fault each profile-mapped trap raises or clears (checks.traps
+grades it: collectors never grade).
 
 Storm protection, in the order a datagram meets it:
 1. size cap, a per-source token bucket and one for all sources together, *before* any
@@ -29,6 +30,7 @@ import logging
 import socket
 import time
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -39,7 +41,6 @@ from pysnmp.entity import engine as snmp_engine
 from pysnmp.entity.rfc3413 import ntfrcv
 from pysnmp.proto import rfc1902
 
-from checks.base import Finding
 from collectors.base import Value
 from collectors.errors import CollectorError
 from collectors.profiles import TrapSpec
@@ -112,17 +113,20 @@ class TrapDevice:
     """A device traps may come from: its id and its profile's trap mappings."""
 
     device_id: str
-    traps: list[TrapSpec]
+    traps: Sequence[TrapSpec]
 
 
 @dataclass(frozen=True, slots=True)
 class TrapEvent:
-    """A mapped trap: the finding it implies for its device."""
+    """A mapped trap as received: the fault code it raises or clears, on which component."""
 
     device_id: str
     source: str
     trap_oid: str
-    finding: Finding
+    code: str
+    component: str
+    raised: bool  # the mapping's action: raise (True) or clear (False)
+    values: dict[str, Value]  # a few of its varbinds, as plain values
     received_at: float
 
 
@@ -189,7 +193,7 @@ class _Source:
 
 
 class TrapReceiver:
-    """Receives traps/informs on one UDP socket and queues the findings they map to."""
+    """Receives traps/informs on one UDP socket and queues the mapped ones as TrapEvents."""
 
     def __init__(self, settings: TrapSettings, devices: dict[str, TrapDevice]) -> None:
         """`devices` maps a source IP address to the device that sends from it."""
@@ -197,9 +201,6 @@ class TrapReceiver:
         self.devices = devices
         self._maps: dict[str, dict[str, TrapSpec]] = {
             ip: {t.oid: t for t in d.traps} for ip, d in devices.items()
-        }
-        self._raise_specs: dict[str, dict[str, TrapSpec]] = {
-            ip: {t.code: t for t in d.traps if t.action == "raise"} for ip, d in devices.items()
         }
         self._sources: OrderedDict[str, _Source] = OrderedDict()
         self._seen: dict[tuple[str, str, str], tuple[str, float]] = {}
@@ -364,21 +365,19 @@ class TrapReceiver:
         self._seen[key] = (spec.action, now)
         if len(self._seen) > 10_000:
             self._forget(now)
-        raise_spec = self._raise_specs.get(source, {}).get(spec.code, spec)
-        finding = Finding(
+        event = TrapEvent(
+            device.device_id,
+            source,
+            trap_oid,
             spec.code,
             component,
             spec.action == "raise",
-            raise_spec.grade,
-            raise_spec.title or spec.code.replace("_", " "),
-            f"SNMP trap {trap_oid} from {source}",
             _shown_values(pairs),
+            time.time(),
         )
         assert self._queue is not None
         try:
-            self._queue.put_nowait(
-                TrapEvent(device.device_id, source, trap_oid, finding, time.time())
-            )
+            self._queue.put_nowait(event)
         except asyncio.QueueFull:
             entry.counters.queue_full += 1
             self._dropped(

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from agent.config import AUTO_PROFILE, load_config
-from agent.runner import AgentRuntime, failure_outcome
+from agent.devices import failure_outcome
+from agent.runner import AgentRuntime
 from collectors.errors import AuthFailed, DeviceUnreachable, DeviceUnreadable
 from protocol.wire import DeviceState
 from simulators.station import SimulatedStation, load_station_config
@@ -30,7 +31,7 @@ async def test_snmp_devices_are_identified_and_then_graded(tmp_path: Path) -> No
         assert loaded.problems == []
         rt = AgentRuntime(loaded, token=None)
         try:
-            await rt._start_devices()
+            await rt.devices.start()
             tx1 = next(d for d in rt.loaded.devices if d.id == "tx1")
             assert tx1.profile is AUTO_PROFILE
             st.set_condition("tx1", "off_air")
@@ -97,7 +98,7 @@ async def test_eaton_9px_is_identified_by_probing_and_goes_on_battery(tmp_path: 
     agent = SnmprecAgent(EATON_9PX_M2).start()
     rt = AgentRuntime(load_config(_ups_site(tmp_path, agent.port, None)), token=None)
     try:
-        await rt._start_devices()
+        await rt.devices.start()
         known = await rt.identify(rt.loaded.devices[0])
         assert known is not None and known.profile.name == "ups_rfc1628"
         await rt.poll_once(known, rt.collectors["ups1"], 10)
@@ -116,7 +117,7 @@ async def test_profile_mismatch_is_a_grade_4_fault_of_the_poll(tmp_path: Path) -
     agent = SnmprecAgent(EATON_9PX_M2).start()
     rt = AgentRuntime(load_config(_ups_site(tmp_path, agent.port, "ups_eaton")), token=None)
     try:
-        await rt._start_devices()
+        await rt.devices.start()
         device = rt.loaded.devices[0]
         readings = await rt.poll_once(device, rt.collectors["ups1"], 10)
         assert readings, "the device answered"

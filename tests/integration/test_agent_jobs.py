@@ -28,13 +28,21 @@ def station(tmp_path: Path) -> Iterator[SimulatedStation]:
         yield st
 
 
+class SiteJobs(JobRunner):
+    """A JobRunner built from an agent's parts, with the agent at hand for the assertions."""
+
+    def __init__(self, rt: AgentRuntime) -> None:
+        super().__init__(rt.faults, rt.devices, rt.backups, rt.uplink, rt.loaded.agent)
+        self.rt = rt
+
+
 @pytest.fixture
-async def runner(station: SimulatedStation, tmp_path: Path) -> AsyncIterator[JobRunner]:
+async def runner(station: SimulatedStation, tmp_path: Path) -> AsyncIterator[SiteJobs]:
     site = write_agent_config(station.manifest, tmp_path / "agent", "http://127.0.0.1:9", 600)
     rt = AgentRuntime(load_config(site), token=None)
-    await rt._start_devices()
+    await rt.devices.start()
     try:
-        yield JobRunner(rt)
+        yield SiteJobs(rt)
     finally:
         await rt.close()
 

@@ -15,13 +15,14 @@ import pytest
 from pydantic import SecretStr
 
 from checks.tracker import FaultTracker
-from collectors.backups import ConfigStore, backup_device
+from collectors.backups import backup_device
 from collectors.profiles import builtin_profiles
 from collectors.ssh import SshCollector
 from collectors.targets import SshTarget
 from protocol.faults import CONFIG_CHANGED
 from protocol.wire import EventKind
 from simulators.station import SimulatedStation, load_station_config
+from tests.backup_grading import GradingStore
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +64,7 @@ async def test_pbx_backup_noise_and_significant_change(
 ) -> None:
     """Baseline, noise-only change (no fault), significant change (grade-4 fault with diff)."""
     profile = builtin_profiles()["generic_pbx_ssh"]
-    store = ConfigStore(tmp_path / "state")
+    store = GradingStore(tmp_path / "state")
     collector = _collector(station, tmp_path / "known_hosts")
     tracker = FaultTracker()
     try:

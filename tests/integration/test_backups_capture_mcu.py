@@ -11,11 +11,11 @@ from pydantic import SecretStr
 
 from checks.engine import DeviceGrader
 from checks.logpatterns import LogPatternChecker
+from checks.profile_rules import builtin_profiles
 from checks.tracker import FaultTracker
 from collectors.backups import ConfigStore, backup_device
 from collectors.base import ReadingSet
 from collectors.logs import LogCollector, LogCursors
-from collectors.profiles import builtin_profiles
 from collectors.ssh import SshCollector
 from collectors.targets import SshTarget
 from simulators.station import SimulatedStation, load_station_config

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from checks.engine import DeviceGrader
+from checks.profile_rules import builtin_profiles
 from checks.tracker import FaultTracker
 from collectors.base import ReadingSet
 from collectors.host import HostCollector, clock_synced
-from collectors.profiles import builtin_profiles
 from protocol.wire import EventKind
 
 pytestmark = pytest.mark.integration

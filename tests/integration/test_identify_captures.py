@@ -16,10 +16,11 @@ import pytest
 from pydantic import SecretStr
 
 from checks.engine import DeviceGrader
+from checks.profile_rules import builtin_profiles
 from checks.tracker import FaultTracker
 from collectors.base import ReadingSet
 from collectors.identify import identify_target
-from collectors.profiles import MAX_VENDOR_CANDIDATES, builtin_profiles
+from collectors.profiles import MAX_VENDOR_CANDIDATES
 from collectors.snmp import SnmpCollector, SnmpEngineHolder
 from collectors.targets import SnmpTarget
 from protocol.faults import PROFILE_MISMATCH
@@ -170,7 +171,7 @@ async def test_eaton_9px_m2_on_ups_rfc1628_can_raise_on_battery(
     served: SnmprecAgent, engine: SnmpEngineHolder
 ) -> None:
     """Identified as ups_rfc1628, the 9PX's switch to battery raises on_battery (grade 2)."""
-    found = await identify_target("ups1", _target(served), engine)
+    found = await identify_target("ups1", _target(served), engine, builtin_profiles())
     assert found.profile is not None and found.profile.name == "ups_rfc1628"
     assert found.refused == ("ups_eaton",)
     profile = found.profile

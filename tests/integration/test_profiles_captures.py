@@ -21,9 +21,9 @@ import pytest
 from pydantic import SecretStr
 
 from checks.engine import DeviceGrader
+from checks.profile_rules import builtin_profiles
 from checks.tracker import FaultTracker
 from collectors.base import ReadingSet
-from collectors.profiles import builtin_profiles
 from collectors.snmp import SnmpCollector, SnmpEngineHolder
 from collectors.targets import SnmpTarget
 from protocol.wire import EventKind

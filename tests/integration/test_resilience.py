@@ -1,7 +1,7 @@
 """Issue 3 acceptance: 50 devices, 10 of them hang, drop the connection or answer garbage.
 
 The simulated station runs in its own process (as a real station would be elsewhere); the
-agent's real poll machinery (AgentRuntime._poll_loop -> poll_once -> collectors -> grader ->
+agent's real poll machinery (DeviceSet.poll_loop -> poll_once -> collectors -> grader ->
 outbox) runs here on one event loop. Every poll start is recorded by wrapping poll_once, and
 its lateness is measured against the loop's own schedule (a fixed phase plus k intervals).
 Nothing sleeps to synchronise: the test runs the loops for a bounded time, then inspects.
@@ -29,7 +29,8 @@ import pytest
 import yaml
 
 from agent.config import Device, load_config
-from agent.runner import AgentRuntime, poll_budget
+from agent.devices import poll_budget
+from agent.runner import AgentRuntime
 from collectors.base import Collector
 from collectors.build import make_collector
 from collectors.snmp import SnmpEngineHolder
@@ -179,7 +180,8 @@ async def run_agent(
     loop.set_default_executor(executor)
     starts: dict[str, list[float]] = defaultdict(list)
     longest: dict[str, float] = defaultdict(float)
-    original: PollOnce = runtime.poll_once
+    devices = runtime.devices
+    original: PollOnce = devices.poll_once
 
     async def observed(device: Device, collector: Collector, budget: float) -> Any:
         started = loop.time()
@@ -189,7 +191,7 @@ async def run_agent(
         finally:
             longest[device.id] = max(longest[device.id], loop.time() - started)
 
-    runtime.poll_once = observed  # type: ignore[method-assign]
+    devices.poll_once = observed  # type: ignore[method-assign]
     origin = loop.time()
     engine = SnmpEngineHolder()
     collectors: dict[str, Collector] = {}
@@ -204,10 +206,10 @@ async def run_agent(
                 snmp_engine=engine,
                 known_hosts=runtime.loaded.agent.state_dir / "known_hosts",
             )
-        await runtime.reconcile()
+        await devices.reconcile()
         origin = loop.time()
         tasks = [
-            asyncio.create_task(runtime._poll_loop(d, collectors[d.id]), name=f"poll-{d.id}")
+            asyncio.create_task(devices.poll_loop(d, collectors[d.id]), name=f"poll-{d.id}")
             for d in runtime.loaded.devices
         ]
         await asyncio.sleep(seconds)  # the measured run itself, not a synchronisation
@@ -253,8 +255,7 @@ def test_fifty_devices_ten_misbehaving(tmp_path: Path, station50: dict[str, Any]
         events = runtime.outbox.pending(10_000)
         states = dict(runtime.device_state)
     finally:
-        runtime._db.shutdown(wait=True)
-        runtime.outbox.close()
+        runtime.faults.close()
 
     healthy = [d for d in loaded.devices if d.id not in FAULTY]
     assert len(healthy) == 40

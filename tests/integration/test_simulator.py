@@ -25,6 +25,7 @@ import pytest
 import serial
 import yaml
 
+from collectors.profiles import profile_data
 from simulators.station import SimulatedStation, load_station_config
 from tests.peers import require_binary
 
@@ -57,9 +58,8 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def profile(name: str) -> dict[str, Any]:
-    """A device profile as plain data (no dependency on the collectors package)."""
-    data: dict[str, Any] = yaml.safe_load((PROFILES / f"{name}.yaml").read_text())
-    return data
+    """A device profile as plain data, the shared blocks it extends merged in (not validated)."""
+    return profile_data(PROFILES / f"{name}.yaml")
 
 
 def capture(name: str) -> dict[str, tuple[str, str]]:

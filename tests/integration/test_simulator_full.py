@@ -28,6 +28,7 @@ import pytest
 import serial
 import yaml
 
+from collectors.profiles import profile_data
 from simulators.config import TrapSettings, load_station_config
 from simulators.errors import ConditionError, StationConfigError
 from simulators.station import SimulatedStation
@@ -204,7 +205,7 @@ def test_new_device_serves_capture_and_profile_scalars(snmp: Snmp, device: str) 
     got = snmp.get(device, "1.3.6.1.2.1.1.2.0")
     assert got["1.3.6.1.2.1.1.2.0"].lstrip(".") == data["1.3.6.1.2.1.1.2.0"][1].lstrip(".")
     if ep["profile"] and (PROFILES / f"{ep['profile']}.yaml").is_file():
-        prof = yaml.safe_load((PROFILES / f"{ep['profile']}.yaml").read_text())
+        prof = profile_data(PROFILES / f"{ep['profile']}.yaml")  # with the blocks it extends
         oids = [s["oid"] for s in prof["snmp"].get("scalars", [])]
         values = dict(snmp.values("snmpget", device, *oids)) if oids else {}
         missing = [o for o in oids if "No Such" in values.get(o, "No Such")]
@@ -291,9 +292,9 @@ PROFILE_FAULTS = [
 async def test_conditions_raise_the_profiles_faults(full: SimulatedStation) -> None:
     """Each condition raises its fault through the collector and checks, and clears again."""
     from checks.engine import DeviceGrader
+    from checks.profile_rules import builtin_profiles
     from checks.tracker import FaultTracker
     from collectors.base import ReadingSet
-    from collectors.profiles import builtin_profiles
     from collectors.snmp import SnmpCollector, SnmpEngineHolder
     from collectors.targets import SnmpTarget
 
@@ -459,7 +460,7 @@ def test_codec_log_conditions_append_timestamped_lines(full: SimulatedStation) -
 
 async def test_codec_cli_as_the_generic_mcu_ssh_profile_reads_it(full: SimulatedStation) -> None:
     """The agent's SshCollector with generic_mcu_ssh: ports, alarms; the conditions change them."""
-    from collectors.profiles import builtin_profiles
+    from checks.profile_rules import builtin_profiles
     from collectors.ssh import SshCollector
     from collectors.targets import SshTarget
 
@@ -534,8 +535,8 @@ async def test_host_key_changed_seen_by_the_agents_ssh_collector(
     full: SimulatedStation, tmp_path: Path
 ) -> None:
     """The agent's SshCollector pins the key on first contact and refuses the changed one."""
+    from checks.profile_rules import builtin_profiles
     from collectors.errors import HostKeyMismatch
-    from collectors.profiles import builtin_profiles
     from collectors.ssh import SshCollector
     from collectors.targets import SshTarget
 

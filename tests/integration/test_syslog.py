@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from checks.logpatterns import LogPatternChecker
+from checks.profile_rules import builtin_profiles
 from checks.tracker import FaultTracker
 from collectors.base import Reading
 from collectors.logs import LogCollector, LogCursors
-from collectors.profiles import LogCommand, SshSource, builtin_profiles
+from collectors.profiles import LogCommand, SshSource
 from collectors.ssh import SshCollector
 from collectors.syslog import SyslogListener, SyslogSettings
 from collectors.targets import SshTarget

@@ -10,6 +10,7 @@ import re
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,11 @@ from pyasn1.codec.ber import encoder
 from pydantic import SecretStr
 from pysnmp.proto.api import v2c
 
+from checks.base import Finding
+from checks.profile_rules import builtin_profiles
 from checks.tracker import FaultTracker
-from collectors.profiles import TrapSpec, builtin_profiles
+from checks.traps import TrapJudge
+from collectors.profiles import TrapSpec
 from collectors.snmp import SnmpCollector, SnmpEngineHolder
 from collectors.targets import SnmpTarget
 from collectors.traps import TrapDevice, TrapEvent, TrapReceiver, TrapSettings, TrapV3User
@@ -65,10 +69,35 @@ def _devices() -> dict[str, TrapDevice]:
     return {"127.0.0.1": TrapDevice("sw1", builtin_profiles()["huawei_vrp"].traps)}
 
 
+@dataclass(frozen=True)
+class Graded:
+    """A queued trap and the finding checks.traps grades it to."""
+
+    device_id: str
+    trap_oid: str
+    finding: Finding
+
+
+class GradedReceiver(TrapReceiver):
+    """The receiver as the agent's listeners use it: each queued trap graded by its device's
+    trap rules (checks.traps.TrapJudge)."""
+
+    def __init__(self, settings: TrapSettings, devices: dict[str, TrapDevice]) -> None:
+        super().__init__(settings, devices)
+        self.judge = TrapJudge({d.device_id: d.traps for d in devices.values()})
+
+    async def next_batch(  # type: ignore[override]
+        self, max_items: int = 200, wait_s: float | None = None
+    ) -> list[Graded]:
+        """The next traps, graded."""
+        events = await super().next_batch(max_items, wait_s)
+        return [Graded(e.device_id, e.trap_oid, self.judge.finding(e)) for e in events]
+
+
 @pytest.fixture
-async def receiver() -> AsyncIterator[TrapReceiver]:
+async def receiver() -> AsyncIterator[GradedReceiver]:
     """A receiver on a free loopback port for the huawei_vrp switch at 127.0.0.1."""
-    rx = TrapReceiver(_settings(dedup_s=0.0), _devices())
+    rx = GradedReceiver(_settings(dedup_s=0.0), _devices())
     await rx.start()
     yield rx
     rx.close()
@@ -96,7 +125,7 @@ def _fan_args(trap: str, fan: str) -> list[str]:
     return ["", trap, f"{ENT_NAME}.67158029", "s", fan]
 
 
-async def _one(rx: TrapReceiver) -> TrapEvent:
+async def _one(rx: GradedReceiver) -> Graded:
     [event] = await rx.next_batch(wait_s=10)
     return event
 
@@ -323,7 +352,7 @@ async def test_total_bucket_bounds_all_sources_together() -> None:
 async def test_dedup_passes_changes_of_state_and_drops_strangers() -> None:
     """Within the window a repeated raise is a duplicate, but clear and re-raise pass; a
     datagram from an address no device has (127.0.0.2) is counted and never decoded."""
-    rx = TrapReceiver(_settings(dedup_s=60.0), _devices())
+    rx = GradedReceiver(_settings(dedup_s=60.0), _devices())
     await rx.start()
     fail = _trap_datagram("trapcomm", "FAN 1")
     ok = _trap_datagram("trapcomm", "FAN 1", FAN_OK)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from checks.engine import DeviceGrader
+from checks.profile_rules import builtin_profiles
 from checks.spec import CheckOverride, CheckSpec, apply_overrides
 from checks.tracker import FaultTracker
 from collectors.base import Reading, ReadingSet
-from collectors.profiles import builtin_profiles
 from protocol.faults import UNREACHABLE, UNREADABLE
 from protocol.grades import DEFAULT_POLICIES, Grade, parse_grade
 from protocol.wire import EventKind

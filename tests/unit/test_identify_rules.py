@@ -9,16 +9,10 @@ import pytest
 import yaml
 
 from checks.engine import DeviceGrader
+from checks.profile_rules import ProfileError, builtin_profiles, load_profile
 from checks.tracker import FaultTracker
 from collectors.base import Reading, ReadingSet
-from collectors.profiles import (
-    MAX_VENDOR_CANDIDATES,
-    ProfileError,
-    builtin_profiles,
-    candidates,
-    identify,
-    load_profile,
-)
+from collectors.profiles import MAX_VENDOR_CANDIDATES, candidates, identify
 from protocol.faults import PROFILE_MISMATCH
 from protocol.grades import Grade
 from protocol.wire import EventKind

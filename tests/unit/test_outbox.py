@@ -13,7 +13,7 @@ import pytest
 
 import agent.outbox as outbox_mod
 from agent.outbox import Outbox
-from agent.runner import write_token
+from agent.state import write_token
 from checks.base import Finding
 from checks.tracker import FaultChange, FaultTracker
 from protocol.grades import Grade

@@ -10,15 +10,9 @@ import yaml
 
 from checks.base import Finding
 from checks.engine import DeviceGrader
+from checks.profile_rules import ProfileError, builtin_profiles, load_profile, load_profiles
 from checks.tracker import FaultTracker
-from collectors.profiles import (
-    PROFILE_DIR,
-    ProfileError,
-    builtin_profiles,
-    identify,
-    load_profile,
-    load_profiles,
-)
+from collectors.profiles import PROFILE_DIR, identify
 from protocol.grades import Grade
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "snmprec"

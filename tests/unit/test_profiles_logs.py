@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from checks.logpatterns import LogPatternChecker
+from checks.logpatterns import LogPattern, LogPatternChecker
+from checks.profile_rules import builtin_profiles
 from checks.tracker import FaultTracker
 from collectors.logs import LogCursors
-from collectors.profiles import LogPattern, builtin_profiles
 from collectors.syslog import parse
 from protocol.wire import EventKind
 

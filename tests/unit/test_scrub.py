@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from collectors.backups import DETAIL_MAX, ConfigStore
+from checks.config_change import DETAIL_MAX
+from collectors.backups import ConfigStore
 from collectors.profiles import BackupSpec, builtin_profiles
 from collectors.scrub import REMOVED, Scrubber, normalise
 from protocol.faults import CONFIG_CHANGED
 from protocol.grades import Grade
+from tests.backup_grading import GradingStore
 
 CONFIGS = Path(__file__).resolve().parent.parent / "data" / "configs"
 
@@ -167,7 +169,7 @@ T0 = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
 
 def test_store_first_unchanged_noise_changed(tmp_path: Path, scrubber: Scrubber) -> None:
     """Baseline, identical, noise-only and significant captures are told apart."""
-    store = ConfigStore(tmp_path)
+    store = GradingStore(tmp_path)
     first = store.record("pbx1", PBX, scrubber, T0)
     assert first.status == "first" and first.path is not None
     assert "pbx1-secret" not in first.path.read_text(encoding="utf-8")
@@ -209,7 +211,7 @@ def test_only_the_password_changed_is_no_change(tmp_path: Path, scrubber: Scrubb
 
 def test_long_diff_is_cut_for_the_fault(tmp_path: Path, scrubber: Scrubber) -> None:
     """A huge change still fits a fault event and says how much was left out."""
-    store = ConfigStore(tmp_path)
+    store = GradingStore(tmp_path)
     store.record("sw1", PBX, scrubber, T0)
     big = PBX + "".join(f"interface Gi0/{i}\n description port {i}\n" for i in range(400))
     result = store.record("sw1", big, scrubber, T0 + timedelta(minutes=1))
