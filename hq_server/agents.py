@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hq_server.errors import NotFound
+from hq_server.core.errors import NotFound
 from hq_server.jobs import release_agent_jobs
-from hq_server.models import Agent
+from hq_server.store.models import Agent
 from protocol.wire import Heartbeat
 
 logger = logging.getLogger(__name__)

@@ -28,10 +28,10 @@ from hq_server.api import (
 from hq_server.api.audit import AuditMiddleware
 from hq_server.api.errors import install_error_handlers
 from hq_server.api.forwarded import ForwardedMiddleware
-from hq_server.clock import Clock, SystemClock
-from hq_server.db import Database, safe_url
+from hq_server.core.clock import Clock, SystemClock
+from hq_server.core.settings import Settings
 from hq_server.scheduler import Scheduler
-from hq_server.settings import Settings
+from hq_server.store.db import Database, safe_url
 
 logger = logging.getLogger(__name__)
 

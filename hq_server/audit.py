@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from hq_server.models_ops import AuditEntry
+from hq_server.store.models import AuditEntry
 
 _SUMMARY_MAX = 500
 _PATH_MAX = 500

@@ -11,11 +11,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from hq_server.domain import Role
-from hq_server.errors import AuthError, InvalidInput, NotFound, PermissionDenied
-from hq_server.models import Agent, ApiToken
-from hq_server.models_ops import User
-from hq_server.security import TokenKind, hash_token, new_token, token_kind
+from hq_server.core.domain import Role
+from hq_server.core.errors import AuthError, InvalidInput, NotFound, PermissionDenied
+from hq_server.core.security import TokenKind, hash_token, new_token, token_kind
+from hq_server.store.models import Agent, ApiToken, User
 
 logger = logging.getLogger(__name__)
 

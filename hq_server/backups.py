@@ -19,9 +19,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hq_server.errors import HQError, NotFound
-from hq_server.models_jobs import ConfigBackupRecord
+from hq_server.core.errors import HQError, NotFound
 from hq_server.secret_check import SCRUB_MARKER, unscrubbed_lines
+from hq_server.store.models import ConfigBackupRecord
 from protocol.wire import BackupAck, ConfigBackup
 
 logger = logging.getLogger(__name__)

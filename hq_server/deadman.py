@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hq_server.models import Agent, Alarm, Site, UTCDateTime
+from hq_server.store.models import Agent, Alarm, Site, UTCDateTime
 from hq_server.ticket_book import apply_transition
 from hq_server.tickets import AlarmTransition, TicketPolicy, TransitionKind
 from protocol.faults import SITE_UNREACHABLE

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hq_server.agents import retire_replaced
-from hq_server.errors import (
+from hq_server.core.errors import (
     ConfigError,
     Conflict,
     EnrollmentTokenInvalid,
@@ -26,8 +26,8 @@ from hq_server.errors import (
     InvalidInput,
     NotFound,
 )
-from hq_server.models import Agent, EnrollmentToken, Site
-from hq_server.security import TokenKind, hash_token, new_token, token_kind
+from hq_server.core.security import TokenKind, hash_token, new_token, token_kind
+from hq_server.store.models import Agent, EnrollmentToken, Site
 from protocol.wire import EnrollRequest, EnrollResponse
 
 logger = logging.getLogger(__name__)

@@ -19,10 +19,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from hq_server.domain import DONE_STATUSES
-from hq_server.models import Ticket
-from hq_server.models_ops import EscalationChain
+from hq_server.core.domain import DONE_STATUSES
 from hq_server.sla import AROUND_THE_CLOCK, ResponseClock
+from hq_server.store.models import EscalationChain, Ticket
 
 DEFAULT_LEVEL_NAMES = (
     "on-duty engineer",

@@ -30,10 +30,10 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hq_server import rows as rows_of
-from hq_server.domain import TicketAction, agent_actor
+from hq_server.core.domain import TicketAction, agent_actor
 from hq_server.flapping import observe
-from hq_server.models import Agent, Alarm, Event
+from hq_server.store import rows as rows_of
+from hq_server.store.models import Agent, Alarm, Event
 from hq_server.ticket_book import TicketBook
 from hq_server.tickets import DEFAULT_POLICY, AlarmTransition, TicketPolicy, TransitionKind
 from protocol.wire import BatchAck, EventBatch, EventKind, FaultEvent, RejectedEvent

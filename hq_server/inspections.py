@@ -15,9 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hq_server.errors import NotFound
-from hq_server.models import Site
-from hq_server.models_jobs import JobItemRecord, JobRecord
+from hq_server.core.errors import NotFound
+from hq_server.store.models import JobItemRecord, JobRecord, Site
 from protocol.wire import JobKind
 
 SITE_WIDE = "(site)"

@@ -30,14 +30,15 @@ from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from hq_server.auth import active_agent
-from hq_server.errors import HQError, NotFound, PermissionDenied
-from hq_server.models import Agent, Site
-from hq_server.models_jobs import (
+from hq_server.core.errors import HQError, NotFound, PermissionDenied
+from hq_server.store.models import (
     FINISHED_STATES,
     HELD_STATES,
+    Agent,
     JobItemRecord,
     JobRecord,
     JobState,
+    Site,
 )
 from protocol.wire import (
     ID_PATTERN,

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from hq_server.errors import AuthError, LoginThrottled
+from hq_server.core.errors import AuthError, LoginThrottled
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
-from hq_server.models import Alarm, Ticket
-from hq_server.models_ops import MaintenanceWindow
+from hq_server.store.models import Alarm, MaintenanceWindow, Ticket
 
 logger = logging.getLogger(__name__)
 

@@ -19,10 +19,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hq_server.db import insert_ignoring_conflict
-from hq_server.domain import OPEN_STATUSES, TicketAction
-from hq_server.models import Alarm, Ticket
-from hq_server.models_ops import TicketAlarmLink
+from hq_server.core.domain import OPEN_STATUSES, TicketAction
+from hq_server.store.db import insert_ignoring_conflict
+from hq_server.store.models import Alarm, Ticket, TicketAlarmLink
 from protocol.faults import SITE_UNREACHABLE
 from protocol.faults import UNREACHABLE as DEVICE_UNREACHABLE
 

@@ -36,13 +36,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from hq_server.clock import Clock
-from hq_server.db import Database, insert_ignoring_conflict, make_engine
-from hq_server.errors import NotFound
+from hq_server.core.clock import Clock
+from hq_server.core.errors import NotFound
+from hq_server.core.settings import Settings
 from hq_server.jobs import NOTIFIER, JobRequestInvalid, check_shape, expire_jobs
-from hq_server.models import Site
-from hq_server.models_jobs import APSCHEDULER_TABLE, JobRecord, JobSchedule, JobState
-from hq_server.settings import Settings
+from hq_server.store.db import Database, insert_ignoring_conflict, make_engine
+from hq_server.store.models import APSCHEDULER_TABLE, JobRecord, JobSchedule, JobState, Site
 from protocol.wire import ID_PATTERN, JobKind
 
 logger = logging.getLogger(__name__)

@@ -31,10 +31,9 @@ from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import Text, cast, select, text
 from sqlalchemy.orm import Session, load_only
 
-from hq_server.errors import ConfigError
-from hq_server.models import Ticket
-from hq_server.models_ops import EscalationChain, HqFact
-from hq_server.settings import Settings
+from hq_server.core.errors import ConfigError
+from hq_server.core.settings import Settings
+from hq_server.store.models import EscalationChain, HqFact, Ticket
 
 SEALED = "sealed:v1:"
 KEY_FILE_NAME = "secret.key"

@@ -21,7 +21,7 @@ from itertools import pairwise
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from hq_server.errors import InvalidInput
+from hq_server.core.errors import InvalidInput
 from protocol.grades import DEFAULT_POLICIES, Grade, GradePolicy
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -17,10 +17,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from hq_server import escalation, ticket_clock
-from hq_server.domain import DONE_STATUSES, TicketAction, TicketStatus
-from hq_server.errors import Conflict, InvalidTransition, NotFound
+from hq_server.core.domain import DONE_STATUSES, TicketAction, TicketStatus
+from hq_server.core.errors import Conflict, InvalidTransition, NotFound
 from hq_server.escalation import TimerKind
-from hq_server.models import Ticket
+from hq_server.store.models import Ticket
 from hq_server.tickets import find_open_ticket, history
 
 logger = logging.getLogger(__name__)

@@ -36,9 +36,10 @@ from sqlalchemy import Text, cast, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hq_server import escalation, maintenance, outage, rows, ticket_actions, ticket_clock
-from hq_server.domain import OPEN_STATUSES, TicketAction, TicketStatus
-from hq_server.models import Alarm, Site, Ticket, TicketEvent
+from hq_server import escalation, maintenance, outage, ticket_actions, ticket_clock
+from hq_server.core.domain import OPEN_STATUSES, TicketAction, TicketStatus
+from hq_server.store import rows
+from hq_server.store.models import Alarm, Site, Ticket, TicketEvent
 from hq_server.tickets import (
     AlarmTransition,
     ConcurrentTicket,

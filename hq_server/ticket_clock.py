@@ -9,10 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hq_server import escalation
-from hq_server.domain import OPEN_STATUSES, TicketAction
-from hq_server.models import Site, Ticket
-from hq_server.models_ops import Calendar
+from hq_server.core.domain import OPEN_STATUSES, TicketAction
 from hq_server.sla import CalendarSpec, Deadlines, ResponseClock, deadlines_for, response_clock
+from hq_server.store.models import Calendar, Site, Ticket
 from protocol.grades import DEFAULT_POLICIES, Grade
 
 

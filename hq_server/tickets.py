@@ -19,11 +19,12 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hq_server import escalation, rows, ticket_clock
-from hq_server.db import insert_ignoring_conflict
-from hq_server.domain import OPEN_STATUSES, TicketAction, TicketStatus
-from hq_server.models import Alarm, Site, Ticket, TicketCounter, TicketEvent
-from hq_server.settings import Settings
+from hq_server import escalation, ticket_clock
+from hq_server.core.domain import OPEN_STATUSES, TicketAction, TicketStatus
+from hq_server.core.settings import Settings
+from hq_server.store import rows
+from hq_server.store.db import insert_ignoring_conflict
+from hq_server.store.models import Alarm, Site, Ticket, TicketCounter, TicketEvent
 
 logger = logging.getLogger(__name__)
 

@@ -15,10 +15,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hq_server.auth import create_api_token, revoke_user_tokens
-from hq_server.domain import Role
-from hq_server.errors import AuthError, Conflict, InvalidInput, NotFound
-from hq_server.models_ops import User
-from hq_server.passwords import DEFAULT_MIN_LENGTH, hash_password, policy_problem, verify_password
+from hq_server.core.domain import Role
+from hq_server.core.errors import AuthError, Conflict, InvalidInput, NotFound
+from hq_server.core.passwords import (
+    DEFAULT_MIN_LENGTH,
+    hash_password,
+    policy_problem,
+    verify_password,
+)
+from hq_server.store.models import User
 
 logger = logging.getLogger(__name__)
 

@@ -34,9 +34,9 @@ from hq_server.api.schemas_admin import (
 from hq_server.api.schemas_config import Instant
 from hq_server.audit import AuditQuery, query
 from hq_server.auth import list_api_tokens, revoke_api_token
-from hq_server.domain import Role
-from hq_server.errors import AuthError, LoginThrottled, PermissionDenied
-from hq_server.models_ops import User
+from hq_server.core.domain import Role
+from hq_server.core.errors import AuthError, LoginThrottled, PermissionDenied
+from hq_server.store.models import User
 from hq_server.users import (
     change_own_password,
     create_user,

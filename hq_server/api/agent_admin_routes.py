@@ -19,6 +19,7 @@ from hq_server.api.schemas_admin import (
     NewEnrollmentTokenOut,
     SiteIn,
 )
+from hq_server.core.errors import ConfigError, Conflict, InvalidInput, NotFound
 from hq_server.enrollment import (
     check_site_name,
     check_timezone,
@@ -29,8 +30,7 @@ from hq_server.enrollment import (
     reenrollment_target,
     revoke_enrollment_token,
 )
-from hq_server.errors import ConfigError, Conflict, InvalidInput, NotFound
-from hq_server.models import Site
+from hq_server.store.models import Site
 from protocol.wire import API_PREFIX
 
 router = APIRouter(

@@ -15,10 +15,10 @@ from hq_server.api.deps import AgentDep, ClockDep, DbDep, SettingsDep
 from hq_server.api.errors import ERROR_RESPONSES
 from hq_server.api.schemas import ErrorOut
 from hq_server.auth import active_agent
-from hq_server.db import is_retryable
+from hq_server.core.errors import TooLarge
 from hq_server.enrollment import enroll
-from hq_server.errors import TooLarge
 from hq_server.ingest import RetryBatch, ingest_batch
+from hq_server.store.db import is_retryable
 from hq_server.tickets import ConcurrentTicket, TicketPolicy
 from protocol.wire import (
     API_PREFIX,

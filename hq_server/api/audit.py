@@ -18,8 +18,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hq_server.audit import AuditRecord, record
 from hq_server.auth import AgentPrincipal, UserPrincipal
-from hq_server.clock import Clock
-from hq_server.db import Database
+from hq_server.core.clock import Clock
+from hq_server.store.db import Database
 from protocol.wire import API_PREFIX
 
 logger = logging.getLogger(__name__)

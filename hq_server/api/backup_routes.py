@@ -22,9 +22,9 @@ from hq_server.backups import (
     list_versions,
     store_backup,
 )
-from hq_server.errors import NotFound
-from hq_server.models import Site
+from hq_server.core.errors import NotFound
 from hq_server.secret_check import SCRUB_MARKER
+from hq_server.store.models import Site
 from protocol.wire import API_PREFIX, ID_PATTERN, BackupAck, ConfigBackup
 
 router = APIRouter(

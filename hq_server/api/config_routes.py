@@ -32,11 +32,10 @@ from hq_server.api.schemas_config import (
     WindowIn,
     WindowOut,
 )
-from hq_server.errors import Conflict, InvalidInput, NotFound
-from hq_server.models import Agent, Site
-from hq_server.models_ops import Calendar, EscalationChain, MaintenanceWindow
+from hq_server.core.errors import Conflict, InvalidInput, NotFound
+from hq_server.core.settings import Settings
 from hq_server.secretbox import box_for, has_keys, is_sealed
-from hq_server.settings import Settings
+from hq_server.store.models import Agent, Calendar, EscalationChain, MaintenanceWindow, Site
 from hq_server.webhook_targets import ALLOW_SETTING, TargetRefused, check_saved
 from protocol.wire import API_PREFIX
 

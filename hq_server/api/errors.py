@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, StatementError
 
-from hq_server.errors import (
+from hq_server.core.errors import (
     AuthError,
     Conflict,
     DatabaseError,

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from hq_server.api.deps import DbDep
 from hq_server.api.schemas import HealthOut
-from hq_server.errors import DatabaseError
+from hq_server.core.errors import DatabaseError
 
 logger = logging.getLogger(__name__)
 

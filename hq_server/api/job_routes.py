@@ -41,10 +41,9 @@ from hq_server.api.job_schemas import (
 )
 from hq_server.api.schemas import ErrorOut
 from hq_server.auth import UserPrincipal
-from hq_server.clock import Clock
-from hq_server.db import Database
-from hq_server.domain import Role
-from hq_server.errors import NotFound
+from hq_server.core.clock import Clock
+from hq_server.core.domain import Role
+from hq_server.core.errors import NotFound
 from hq_server.inspections import InspectionReportOut, inspection_report, to_markdown
 from hq_server.jobs import (
     MAX_JOBS_PER_POLL,
@@ -61,8 +60,6 @@ from hq_server.jobs import (
     store_result,
     take_work,
 )
-from hq_server.models import Site
-from hq_server.models_jobs import JobItemRecord, JobRecord, JobSchedule, JobState
 from hq_server.schedules import (
     JobScheduleRunner,
     NewSchedule,
@@ -71,6 +68,8 @@ from hq_server.schedules import (
     next_fire,
     start_schedules,
 )
+from hq_server.store.db import Database
+from hq_server.store.models import JobItemRecord, JobRecord, JobSchedule, JobState, Site
 from protocol.wire import API_PREFIX, ID_PATTERN, JobKind, JobPoll, JobResult, JobStatus
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from hq_server.jobs import approval_of
-from hq_server.models_jobs import (
+from hq_server.store.models import (
     ConfigBackupRecord,
     JobItemRecord,
     JobRecord,

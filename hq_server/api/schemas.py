@@ -9,8 +9,8 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from hq_server.agents import state_of
-from hq_server.domain import TicketStatus
-from hq_server.models import Agent, Alarm, Event, Site, Ticket, TicketEvent
+from hq_server.core.domain import TicketStatus
+from hq_server.store.models import Agent, Alarm, Event, Site, Ticket, TicketEvent
 
 
 class _Out(BaseModel):

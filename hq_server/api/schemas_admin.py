@@ -9,10 +9,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from hq_server.auth import TokenInfo
-from hq_server.domain import Role
+from hq_server.core.domain import Role
+from hq_server.core.passwords import MAX_LENGTH
 from hq_server.enrollment import EnrollmentInfo, EnrollmentState
-from hq_server.models_ops import AuditEntry, User
-from hq_server.passwords import MAX_LENGTH
+from hq_server.store.models import AuditEntry, User
 
 Username = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
 # The length rules are the password policy's (hq_server.passwords), checked with the others.

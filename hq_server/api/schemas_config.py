@@ -15,9 +15,9 @@ from pydantic import (
     model_validator,
 )
 
-from hq_server.errors import InvalidInput
-from hq_server.models_ops import Calendar, EscalationChain, MaintenanceWindow
+from hq_server.core.errors import InvalidInput
 from hq_server.sla import BusinessCalendar
+from hq_server.store.models import Calendar, EscalationChain, MaintenanceWindow
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 HHMM = Field(pattern=r"^([01]\d|2[0-4]):[0-5]\d$")

@@ -22,10 +22,9 @@ from hq_server.api.schemas_tickets import (
     ResolveIn,
     StatusIn,
 )
-from hq_server.db import Database
-from hq_server.domain import TicketStatus
-from hq_server.models import Ticket
-from hq_server.models_ops import TicketAlarmLink
+from hq_server.core.domain import TicketStatus
+from hq_server.store.db import Database
+from hq_server.store.models import Ticket, TicketAlarmLink
 from protocol.wire import API_PREFIX
 
 router = APIRouter(

@@ -16,9 +16,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hq_server.domain import Role
-from hq_server.models import Alarm, Event, Site, Ticket, TicketEvent
-from hq_server.models_ops import TicketAlarmLink
+from hq_server.core.domain import Role
+from hq_server.store.models import Alarm, Event, Site, Ticket, TicketAlarmLink, TicketEvent
 from tests.hq.conftest import HQ
 
 RESOLVED = {"cause": "c", "fix": "f", "tested": True, "confirmed_by_customer": True}

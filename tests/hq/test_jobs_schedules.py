@@ -16,13 +16,13 @@ from sqlalchemy import func, select
 
 from hq_server.app import create_app
 from hq_server.auth import create_api_token
-from hq_server.clock import ManualClock
-from hq_server.db import Database
-from hq_server.domain import Role
+from hq_server.core.clock import ManualClock
+from hq_server.core.domain import Role
+from hq_server.core.settings import Settings
 from hq_server.enrollment import ensure_site
-from hq_server.models_jobs import APSCHEDULER_TABLE, JobRecord, apscheduler_jobs
 from hq_server.schedules import JOB_ID_PREFIX, JobScheduleRunner, fire_now
-from hq_server.settings import Settings
+from hq_server.store.db import Database
+from hq_server.store.models import APSCHEDULER_TABLE, JobRecord, apscheduler_jobs
 from tests.hq.conftest import HQ, TestClient
 from tests.hq.test_jobs import auth, poll, site_id
 

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from hq_server.errors import InvalidInput
+from hq_server.core.errors import InvalidInput
 from hq_server.sla import (
     AROUND_THE_CLOCK,
     BusinessCalendar,

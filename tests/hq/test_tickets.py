@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from hq_server.domain import TicketStatus
-from hq_server.models import Alarm, Ticket
+from hq_server.core.domain import TicketStatus
+from hq_server.store.models import Alarm, Ticket
 from hq_server.ticket_book import TicketBook
 from hq_server.tickets import (
     DEFAULT_POLICY,

@@ -1,8 +1,8 @@
 """Tables of remote work: jobs for agents, their item results, schedules, config backups.
 
-Imported by hq_server.models (so one metadata holds every table); revision 0002j creates them.
-The APScheduler job store table is declared here too, with exactly the columns APScheduler's
-SQLAlchemyJobStore uses, so that the migration owns it and the schema comparison stays clean.
+Revision 0002j creates them. The APScheduler job store table is declared here too, with exactly
+the columns APScheduler's SQLAlchemyJobStore uses, so that the migration owns it and the schema
+comparison stays clean.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hq_server.models import Base, BigId
+from hq_server.store.models.base import Base, BigId
 from protocol.wire import JobKind, JobStatus
 
 

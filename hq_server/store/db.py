@@ -23,8 +23,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from hq_server.errors import ConfigError, DatabaseUnavailable, SchemaOutOfDate
-from hq_server.writelock import FairLock
+from hq_server.core.errors import ConfigError, DatabaseUnavailable, SchemaOutOfDate
+from hq_server.store.writelock import FairLock
 
 logger = logging.getLogger(__name__)
 

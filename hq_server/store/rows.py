@@ -20,7 +20,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state
 
-from hq_server.models import Base
+from hq_server.store.models import Base
 
 M = TypeVar("M", bound=Base)
 

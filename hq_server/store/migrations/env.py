@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine
 
-from hq_server.models import Base
+from hq_server.store.models import Base
 
 target_metadata = Base.metadata
 

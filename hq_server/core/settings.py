@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hq_server.passwords import DEFAULT_MIN_LENGTH, LOWEST_MIN_LENGTH, MAX_LENGTH
+from hq_server.core.passwords import DEFAULT_MIN_LENGTH, LOWEST_MIN_LENGTH, MAX_LENGTH
 from protocol.wire import MAX_HEARTBEAT_DEVICES
 
 ENV_DB_URL = "STATIONWATCH_DB_URL"
