@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from hq_server import secretbox
+from hq_server.access import secretbox
 from hq_server.api import (
     admin_routes,
     agent_admin_routes,

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
-from hq_server.auth import active_agent
+from hq_server.access.auth import active_agent
 from hq_server.core.errors import HQError, NotFound, PermissionDenied
 from hq_server.store.models import (
     FINISHED_STATES,

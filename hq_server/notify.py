@@ -29,11 +29,11 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hq_server.access.secretbox import SecretUnavailable, box_for, key_file
 from hq_server.channels import webhook as webhook_format
 from hq_server.core.domain import SYSTEM_ACTOR, TicketAction
 from hq_server.core.errors import ConfigError
 from hq_server.core.settings import Settings
-from hq_server.secretbox import SecretUnavailable, box_for, key_file
 from hq_server.store.db import Database, insert_ignoring_conflict
 from hq_server.store.models import Notification, Ticket
 from hq_server.tickets import history

@@ -8,6 +8,17 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 
+from hq_server.access.audit import AuditQuery, query
+from hq_server.access.auth import list_api_tokens, revoke_api_token
+from hq_server.access.users import (
+    change_own_password,
+    create_user,
+    get_user,
+    login,
+    set_disabled,
+    set_password,
+    username_key,
+)
 from hq_server.api.body import BoundedBodyRoute
 from hq_server.api.deps import (
     AdminDep,
@@ -32,20 +43,9 @@ from hq_server.api.schemas_admin import (
     UserPatch,
 )
 from hq_server.api.schemas_config import Instant
-from hq_server.audit import AuditQuery, query
-from hq_server.auth import list_api_tokens, revoke_api_token
 from hq_server.core.domain import Role
 from hq_server.core.errors import AuthError, LoginThrottled, PermissionDenied
 from hq_server.store.models import User
-from hq_server.users import (
-    change_own_password,
-    create_user,
-    get_user,
-    login,
-    set_disabled,
-    set_password,
-    username_key,
-)
 from protocol.wire import API_PREFIX
 
 router = APIRouter(prefix=API_PREFIX, route_class=BoundedBodyRoute, responses=body_errors())

@@ -8,7 +8,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from hq_server.agents import get_agent, list_agents, revoke_agent
 from hq_server.api.body import BoundedBodyRoute
 from hq_server.api.deps import AdminDep, ClockDep, DbDep, Id, audit_note
 from hq_server.api.errors import ERROR_RESPONSES, body_errors, responses
@@ -20,16 +19,15 @@ from hq_server.api.schemas_admin import (
     SiteIn,
 )
 from hq_server.core.errors import ConfigError, Conflict, InvalidInput, NotFound
-from hq_server.enrollment import (
-    check_site_name,
-    check_timezone,
+from hq_server.sites.agents import get_agent, list_agents, revoke_agent
+from hq_server.sites.enrollment import (
     create_enrollment_token,
-    ensure_site,
     list_enrollment_tokens,
     new_site_token,
     reenrollment_target,
     revoke_enrollment_token,
 )
+from hq_server.sites.registry import check_site_name, check_timezone, ensure_site
 from hq_server.store.models import Site
 from protocol.wire import API_PREFIX
 

@@ -9,15 +9,15 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DBAPIError
 
 from hq_server import deadman, intake
-from hq_server.agents import health_figures
+from hq_server.access.auth import active_agent
 from hq_server.api.body import BoundedBodyRoute, cleans_text
 from hq_server.api.deps import AgentDep, ClockDep, DbDep, SettingsDep
 from hq_server.api.errors import ERROR_RESPONSES
 from hq_server.api.schemas import ErrorOut
-from hq_server.auth import active_agent
 from hq_server.core.errors import TooLarge
-from hq_server.enrollment import enroll
 from hq_server.ingest import RetryBatch, ingest_batch
+from hq_server.sites.agents import health_figures
+from hq_server.sites.enrollment import enroll
 from hq_server.store.db import is_retryable
 from hq_server.tickets import ConcurrentTicket, TicketPolicy
 from protocol.wire import (

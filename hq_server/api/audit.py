@@ -16,8 +16,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hq_server.audit import AuditRecord, record
-from hq_server.auth import AgentPrincipal, UserPrincipal
+from hq_server.access.audit import AuditRecord, record
+from hq_server.access.auth import AgentPrincipal, UserPrincipal
 from hq_server.core.clock import Clock
 from hq_server.store.db import Database
 from protocol.wire import API_PREFIX

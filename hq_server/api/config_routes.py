@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hq_server import ticket_clock
+from hq_server.access.secretbox import box_for, has_keys, is_sealed
 from hq_server.api.body import BoundedBodyRoute
 from hq_server.api.deps import (
     AdminDep,
@@ -34,7 +35,6 @@ from hq_server.api.schemas_config import (
 )
 from hq_server.core.errors import Conflict, InvalidInput, NotFound
 from hq_server.core.settings import Settings
-from hq_server.secretbox import box_for, has_keys, is_sealed
 from hq_server.store.models import Agent, Calendar, EscalationChain, MaintenanceWindow, Site
 from hq_server.webhook_targets import ALLOW_SETTING, TargetRefused, check_saved
 from protocol.wire import API_PREFIX

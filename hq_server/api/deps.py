@@ -14,12 +14,12 @@ from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from hq_server.auth import AgentPrincipal, Principal, UserPrincipal, authenticate
+from hq_server.access.auth import AgentPrincipal, Principal, UserPrincipal, authenticate
+from hq_server.access.throttle import LoginThrottle, ThrottlePolicy
 from hq_server.core.clock import Clock
 from hq_server.core.domain import Role
 from hq_server.core.errors import AuthError, PermissionDenied
 from hq_server.core.settings import Settings
-from hq_server.login_throttle import LoginThrottle, ThrottlePolicy
 from hq_server.store.db import Database
 
 _bearer = HTTPBearer(auto_error=False, description="swa_... (agent) or swu_... (user) token")

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from hq_server.access.auth import UserPrincipal
 from hq_server.api.body import BoundedBodyRoute
 from hq_server.api.deps import (
     AgentDep,
@@ -40,7 +41,6 @@ from hq_server.api.job_schemas import (
     ScheduleOut,
 )
 from hq_server.api.schemas import ErrorOut
-from hq_server.auth import UserPrincipal
 from hq_server.core.clock import Clock
 from hq_server.core.domain import Role
 from hq_server.core.errors import NotFound

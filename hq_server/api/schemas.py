@@ -8,8 +8,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hq_server.agents import state_of
 from hq_server.core.domain import TicketStatus
+from hq_server.sites.agents import state_of
 from hq_server.store.models import Agent, Alarm, Event, Site, Ticket, TicketEvent
 
 

@@ -8,10 +8,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hq_server.auth import TokenInfo
+from hq_server.access.auth import TokenInfo
 from hq_server.core.domain import Role
 from hq_server.core.passwords import MAX_LENGTH
-from hq_server.enrollment import EnrollmentInfo, EnrollmentState
+from hq_server.sites.enrollment import EnrollmentInfo, EnrollmentState
 from hq_server.store.models import AuditEntry, User
 
 Username = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")

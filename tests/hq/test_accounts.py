@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from hq_server.auth import create_api_token
+from hq_server.access.auth import create_api_token
 from hq_server.core.domain import Role
 from hq_server.core.passwords import common_passwords, policy_problem
 from hq_server.store.models import ApiToken

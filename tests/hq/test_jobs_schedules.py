@@ -14,13 +14,13 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import func, select
 
+from hq_server.access.auth import create_api_token
 from hq_server.app import create_app
-from hq_server.auth import create_api_token
 from hq_server.core.clock import ManualClock
 from hq_server.core.domain import Role
 from hq_server.core.settings import Settings
-from hq_server.enrollment import ensure_site
 from hq_server.schedules import JOB_ID_PREFIX, JobScheduleRunner, fire_now
+from hq_server.sites.registry import ensure_site
 from hq_server.store.db import Database
 from hq_server.store.models import APSCHEDULER_TABLE, JobRecord, apscheduler_jobs
 from tests.hq.conftest import HQ, TestClient

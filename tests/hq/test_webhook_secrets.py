@@ -24,12 +24,19 @@ from sqlalchemy import create_engine, delete, insert, inspect, select, text, upd
 from sqlalchemy.pool import NullPool
 
 from hq_server import cli
+from hq_server.access.secretbox import (
+    KEY_FACT,
+    KEY_FILE_NAME,
+    SEALED,
+    _create_key,
+    box_for,
+    seal_stored,
+)
 from hq_server.core.clock import ManualClock
 from hq_server.core.domain import Role
 from hq_server.core.errors import ConfigError
 from hq_server.core.settings import Settings
 from hq_server.notify import IDEMPOTENCY_HEADER, SIGNATURE_HEADER
-from hq_server.secretbox import KEY_FACT, KEY_FILE_NAME, SEALED, _create_key, box_for, seal_stored
 from hq_server.store.db import Database, alembic_config, upgrade
 from hq_server.store.models import EscalationChain, HqFact, Notification, Site, Ticket
 from tests.hq.conftest import HQ, START

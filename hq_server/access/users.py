@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hq_server.auth import create_api_token, revoke_user_tokens
+from hq_server.access.auth import create_api_token, revoke_user_tokens
 from hq_server.core.domain import Role
 from hq_server.core.errors import AuthError, Conflict, InvalidInput, NotFound
 from hq_server.core.passwords import (

@@ -1,25 +1,21 @@
-"""Sites and agent enrollment: an admin creates a one-time token for a site, an agent trades it.
+"""Agent enrollment: an admin creates a one-time token for a site, an agent trades it.
 
 A re-enrollment token (the site's box was replaced) names the agent it replaces: its use
-retires that agent (hq_server.agents.retire_replaced). Pending tokens can be revoked.
+retires that agent (hq_server.sites.agents.retire_replaced). Pending tokens can be revoked.
 """
 
 from __future__ import annotations
 
 import logging
 import shlex
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from hq_server.agents import retire_replaced
 from hq_server.core.errors import (
-    ConfigError,
     Conflict,
     EnrollmentTokenInvalid,
     EnrollmentTokenUsed,
@@ -27,97 +23,14 @@ from hq_server.core.errors import (
     NotFound,
 )
 from hq_server.core.security import TokenKind, hash_token, new_token, token_kind
+from hq_server.sites.agents import retire_replaced
+from hq_server.sites.registry import active_agents
 from hq_server.store.models import Agent, EnrollmentToken, Site
 from protocol.wire import EnrollRequest, EnrollResponse
 
 logger = logging.getLogger(__name__)
 
 _NEW_TOKEN_HINT = "ask an HQ admin for a new one (stationwatch hq site add SITE)"  # noqa: S105
-SITE_NAME_MAX = 100  # the column's length, counted in characters as PostgreSQL does
-# Unicode categories refused in site names: controls (NUL, newline...), format characters
-# (e.g. bidirectional overrides that make a name display as another), surrogates, private
-# use, unassigned; and line/paragraph separators.
-_REFUSED_CATEGORIES = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
-
-
-def check_site_name(name: str) -> str:
-    """The site name as stored (NFC, outer spaces stripped), or InvalidInput saying what is
-    wrong: empty, longer than 100 characters, or holding control or format characters. The one
-    rule for the CLI and the API, the same on SQLite and PostgreSQL; letters of any script
-    (e.g. Chinese), digits, spaces, punctuation and symbols are fine."""
-    cleaned = unicodedata.normalize("NFC", name).strip()
-    if not cleaned:
-        raise InvalidInput("site name: must not be empty", field="name")
-    if len(cleaned) > SITE_NAME_MAX:
-        raise InvalidInput(
-            f"site name: at most {SITE_NAME_MAX} characters, not {len(cleaned)}", field="name"
-        )
-    for char in cleaned:
-        if unicodedata.category(char) in _REFUSED_CATEGORIES:
-            raise InvalidInput(
-                f"site name: control or invisible character U+{ord(char):04X} is not allowed",
-                field="name",
-            )
-    return cleaned
-
-
-def check_timezone(name: str) -> str:
-    """Return `name` if it is a known IANA timezone, else raise ConfigError."""
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            f"unknown timezone {name!r}: use an IANA name like Asia/Shanghai"
-        ) from None
-    return name
-
-
-def ensure_site(
-    session: Session,
-    name: str,
-    now: datetime,
-    *,
-    customer: str = "",
-    contact: str = "",
-    timezone: str = "UTC",
-) -> tuple[Site, bool]:
-    """The site called `name`, created with these details if missing; True if it was created.
-    InvalidInput for a name check_site_name refuses."""
-    name = check_site_name(name)
-    site = session.scalars(select(Site).where(Site.name == name)).one_or_none()
-    if site is not None:
-        return site, False
-    site = Site(
-        name=name,
-        customer=customer,
-        contact=contact,
-        timezone=check_timezone(timezone),
-        created_at=now,
-    )
-    session.add(site)
-    session.flush()
-    logger.info("created site %s (id %s)", name, site.id)
-    return site, True
-
-
-def find_site(session: Session, name: str) -> Site:
-    """The site called `name`; NotFound otherwise."""
-    cleaned = unicodedata.normalize("NFC", name).strip()  # as check_site_name stores it
-    site = session.scalars(select(Site).where(Site.name == cleaned)).one_or_none()
-    if site is None:
-        raise NotFound(f"no site {cleaned!r}")
-    return site
-
-
-def active_agents(session: Session, site_id: int) -> list[Agent]:
-    """The site's agents whose tokens work, by id."""
-    return list(
-        session.scalars(
-            select(Agent)
-            .where(Agent.site_id == site_id, Agent.revoked_at.is_(None))
-            .order_by(Agent.id)
-        )
-    )
 
 
 def create_enrollment_token(
