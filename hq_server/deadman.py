@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hq_server.store.models import Agent, Alarm, Site, UTCDateTime
-from hq_server.ticket_book import apply_transition
-from hq_server.tickets import AlarmTransition, TicketPolicy, TransitionKind
+from hq_server.tickets.book import apply_transition
+from hq_server.tickets.policy import AlarmTransition, TicketPolicy, TransitionKind
 from protocol.faults import SITE_UNREACHABLE
 
 logger = logging.getLogger(__name__)

@@ -34,8 +34,8 @@ from hq_server.core.domain import TicketAction, agent_actor
 from hq_server.flapping import observe
 from hq_server.store import rows as rows_of
 from hq_server.store.models import Agent, Alarm, Event
-from hq_server.ticket_book import TicketBook
-from hq_server.tickets import DEFAULT_POLICY, AlarmTransition, TicketPolicy, TransitionKind
+from hq_server.tickets.book import TicketBook
+from hq_server.tickets.policy import DEFAULT_POLICY, AlarmTransition, TicketPolicy, TransitionKind
 from protocol.wire import BatchAck, EventBatch, EventKind, FaultEvent, RejectedEvent
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,8 @@ from hq_server.ingest import RetryBatch, ingest_batch
 from hq_server.sites.agents import health_figures
 from hq_server.sites.enrollment import enroll
 from hq_server.store.db import is_retryable
-from hq_server.tickets import ConcurrentTicket, TicketPolicy
+from hq_server.tickets.policy import TicketPolicy
+from hq_server.tickets.records import ConcurrentTicket
 from protocol.wire import (
     API_PREFIX,
     MAX_HEARTBEAT_DEVICES,

@@ -10,7 +10,6 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hq_server import ticket_clock
 from hq_server.access.secretbox import box_for, has_keys, is_sealed
 from hq_server.api.body import BoundedBodyRoute
 from hq_server.api.deps import (
@@ -36,7 +35,8 @@ from hq_server.api.schemas_config import (
 from hq_server.core.errors import Conflict, InvalidInput, NotFound
 from hq_server.core.settings import Settings
 from hq_server.store.models import Agent, Calendar, EscalationChain, MaintenanceWindow, Site
-from hq_server.webhook_targets import ALLOW_SETTING, TargetRefused, check_saved
+from hq_server.tickets import deadlines
+from hq_server.tickets.webhook_targets import ALLOW_SETTING, TargetRefused, check_saved
 from protocol.wire import API_PREFIX
 
 router = APIRouter(
@@ -129,7 +129,7 @@ def put_calendar(
         _fill_calendar(row, body)
         row.updated_at = clock.now()
         _unique(session, f"calendar {body.name!r}")
-        count = ticket_clock.refresh_open_tickets(
+        count = deadlines.refresh_open_tickets(
             session, _sites_of(session, calendar_id), clock.now(), user.name, "calendar changed"
         )
         audit_note(request, f"change calendar {body.name}; {count} tickets' deadlines moved")
@@ -163,7 +163,7 @@ def put_site_calendar(
             _get(session, Calendar, body.calendar_id, "calendar")
         site.calendar_id = body.calendar_id
         session.flush()
-        count = ticket_clock.refresh_open_tickets(
+        count = deadlines.refresh_open_tickets(
             session, [site.id], clock.now(), user.name, "site calendar changed"
         )
         audit_note(

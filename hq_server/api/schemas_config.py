@@ -16,8 +16,8 @@ from pydantic import (
 )
 
 from hq_server.core.errors import InvalidInput
-from hq_server.sla import BusinessCalendar
 from hq_server.store.models import Calendar, EscalationChain, MaintenanceWindow
+from hq_server.tickets.sla import BusinessCalendar
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 HHMM = Field(pattern=r"^([01]\d|2[0-4]):[0-5]\d$")

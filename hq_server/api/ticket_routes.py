@@ -9,7 +9,6 @@ from fastapi import APIRouter, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hq_server import ticket_actions
 from hq_server.api.body import BoundedBodyRoute
 from hq_server.api.deps import ClockDep, DbDep, EngineerDep, Id, audit_note
 from hq_server.api.errors import ERROR_RESPONSES, body_errors, responses
@@ -25,6 +24,7 @@ from hq_server.api.schemas_tickets import (
 from hq_server.core.domain import TicketStatus
 from hq_server.store.db import Database
 from hq_server.store.models import Ticket, TicketAlarmLink
+from hq_server.tickets import actions
 from protocol.wire import API_PREFIX
 
 router = APIRouter(
@@ -41,7 +41,7 @@ router = APIRouter(
 
 def ticket_detail(session: Session, ticket_id: int) -> TicketDetailOut:
     """A ticket with its history and grouped alarms, read in `session`."""
-    ticket = ticket_actions.get_ticket(session, ticket_id, for_update=False)
+    ticket = actions.get_ticket(session, ticket_id, for_update=False)
     session.refresh(ticket, attribute_names=["history"])
     grouped = session.scalars(
         select(TicketAlarmLink.alarm_id)
@@ -60,7 +60,7 @@ def _act(
 ) -> TicketDetailOut:
     """Run one action on a locked ticket in a transaction; answer the ticket as it is now."""
     with db.writer() as session, session.begin():
-        ticket = ticket_actions.get_ticket(session, ticket_id)
+        ticket = actions.get_ticket(session, ticket_id)
         audit_note(request, f"{summary} {ticket.number}", ticket_number=ticket.number)
         action(session, ticket)
         session.flush()
@@ -77,7 +77,7 @@ def acknowledge(
         request,
         ticket_id,
         "acknowledge",
-        lambda s, t: ticket_actions.acknowledge(s, t, clock.now(), user.name),
+        lambda s, t: actions.acknowledge(s, t, clock.now(), user.name),
     )
 
 
@@ -96,9 +96,7 @@ def assign(
         request,
         ticket_id,
         f"assign to {body.assignee}",
-        lambda s, t: ticket_actions.assign(
-            s, t, clock.now(), user.name, body.assignee, body.on_duty
-        ),
+        lambda s, t: actions.assign(s, t, clock.now(), user.name, body.assignee, body.on_duty),
     )
 
 
@@ -117,7 +115,7 @@ def comment(
         request,
         ticket_id,
         "comment on",
-        lambda s, t: ticket_actions.comment(
+        lambda s, t: actions.comment(
             s, t, clock.now(), user.name, body.seen, body.done, body.time_spent_minutes
         ),
     )
@@ -139,7 +137,7 @@ def change_status(
         request,
         ticket_id,
         f"set status {target} on",
-        lambda s, t: ticket_actions.change_status(s, t, clock.now(), user.name, target, body.note),
+        lambda s, t: actions.change_status(s, t, clock.now(), user.name, target, body.note),
     )
 
 
@@ -153,7 +151,7 @@ def resolve(
     clock: ClockDep,
 ) -> TicketDetailOut:
     """Resolve with the resolution record (stops every escalation)."""
-    resolution = ticket_actions.Resolution(
+    resolution = actions.Resolution(
         cause=body.cause,
         fix=body.fix,
         tested=body.tested,
@@ -167,7 +165,7 @@ def resolve(
         request,
         ticket_id,
         "resolve",
-        lambda s, t: ticket_actions.resolve(s, t, clock.now(), user.name, resolution),
+        lambda s, t: actions.resolve(s, t, clock.now(), user.name, resolution),
     )
 
 
@@ -187,7 +185,7 @@ def close(
         request,
         ticket_id,
         "close",
-        lambda s, t: ticket_actions.close(s, t, clock.now(), user.name, note),
+        lambda s, t: actions.close(s, t, clock.now(), user.name, note),
     )
 
 
@@ -206,5 +204,5 @@ def reopen(
         request,
         ticket_id,
         "reopen",
-        lambda s, t: ticket_actions.reopen(s, t, clock.now(), user.name, body.reason),
+        lambda s, t: actions.reopen(s, t, clock.now(), user.name, body.reason),
     )

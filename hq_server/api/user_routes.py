@@ -25,7 +25,7 @@ from hq_server.api.ticket_routes import ticket_detail
 from hq_server.core.domain import DONE_STATUSES, OPEN_STATUSES, TicketStatus
 from hq_server.core.errors import NotFound
 from hq_server.store.models import Agent, Alarm, Event, Site, Ticket
-from hq_server.tickets import fold
+from hq_server.tickets.records import fold
 from protocol.wire import API_PREFIX
 
 router = APIRouter(

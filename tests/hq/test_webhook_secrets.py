@@ -36,9 +36,9 @@ from hq_server.core.clock import ManualClock
 from hq_server.core.domain import Role
 from hq_server.core.errors import ConfigError
 from hq_server.core.settings import Settings
-from hq_server.notify import IDEMPOTENCY_HEADER, SIGNATURE_HEADER
 from hq_server.store.db import Database, alembic_config, upgrade
 from hq_server.store.models import EscalationChain, HqFact, Notification, Site, Ticket
+from hq_server.tickets.notify import IDEMPOTENCY_HEADER, SIGNATURE_HEADER
 from tests.hq.conftest import HQ, START
 from tests.hq.conftest import start_hq as _start_hq
 from tests.hq.receivers import Captured, WebhookReceiver, webhook

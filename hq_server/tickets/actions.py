@@ -16,12 +16,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from hq_server import escalation, ticket_clock
 from hq_server.core.domain import DONE_STATUSES, TicketAction, TicketStatus
 from hq_server.core.errors import Conflict, InvalidTransition, NotFound
-from hq_server.escalation import TimerKind
 from hq_server.store.models import Ticket
-from hq_server.tickets import find_open_ticket, history
+from hq_server.tickets import deadlines, escalation
+from hq_server.tickets.escalation import TimerKind
+from hq_server.tickets.history import history
+from hq_server.tickets.records import find_open_ticket
 
 logger = logging.getLogger(__name__)
 
@@ -168,11 +169,11 @@ def _resume_clock(session: Session, ticket: Ticket, now: datetime, data: dict[st
     """Close the running pause and push the deadlines back by its working time."""
     if ticket.paused_since is None:
         return
-    ticket_clock.add_pause(ticket, ticket.paused_since, now)
+    deadlines.add_pause(ticket, ticket.paused_since, now)
     ticket.paused_since = None
-    deadlines = ticket_clock.refresh(session, ticket)
-    data["ack_due_at"] = _iso(deadlines.ack_due_at)
-    data["restore_due_at"] = _iso(deadlines.restore_due_at)
+    due = deadlines.refresh(session, ticket)
+    data["ack_due_at"] = _iso(due.ack_due_at)
+    data["restore_due_at"] = _iso(due.restore_due_at)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -250,7 +251,7 @@ def reopen(session: Session, ticket: Ticket, now: datetime, who: str, reason: st
     ticket.status = (S.IN_PROGRESS if ticket.acknowledged_at else S.NEW).value
     ticket.resolved_at = None
     ticket.closed_at = None
-    ticket_clock.refresh(session, ticket)  # and the escalations run again from their levels
+    deadlines.refresh(session, ticket)  # and the escalations run again from their levels
     _touch(
         session,
         ticket,

@@ -36,8 +36,8 @@ from hq_server.core.errors import ConfigError
 from hq_server.core.settings import Settings
 from hq_server.store.db import Database, insert_ignoring_conflict
 from hq_server.store.models import Notification, Ticket
-from hq_server.tickets import history
-from hq_server.webhook_targets import ALLOW_SETTING, TargetRefused, Unresolvable, pin
+from hq_server.tickets.history import history
+from hq_server.tickets.webhook_targets import ALLOW_SETTING, TargetRefused, Unresolvable, pin
 
 logger = logging.getLogger(__name__)
 

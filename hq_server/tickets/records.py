@@ -1,7 +1,7 @@
-"""Tickets: numbers, titles, lookups, history entries, and opening one ticket.
+"""Tickets: numbers, titles, lookups, and opening one ticket with its deadlines and escalation.
 
 The ticket policy (which alarm transition opens, updates, reopens or groups which ticket) is in
-hq_server.ticket_book, which applies it to a whole batch of transitions at once.
+hq_server.tickets.book, which applies it to a whole batch of transitions at once.
 One condition, one ticket: at most one open ticket per fingerprint (site, fault_key); the
 database enforces it too (partial unique index uq_tickets_open_fingerprint).
 """
@@ -12,69 +12,23 @@ import logging
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from enum import StrEnum
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hq_server import escalation, ticket_clock
 from hq_server.core.domain import OPEN_STATUSES, TicketAction, TicketStatus
-from hq_server.core.settings import Settings
 from hq_server.store import rows
 from hq_server.store.db import insert_ignoring_conflict
-from hq_server.store.models import Alarm, Site, Ticket, TicketCounter, TicketEvent
+from hq_server.store.models import Alarm, Site, Ticket, TicketCounter
+from hq_server.tickets import deadlines, escalation
+from hq_server.tickets.history import history
 
 logger = logging.getLogger(__name__)
 
 TICKET_NUMBER_RE = re.compile(r"^SW-(\d{4})-(\d{6,})$")
 _TITLE_MAX = 300
-
-
-class TransitionKind(StrEnum):
-    """How an alarm changed: became active (new or again), changed grade, or cleared."""
-
-    RAISED = "raised"
-    GRADE_CHANGED = "grade_changed"
-    CLEARED = "cleared"
-
-
-@dataclass(frozen=True, slots=True)
-class AlarmTransition:
-    """One change of an alarm's state, as applied by ingest; `who` caused it (e.g. agent:3)."""
-
-    kind: TransitionKind
-    alarm: Alarm
-    old_grade: int | None
-    who: str
-
-
-@dataclass(frozen=True, slots=True)
-class TicketPolicy:
-    """Settings of the alarm and ticket policy (from hq_server.settings.Settings)."""
-
-    reopen_window: timedelta = timedelta(minutes=30)
-    outage_min_devices: int = 3
-    on_duty: str = ""
-    flap_window: int = 11
-    flap_high: float = 50.0
-    flap_low: float = 25.0
-
-    @classmethod
-    def of(cls, settings: Settings) -> TicketPolicy:
-        """The policy configured in HQ's settings."""
-        return cls(
-            reopen_window=settings.reopen_window,
-            outage_min_devices=settings.outage_min_devices,
-            on_duty=settings.on_duty_engineer,
-            flap_window=settings.flap_window,
-            flap_high=settings.flap_high,
-            flap_low=settings.flap_low,
-        )
-
-
-DEFAULT_POLICY = TicketPolicy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,20 +130,6 @@ def find_open_ticket(session: Session, site_id: int, fault_key: str) -> Ticket |
     return session.scalars(stmt).one_or_none()
 
 
-def history(
-    session: Session,
-    ticket: Ticket,
-    at: datetime,
-    who: str,
-    what: TicketAction,
-    detail: str,
-    **data: object,
-) -> None:
-    session.add(
-        TicketEvent(ticket_id=ticket.id, at=at, who=who, what=what.value, detail=detail, data=data)
-    )
-
-
 def new_ticket(
     session: Session, subject: Subject, now: datetime, on_duty: str, *, alarm_active: bool = True
 ) -> Ticket:
@@ -228,10 +168,10 @@ def new_ticket(
         "restore_escalation_level": 0,
     }
     ticket = rows.detached(Ticket, values)
-    deadlines = ticket_clock.compute(session, ticket)
-    ticket.ack_due_at = deadlines.ack_due_at
-    ticket.restore_due_at = deadlines.restore_due_at
-    escalation.schedule(ticket, ticket_clock.ticket_clock(session, ticket))
+    due = deadlines.compute(session, ticket)
+    ticket.ack_due_at = due.ack_due_at
+    ticket.restore_due_at = due.restore_due_at
+    escalation.schedule(ticket, deadlines.ticket_clock(session, ticket))
     return ticket
 
 

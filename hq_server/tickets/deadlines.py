@@ -8,10 +8,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hq_server import escalation
 from hq_server.core.domain import OPEN_STATUSES, TicketAction
-from hq_server.sla import CalendarSpec, Deadlines, ResponseClock, deadlines_for, response_clock
 from hq_server.store.models import Calendar, Site, Ticket
+from hq_server.tickets import escalation
+from hq_server.tickets.history import history
+from hq_server.tickets.sla import (
+    CalendarSpec,
+    Deadlines,
+    ResponseClock,
+    deadlines_for,
+    response_clock,
+)
 from protocol.grades import DEFAULT_POLICIES, Grade
 
 
@@ -72,8 +79,6 @@ def refresh_open_tickets(
 ) -> int:
     """Recompute the deadlines of open tickets (at these sites) after a calendar change;
     a ticket whose deadlines moved gets a history entry. Returns how many moved."""
-    from hq_server.tickets import history
-
     stmt = select(Ticket).where(Ticket.status.in_(OPEN_STATUSES))
     if site_ids is not None:
         stmt = stmt.where(Ticket.site_id.in_(site_ids))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -22,11 +21,11 @@ from sqlalchemy.orm import Session
 from hq_server.core.domain import OPEN_STATUSES, TicketAction
 from hq_server.store.db import insert_ignoring_conflict
 from hq_server.store.models import Alarm, Ticket, TicketAlarmLink
+from hq_server.tickets.history import history
+from hq_server.tickets.policy import TicketPolicy
+from hq_server.tickets.records import Subject, TicketOutcome, open_subject
 from protocol.faults import SITE_UNREACHABLE
 from protocol.faults import UNREACHABLE as DEVICE_UNREACHABLE
-
-if TYPE_CHECKING:
-    from hq_server.tickets import TicketOutcome, TicketPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +50,6 @@ def outage_ticket(session: Session, site_id: int) -> Ticket | None:
 
 def link(session: Session, ticket: Ticket, alarm: Alarm, now: datetime, who: str) -> None:
     """Group an alarm under a ticket (once) with a history entry."""
-    from hq_server.tickets import history
-
     values = {"ticket_id": ticket.id, "alarm_id": alarm.id, "linked_at": now}
     dialect = session.get_bind().dialect.name
     stmt = insert_ignoring_conflict(
@@ -84,8 +81,6 @@ def group(
     session: Session, alarm: Alarm, now: datetime, who: str, policy: TicketPolicy
 ) -> TicketOutcome | None:
     """Put a device-unreachable alarm under its site's outage ticket, opening one if needed."""
-    from hq_server.tickets import Subject, TicketOutcome, open_subject
-
     if alarm.code != DEVICE_UNREACHABLE:
         return None
     ticket = outage_ticket(session, alarm.site_id)

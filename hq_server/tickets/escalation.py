@@ -20,8 +20,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from hq_server.core.domain import DONE_STATUSES
-from hq_server.sla import AROUND_THE_CLOCK, ResponseClock
 from hq_server.store.models import EscalationChain, Ticket
+from hq_server.tickets.sla import AROUND_THE_CLOCK, ResponseClock
 
 DEFAULT_LEVEL_NAMES = (
     "on-duty engineer",

@@ -36,17 +36,15 @@ from sqlalchemy import Text, cast, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hq_server import escalation, maintenance, outage, ticket_actions, ticket_clock
 from hq_server.core.domain import OPEN_STATUSES, TicketAction, TicketStatus
 from hq_server.store import rows
 from hq_server.store.models import Alarm, Site, Ticket, TicketEvent
-from hq_server.tickets import (
-    AlarmTransition,
+from hq_server.tickets import actions, deadlines, escalation, maintenance, outage
+from hq_server.tickets.policy import AlarmTransition, TicketPolicy, TransitionKind
+from hq_server.tickets.records import (
     ConcurrentTicket,
     Subject,
     TicketOutcome,
-    TicketPolicy,
-    TransitionKind,
     allocate_numbers,
     new_ticket,
     opened_detail,
@@ -190,7 +188,7 @@ class TicketBook:
         recent = self._recently_resolved(alarm)
         if recent is not None:
             self.settle()
-            ticket_actions.reopen(
+            actions.reopen(
                 self.session,
                 self.session.get_one(Ticket, recent.id),
                 self.now,
@@ -231,15 +229,15 @@ class TicketBook:
         """Set a ticket's grade and recompute its deadlines (its escalations move when settling)."""
         old = ticket.grade
         rows.put(ticket, grade=grade)  # the deadlines follow from the new grade
-        deadlines = ticket_clock.compute(self.session, ticket)
+        due = deadlines.compute(self.session, ticket)
         self._set(
             ticket,
             grade=grade,
-            ack_due_at=deadlines.ack_due_at,
-            restore_due_at=deadlines.restore_due_at,
+            ack_due_at=due.ack_due_at,
+            restore_due_at=due.restore_due_at,
         )
         if ticket.id is None:  # still opening: its escalations start from this grade
-            escalation.schedule(ticket, ticket_clock.ticket_clock(self.session, ticket))
+            escalation.schedule(ticket, deadlines.ticket_clock(self.session, ticket))
         else:
             self._moved[ticket.id] = ticket
         self.note(
@@ -249,8 +247,8 @@ class TicketBook:
             f"grade {old} -> {grade}",
             old=old,
             new=grade,
-            ack_due_at=_iso(deadlines.ack_due_at),
-            restore_due_at=_iso(deadlines.restore_due_at),
+            ack_due_at=_iso(due.ack_due_at),
+            restore_due_at=_iso(due.restore_due_at),
         )
 
     def alarm_changed(self, alarm: Alarm) -> None:
@@ -367,7 +365,7 @@ class TicketBook:
                 acknowledged_at=acked,
             )
         for ticket in self._moved.values():
-            escalation.schedule(ticket, ticket_clock.ticket_clock(self.session, ticket))
+            escalation.schedule(ticket, deadlines.ticket_clock(self.session, ticket))
             self._set(
                 ticket,
                 ack_escalation_at=ticket.ack_escalation_at,
