@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from benchmarks.hq_ingest import mixed_stream
 from benchmarks.hq_procs import loadavg, machine, median
-from hq_server import intake
+from hq_server.alarms import intake
 from protocol.wire import EventBatch, EventKind, GradeInt, Ident
 
 

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from hq_server import deadman
+from hq_server.alarms import deadman
 from hq_server.core.clock import Clock
 from hq_server.core.domain import SYSTEM_ACTOR, TicketAction
 from hq_server.core.settings import Settings

@@ -6,21 +6,16 @@ import logging
 
 from fastapi import APIRouter
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DBAPIError
 
-from hq_server import deadman, intake
-from hq_server.access.auth import active_agent
+from hq_server.alarms import ingest, intake
 from hq_server.api.body import BoundedBodyRoute, cleans_text
 from hq_server.api.deps import AgentDep, ClockDep, DbDep, SettingsDep
 from hq_server.api.errors import ERROR_RESPONSES
 from hq_server.api.schemas import ErrorOut
 from hq_server.core.errors import TooLarge
-from hq_server.ingest import RetryBatch, ingest_batch
-from hq_server.sites.agents import health_figures
+from hq_server.sites.agents import record_heartbeat
 from hq_server.sites.enrollment import enroll
-from hq_server.store.db import is_retryable
 from hq_server.tickets.policy import TicketPolicy
-from hq_server.tickets.records import ConcurrentTicket
 from protocol.wire import (
     API_PREFIX,
     MAX_HEARTBEAT_DEVICES,
@@ -78,37 +73,12 @@ def post_events(
 ) -> BatchAck:
     """Store a batch of events in one transaction and apply them to alarms and tickets."""
     try:
-        screened = intake.screen(batch, clock.now(), settings.event_max_ahead, agent=agent.agent_id)
+        return ingest.receive(db, clock, settings, agent, batch)
     except intake.UnanswerableEvent as exc:
         loc = ("body", "events", exc.index)
         raise RequestValidationError(
             [{"type": "value_error", "loc": loc, "msg": str(exc)}]
         ) from None
-    attempts = settings.max_batch_retries
-    for attempt in range(1, attempts + 1):
-        try:
-            with db.writer() as session, session.begin():
-                row = active_agent(session, agent.agent_id)
-                result = ingest_batch(
-                    session, row, screened.batch, clock.now(), TicketPolicy.of(settings)
-                )
-            return BatchAck(stored=result.stored, rejected=[*screened.rejected, *result.rejected])
-        except (DBAPIError, RetryBatch, ConcurrentTicket) as exc:
-            if attempt == attempts or not _retryable(exc):
-                raise
-            logger.warning(
-                "agent=%s site=%s: batch attempt %d/%d failed (%s), retrying",
-                agent.agent_id,
-                agent.site_id,
-                attempt,
-                attempts,
-                type(exc.orig if isinstance(exc, DBAPIError) else exc).__name__,
-            )
-    raise AssertionError("unreachable")
-
-
-def _retryable(exc: Exception) -> bool:
-    return isinstance(exc, (RetryBatch, ConcurrentTicket)) or is_retryable(exc)
 
 
 @router.post(
@@ -138,14 +108,5 @@ def post_heartbeat(
         )
     now = clock.now()
     with db.writer() as session, session.begin():
-        row = active_agent(session, agent.agent_id)
-        row.last_seen_at = now
-        row.version = heartbeat.agent_version
-        row.outbox_depth = heartbeat.outbox_depth
-        row.dropped_events = heartbeat.dropped_events
-        row.reported_seq = heartbeat.last_seq
-        row.device_states = {name: state.value for name, state in heartbeat.devices.items()}
-        row.health = health_figures(heartbeat)
-        row.health_at = now
-        deadman.heard_from(session, row.site_id, now, TicketPolicy.of(settings))
+        record_heartbeat(session, agent.agent_id, heartbeat, now, TicketPolicy.of(settings))
     return HeartbeatAck(server_time=now)

@@ -1,8 +1,8 @@
-"""Enrolled agents as admins manage them: list, revoke (a stolen box), retire on replacement
-(re-enrollment), and the figures of each agent's last heartbeat.
+"""Enrolled agents: list, revoke (a stolen box), retire on replacement (re-enrollment), and
+their heartbeats (the figures of the last one; a heartbeat clears the site's dead man's switch).
 
-A revoked agent's token is refused from the next request on (hq_server.auth looks it up every
-time) and its jobs are cancelled; its alarms, tickets and events stay.
+A revoked agent's token is refused from the next request on (hq_server.access.auth looks it up
+every time) and its jobs are cancelled; its alarms, tickets and events stay.
 """
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hq_server.access.auth import active_agent
+from hq_server.alarms import deadman
 from hq_server.core.errors import NotFound
 from hq_server.jobs import release_agent_jobs
 from hq_server.store.models import Agent
+from hq_server.tickets.policy import TicketPolicy
 from protocol.wire import Heartbeat
 
 logger = logging.getLogger(__name__)
@@ -113,3 +116,20 @@ def health_figures(heartbeat: Heartbeat) -> dict[str, Any]:
     return {
         k: _figure(v) for k, v in heartbeat.model_dump(mode="json", exclude={"devices"}).items()
     }
+
+
+def record_heartbeat(
+    session: Session, agent_id: int, heartbeat: Heartbeat, now: datetime, policy: TicketPolicy
+) -> None:
+    """Record that the agent is alive (version, queue state, device states, figures) and clear
+    its site's "site unreachable" alarm; AuthError if the agent was revoked meanwhile."""
+    row = active_agent(session, agent_id)
+    row.last_seen_at = now
+    row.version = heartbeat.agent_version
+    row.outbox_depth = heartbeat.outbox_depth
+    row.dropped_events = heartbeat.dropped_events
+    row.reported_seq = heartbeat.last_seq
+    row.device_states = {name: state.value for name, state in heartbeat.devices.items()}
+    row.health = health_figures(heartbeat)
+    row.health_at = now
+    deadman.heard_from(session, row.site_id, now, policy)

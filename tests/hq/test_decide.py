@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hq_server.ingest import AlarmView, Decision, decide
+from hq_server.alarms.rules import AlarmView, Decision, decide
 from hq_server.tickets.policy import TransitionKind
 from protocol.wire import EventKind, FaultEvent
 

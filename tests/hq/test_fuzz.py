@@ -32,11 +32,11 @@ from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hq_server.access.auth import create_api_token
+from hq_server.alarms.ingest import ingest_batch
 from hq_server.app import create_app
 from hq_server.core.clock import ManualClock
 from hq_server.core.domain import Role
 from hq_server.core.settings import Settings
-from hq_server.ingest import ingest_batch
 from hq_server.sites.enrollment import create_enrollment_token, enroll
 from hq_server.sites.registry import ensure_site
 from hq_server.store.db import Database, upgrade

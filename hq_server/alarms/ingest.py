@@ -1,20 +1,20 @@
 """Event ingest: store each event once, apply it to its alarm, pass transitions to ticket policy.
 
-Exactly-once in effect (DESIGN.md section 4): events are idempotent on event_id; a batch is applied
-in seq order inside the caller's transaction. The batch is worked in memory and written in bulk:
+`receive` is the service the API calls with an agent's batch: it screens the batch
+(hq_server.alarms.intake), then runs `ingest_batch` in a transaction of its own, and runs that
+transaction again from the start (up to `max_batch_retries` attempts) when a concurrent one got
+in the way (a deadlock or serialization failure, SQLite's "database is locked", a ticket
+opened meanwhile for the same fingerprint).
+
+Exactly-once in effect (docs/architecture.md): events are idempotent on event_id; a batch is
+applied in seq order inside one transaction. The batch is worked in memory and written in bulk:
 one query for known events, one for the alarms, one for their tickets, then one INSERT of the
 events and the ticket book's bulk writes of alarms, tickets, timers and history
-(hq_server.ticket_book).
+(hq_server.tickets.book).
 Work on one fingerprint (site, fault_key) is serialized: on PostgreSQL by transaction-scoped
 advisory locks taken up front in a fixed order (so concurrent batches never deadlock on each
-other), on SQLite by the writer's BEGIN IMMEDIATE.
-
-Alarm rules, per event of a fingerprint (`decide` is pure and holds them all):
-- stale (seq not above the last one applied from the same agent, or observed before the alarm's
-  last change when another agent of the site sent it): stored, not applied;
-- RAISE or UPDATE on an absent or cleared alarm: the alarm becomes active (RAISED);
-- RAISE or UPDATE with another grade on an active alarm: GRADE_CHANGED;
-- CLEAR on an active alarm: CLEARED; on an absent or cleared one: nothing.
+other), on SQLite by the writer's BEGIN IMMEDIATE. What each event does to its alarm is decided
+by hq_server.alarms.rules.
 """
 
 from __future__ import annotations
@@ -23,19 +23,26 @@ import hashlib
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
+from hq_server.access.auth import AgentPrincipal, active_agent
+from hq_server.alarms import intake
+from hq_server.alarms.flapping import observe
+from hq_server.alarms.rules import AlarmView, Decision, aware, decide
+from hq_server.core.clock import Clock
 from hq_server.core.domain import TicketAction, agent_actor
-from hq_server.flapping import observe
+from hq_server.core.settings import Settings
 from hq_server.store import rows as rows_of
+from hq_server.store.db import Database, is_retryable
 from hq_server.store.models import Agent, Alarm, Event
 from hq_server.tickets.book import TicketBook
 from hq_server.tickets.policy import DEFAULT_POLICY, AlarmTransition, TicketPolicy, TransitionKind
+from hq_server.tickets.records import ConcurrentTicket
 from protocol.wire import BatchAck, EventBatch, EventKind, FaultEvent, RejectedEvent
 
 logger = logging.getLogger(__name__)
@@ -43,44 +50,6 @@ logger = logging.getLogger(__name__)
 # First keys of the two-int advisory locks on fingerprints ("SWAL") and event ids ("SWEV").
 _FINGERPRINT_LOCK_SPACE = 0x5357_414C
 _EVENT_LOCK_SPACE = 0x5357_4556
-
-
-@dataclass(frozen=True, slots=True)
-class AlarmView:
-    """What `decide` needs to know about an existing alarm."""
-
-    active: bool
-    grade: int
-    last_agent_id: int
-    last_event_seq: int
-    last_change_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """What one event does to its alarm: `transition` is None when the state does not change."""
-
-    stale: bool
-    transition: TransitionKind | None
-
-
-def decide(alarm: AlarmView | None, event: FaultEvent, agent_id: int) -> Decision:
-    """The effect of `event` (sent by `agent_id`) on the alarm of its fingerprint."""
-    if alarm is not None:
-        if alarm.last_agent_id == agent_id:
-            stale = event.seq <= alarm.last_event_seq
-        else:
-            stale = _aware(event.observed_at) < alarm.last_change_at
-        if stale:
-            return Decision(stale=True, transition=None)
-    if event.kind is EventKind.CLEAR:
-        active = alarm is not None and alarm.active
-        return Decision(stale=False, transition=TransitionKind.CLEARED if active else None)
-    if alarm is None or not alarm.active:
-        return Decision(stale=False, transition=TransitionKind.RAISED)
-    if event.grade != alarm.grade:
-        return Decision(stale=False, transition=TransitionKind.GRADE_CHANGED)
-    return Decision(stale=False, transition=None)
 
 
 class RetryBatch(Exception):
@@ -113,13 +82,6 @@ class IngestResult:
         return BatchAck(stored=self.stored, rejected=self.rejected)
 
 
-def _aware(value: datetime) -> datetime:
-    """Agents send aware timestamps; a naive one is taken as UTC."""
-    if value.tzinfo is UTC:
-        return value
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _lock_key(text_key: str) -> int:
     return int.from_bytes(hashlib.sha256(text_key.encode()).digest()[:4], "big", signed=True)
 
@@ -147,6 +109,40 @@ def lock_batch(
     )
 
 
+def receive(
+    db: Database, clock: Clock, settings: Settings, agent: AgentPrincipal, batch: intake.EventBatch
+) -> BatchAck:
+    """Screen an agent's batch, then store and apply the events fit to ingest in a transaction of
+    its own, run again from the start when a concurrent transaction got in the way (see the
+    module doc); the ack lists the events refused by the screening and by ingest. Raises
+    intake.UnanswerableEvent for a batch HQ cannot answer, AuthError if the agent was revoked."""
+    screened = intake.screen(batch, clock.now(), settings.event_max_ahead, agent=agent.agent_id)
+    policy = TicketPolicy.of(settings)
+    attempts = settings.max_batch_retries
+    for attempt in range(1, attempts + 1):
+        try:
+            with db.writer() as session, session.begin():
+                row = active_agent(session, agent.agent_id)
+                result = ingest_batch(session, row, screened.batch, clock.now(), policy)
+            return BatchAck(stored=result.stored, rejected=[*screened.rejected, *result.rejected])
+        except (DBAPIError, RetryBatch, ConcurrentTicket) as exc:
+            if attempt == attempts or not _retryable(exc):
+                raise
+            logger.warning(
+                "agent=%s site=%s: batch attempt %d/%d failed (%s), retrying",
+                agent.agent_id,
+                agent.site_id,
+                attempt,
+                attempts,
+                type(exc.orig if isinstance(exc, DBAPIError) else exc).__name__,
+            )
+    raise AssertionError("unreachable")
+
+
+def _retryable(exc: Exception) -> bool:
+    return isinstance(exc, (RetryBatch, ConcurrentTicket)) or is_retryable(exc)
+
+
 def ingest_batch(
     session: Session,
     agent: Agent,
@@ -162,7 +158,7 @@ def ingest_batch(
     unique: dict[UUID, FaultEvent] = {}
     for ev in batch.events:
         unique.setdefault(ev.event_id, ev)
-    observed = {e.event_id: _aware(e.observed_at) for e in unique.values()}
+    observed = {e.event_id: aware(e.observed_at) for e in unique.values()}
     events = sorted(unique.values(), key=lambda e: (e.seq, observed[e.event_id]))
     if not events:
         return result
