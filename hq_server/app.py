@@ -1,4 +1,11 @@
-"""The HQ web application factory."""
+"""The HQ web application: the composition root of hq_server's packages.
+
+`create_app` wires the database, the clock, the API routers and middleware, and one lifespan
+that checks the schema and HQ's key file, then runs both schedulers of the process: the
+escalation scheduler loop (hq_server.scheduler: maintenance windows, dead man's switch,
+escalations, notifications) and APScheduler's job schedules (hq_server.jobs.schedules), and
+checkpoints the SQLite WAL; it stops them in the reverse order.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +37,7 @@ from hq_server.api.errors import install_error_handlers
 from hq_server.api.forwarded import ForwardedMiddleware
 from hq_server.core.clock import Clock, SystemClock
 from hq_server.core.settings import Settings
+from hq_server.jobs.schedules import start_schedules
 from hq_server.scheduler import Scheduler
 from hq_server.store.db import Database, safe_url
 
@@ -60,7 +68,7 @@ def create_app(
     scheduler = Scheduler(db, the_clock, settings)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(running: FastAPI) -> AsyncIterator[None]:
         try:
             await run_in_threadpool(db.check_schema)
             await run_in_threadpool(establish_key, db, settings, the_clock)
@@ -73,7 +81,12 @@ def create_app(
         task = asyncio.create_task(scheduler.run()) if settings.scheduler_enabled else None
         checkpoints = asyncio.create_task(_checkpoints(db)) if db.dialect == "sqlite" else None
         try:
-            yield
+            schedules = await run_in_threadpool(start_schedules, settings, db, the_clock)
+            running.state.job_schedules = schedules
+            try:
+                yield
+            finally:
+                await run_in_threadpool(schedules.stop)
         finally:
             if checkpoints is not None:
                 checkpoints.cancel()
@@ -107,7 +120,7 @@ def create_app(
     app.include_router(agent_admin_routes.router)
     app.include_router(ticket_routes.router)
     app.include_router(config_routes.router)
-    app.include_router(job_routes.router)  # its lifespan runs the job schedules
+    app.include_router(job_routes.router)
     app.include_router(backup_routes.router)
     app.add_middleware(AuditMiddleware)
     # Outermost, so that the audit row and the login throttle see the client it names.

@@ -14,7 +14,8 @@ from hq_server.api.deps import AgentDep, ClockDep, DbDep, ViewerDep
 from hq_server.api.errors import ERROR_RESPONSES
 from hq_server.api.job_schemas import BackupDetailOut, BackupDiffOut, BackupVersionOut
 from hq_server.api.schemas import ErrorOut
-from hq_server.backups import (
+from hq_server.core.errors import NotFound
+from hq_server.jobs.backups import (
     BackupHashMismatch,
     BackupRefused,
     diff_versions,
@@ -22,8 +23,7 @@ from hq_server.backups import (
     list_versions,
     store_backup,
 )
-from hq_server.core.errors import NotFound
-from hq_server.secret_check import SCRUB_MARKER
+from hq_server.jobs.secret_check import SCRUB_MARKER
 from hq_server.store.models import Site
 from protocol.wire import API_PREFIX, ID_PATTERN, BackupAck, ConfigBackup
 

@@ -2,7 +2,7 @@
 
 Agent side (agent tokens): GET /jobs/next (long poll), POST /jobs/{job_id}/result.
 User side: engineers create and cancel jobs and schedules, admins attach approvals, anyone reads.
-The router's lifespan starts and stops the job schedules (hq_server.schedules).
+The app's lifespan starts and stops the job schedules (hq_server.jobs.schedules).
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
@@ -44,8 +44,8 @@ from hq_server.api.schemas import ErrorOut
 from hq_server.core.clock import Clock
 from hq_server.core.domain import Role
 from hq_server.core.errors import NotFound
-from hq_server.inspections import InspectionReportOut, inspection_report, to_markdown
-from hq_server.jobs import (
+from hq_server.jobs.inspections import InspectionReportOut, inspection_report, to_markdown
+from hq_server.jobs.queue import (
     MAX_JOBS_PER_POLL,
     NOTIFIER,
     AgentRef,
@@ -60,13 +60,12 @@ from hq_server.jobs import (
     store_result,
     take_work,
 )
-from hq_server.schedules import (
+from hq_server.jobs.schedules import (
     JobScheduleRunner,
     NewSchedule,
     create_schedule,
     get_schedule,
     next_fire,
-    start_schedules,
 )
 from hq_server.store.db import Database
 from hq_server.store.models import JobItemRecord, JobRecord, JobSchedule, JobState, Site
@@ -84,22 +83,9 @@ REPORT_MAX_SPAN = timedelta(days=366)
 _INT32 = 2_147_483_647
 
 
-@contextlib.asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    runner: JobScheduleRunner = await run_in_threadpool(
-        start_schedules, app.state.settings, app.state.db, app.state.clock
-    )
-    app.state.job_schedules = runner
-    try:
-        yield
-    finally:
-        await run_in_threadpool(runner.stop)
-
-
 router = APIRouter(
     prefix=API_PREFIX,
     route_class=BoundedBodyRoute,
-    lifespan=_lifespan,
     responses={code: {**spec, "model": ErrorOut} for code, spec in ERROR_RESPONSES.items()},
 )
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hq_server.jobs import approval_of
+from hq_server.jobs.queue import approval_of
 from hq_server.store.models import (
     ConfigBackupRecord,
     JobItemRecord,

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from hq_server.access.auth import active_agent
 from hq_server.alarms import deadman
 from hq_server.core.errors import NotFound
-from hq_server.jobs import release_agent_jobs
+from hq_server.jobs.queue import release_agent_jobs
 from hq_server.store.models import Agent
 from hq_server.tickets.policy import TicketPolicy
 from protocol.wire import Heartbeat

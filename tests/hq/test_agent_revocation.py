@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from hq_server.core.domain import Role
 from hq_server.core.errors import InvalidInput
-from hq_server.jobs import NOTIFIER
+from hq_server.jobs.queue import NOTIFIER
 from hq_server.sites.registry import ensure_site
 from hq_server.store.models import Site
 from tests.hq.conftest import HQ

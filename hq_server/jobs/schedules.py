@@ -8,9 +8,9 @@ reference and takes only strings; it inserts one queued job row, deduplicated on
 (schedule_id, scheduled_for): when several HQ replicas each run the trigger, the slot is made
 once.
 
-The app starts this with `start_schedules(settings, db, clock)` (see hq_server.api.job_routes,
-whose router lifespan does it) and stops it with `JobScheduleRunner.stop()`. Besides the
-schedules, the runner calls `hq_server.jobs.expire_jobs` every EXPIRY_EVERY seconds and
+The app's lifespan (hq_server.app) starts this with `start_schedules(settings, db, clock)` and
+stops it with `JobScheduleRunner.stop()`. Besides the schedules, the runner calls
+`hq_server.jobs.queue.expire_jobs` every EXPIRY_EVERY seconds and
 re-syncs the job store with the table every RECONCILE_EVERY seconds (jobs added by another
 replica are seen then; APScheduler 3 does not watch a shared store).
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import pickle
 import re
 import threading
 import uuid
@@ -33,20 +34,30 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from hq_server.core.clock import Clock
 from hq_server.core.errors import NotFound
 from hq_server.core.settings import Settings
-from hq_server.jobs import NOTIFIER, JobRequestInvalid, check_shape, expire_jobs
+from hq_server.jobs.queue import NOTIFIER, JobRequestInvalid, check_shape, expire_jobs
 from hq_server.store.db import Database, insert_ignoring_conflict, make_engine
-from hq_server.store.models import APSCHEDULER_TABLE, JobRecord, JobSchedule, JobState, Site
+from hq_server.store.models import (
+    APSCHEDULER_TABLE,
+    JobRecord,
+    JobSchedule,
+    JobState,
+    Site,
+    apscheduler_jobs,
+)
 from protocol.wire import ID_PATTERN, JobKind
 
 logger = logging.getLogger(__name__)
 
-FIRE_FUNC = "hq_server.schedules:fire_schedule"
+FIRE_FUNC = "hq_server.jobs.schedules:fire_schedule"
+# Where the job function was before HQ's package layout (issue 12): an older HQ's job store names
+# it so, and APScheduler drops, with an error, a stored job whose function does not import.
+_FORMER_FIRE_FUNCS = frozenset({"hq_server.schedules:fire_schedule"})
 JOB_ID_PREFIX = "schedule:"
 MISFIRE_GRACE = timedelta(hours=1)
 EXPIRY_EVERY = 30.0
@@ -268,6 +279,27 @@ def fire_now(db: Database, now: datetime, schedule_id: uuid.UUID) -> JobRecord |
     return job
 
 
+def adopt_stored_jobs(engine: Engine) -> int:
+    """Point the jobs an older HQ stored at the job function's current place (FIRE_FUNC), so
+    that APScheduler keeps them with their next run time (a run missed while HQ was down
+    included); how many changed. Run before APScheduler reads its store."""
+    table = apscheduler_jobs
+    changed = 0
+    with engine.begin() as conn:
+        for job_id, blob in conn.execute(select(table.c.id, table.c.job_state)).all():
+            # HQ's own table, unpickled the same way by APScheduler's job store.
+            state = pickle.loads(blob)  # noqa: S301
+            if not isinstance(state, dict) or state.get("func") not in _FORMER_FIRE_FUNCS:
+                continue
+            state["func"] = FIRE_FUNC
+            blob = pickle.dumps(state, pickle.HIGHEST_PROTOCOL)
+            conn.execute(update(table).where(table.c.id == job_id).values(job_state=blob))
+            changed += 1
+    if changed:
+        logger.info("%d stored schedule jobs now name %s", changed, FIRE_FUNC)
+    return changed
+
+
 # ---- The runner -----------------------------------------------------------------------------
 
 
@@ -306,6 +338,8 @@ class JobScheduleRunner:
             return
         with _RUNTIMES_LOCK:
             _RUNTIMES[self.key] = _Runtime(self.db, self.clock)
+        assert self._store_engine is not None
+        adopt_stored_jobs(self._store_engine)
         self.scheduler.start()
         self.reconcile()
         self.scheduler.add_job(

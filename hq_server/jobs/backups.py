@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hq_server.core.errors import HQError, NotFound
-from hq_server.secret_check import SCRUB_MARKER, unscrubbed_lines
+from hq_server.jobs.secret_check import SCRUB_MARKER, unscrubbed_lines
 from hq_server.store.models import ConfigBackupRecord
 from protocol.wire import BackupAck, ConfigBackup
 
