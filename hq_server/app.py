@@ -21,20 +21,29 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from hq_server.access import secretbox
-from hq_server.api import (
-    admin_routes,
-    agent_admin_routes,
-    agent_routes,
-    backup_routes,
-    config_routes,
-    health_routes,
-    job_routes,
-    ticket_routes,
-    user_routes,
-)
 from hq_server.api.audit import AuditMiddleware
 from hq_server.api.errors import install_error_handlers
 from hq_server.api.forwarded import ForwardedMiddleware
+from hq_server.api.routes import (
+    agent,
+    agents,
+    alarms,
+    audit,
+    auth,
+    backups,
+    calendars,
+    chains,
+    enrollment,
+    health,
+    jobs,
+    maintenance,
+    reports,
+    schedules,
+    sites,
+    tickets,
+    tokens,
+    users,
+)
 from hq_server.core.clock import Clock, SystemClock
 from hq_server.core.settings import Settings
 from hq_server.jobs.schedules import start_schedules
@@ -113,15 +122,27 @@ def create_app(
     app.state.clock = the_clock
     app.state.scheduler = scheduler
     install_error_handlers(app)
-    app.include_router(health_routes.router)
-    app.include_router(agent_routes.router)
-    app.include_router(user_routes.router)
-    app.include_router(admin_routes.router)
-    app.include_router(agent_admin_routes.router)
-    app.include_router(ticket_routes.router)
-    app.include_router(config_routes.router)
-    app.include_router(job_routes.router)
-    app.include_router(backup_routes.router)
+    for routes in (
+        health,
+        agent,
+        alarms,
+        tickets,
+        sites,
+        auth,
+        users,
+        tokens,
+        audit,
+        agents,
+        enrollment,
+        calendars,
+        chains,
+        maintenance,
+        jobs,
+        schedules,
+        reports,
+        backups,
+    ):
+        app.include_router(routes.router)
     app.add_middleware(AuditMiddleware)
     # Outermost, so that the audit row and the login throttle see the client it names.
     app.add_middleware(ForwardedMiddleware, trusted=settings.trusted_proxies)

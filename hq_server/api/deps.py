@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
@@ -68,7 +68,12 @@ DbDep = Annotated[Database, Depends(get_db)]
 # Row ids in paths: a positive 32-bit integer (larger ones could not name a row anyway and
 # would overflow the database's integer types).
 Id = Annotated[int, Path(ge=1, le=2_147_483_647)]
+SiteId = Annotated[int, Path(ge=1, le=2_147_483_647, description="The site's id")]
 ClockDep = Annotated[Clock, Depends(get_clock)]
+# Query parameters the routes share.
+Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many rows")]
+GradeFilter = Annotated[int | None, Query(ge=1, le=5, description="Only this grade")]
+SiteFilter = Annotated[str | None, Query(description="Only this site (by name)")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]

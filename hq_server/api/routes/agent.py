@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import APIRouter
 from fastapi.exceptions import RequestValidationError
 
 from hq_server.alarms import ingest, intake
 from hq_server.api.body import BoundedBodyRoute, cleans_text
 from hq_server.api.deps import AgentDep, ClockDep, DbDep, SettingsDep
-from hq_server.api.errors import ERROR_RESPONSES
-from hq_server.api.schemas import ErrorOut
+from hq_server.api.errors import AUTH_ERRORS, BODY_ERRORS, error
 from hq_server.core.errors import TooLarge
 from hq_server.sites.agents import record_heartbeat
 from hq_server.sites.enrollment import enroll
@@ -26,27 +23,16 @@ from protocol.wire import (
     HeartbeatAck,
 )
 
-logger = logging.getLogger(__name__)
-
 router = APIRouter(prefix=API_PREFIX, tags=["agent"], route_class=BoundedBodyRoute)
-
-_AUTH_ERRORS: dict[int | str, dict[str, object]] = {
-    code: {**spec, "model": ErrorOut} for code, spec in ERROR_RESPONSES.items()
-}
-_BODY_ERRORS: dict[int | str, dict[str, object]] = {
-    400: {"model": ErrorOut, "description": "Invalid gzip body"},
-    413: {"model": ErrorOut, "description": "Body larger than the limit (after decompression)"},
-    415: {"model": ErrorOut, "description": "Content-Encoding other than gzip"},
-}
 
 
 @router.post(
     "/enroll",
     response_model=EnrollResponse,
     responses={
-        401: {"model": ErrorOut, "description": "Unknown, expired or revoked enrollment token"},
-        409: {"model": ErrorOut, "description": "Enrollment token already used"},
-        **_BODY_ERRORS,
+        **error(401, "Unknown, expired or revoked enrollment token"),
+        **error(409, "Enrollment token already used"),
+        **BODY_ERRORS,
     },
 )
 def post_enroll(request: EnrollRequest, db: DbDep, clock: ClockDep) -> EnrollResponse:
@@ -58,7 +44,7 @@ def post_enroll(request: EnrollRequest, db: DbDep, clock: ClockDep) -> EnrollRes
 @router.post(
     "/events",
     response_model=BatchAck,
-    responses={**_AUTH_ERRORS, **_BODY_ERRORS},
+    responses={**AUTH_ERRORS, **BODY_ERRORS},
     description="A batch of fault events (send it gzip with `Content-Encoding: gzip`). "
     "Idempotent on event_id: the ack lists every event HQ has stored, new or already known, "
     "and every event it refuses for good with the reason (`rejected`). Each event is judged on "
@@ -85,12 +71,9 @@ def post_events(
     "/heartbeat",
     response_model=HeartbeatAck,
     responses={
-        **_AUTH_ERRORS,
-        **_BODY_ERRORS,
-        413: {
-            "model": ErrorOut,
-            "description": "Body over the limit, or more devices than `heartbeat_max_devices`",
-        },
+        **AUTH_ERRORS,
+        **BODY_ERRORS,
+        **error(413, "Body over the limit, or more devices than `heartbeat_max_devices`"),
     },
     description="The agent is alive: its version, queue state, device states and host figures. "
     f"At most {MAX_HEARTBEAT_DEVICES} devices (fewer if HQ's `heartbeat_max_devices` says so: "

@@ -1,5 +1,5 @@
-"""Agents, sites and enrollment tokens as admins manage them: list and revoke agents (a stolen
-box), create sites, issue enrollment and re-enrollment tokens, list and revoke pending ones."""
+"""Enrollment tokens (admins): issue one for a site's agent (or to replace its box), list and
+revoke pending ones."""
 
 from __future__ import annotations
 
@@ -10,16 +10,13 @@ from fastapi import APIRouter, Query, Request
 
 from hq_server.api.body import BoundedBodyRoute
 from hq_server.api.deps import AdminDep, ClockDep, DbDep, Id, audit_note
-from hq_server.api.errors import ERROR_RESPONSES, body_errors, responses
-from hq_server.api.schemas import AgentOut, ErrorOut, SiteOut
-from hq_server.api.schemas_admin import (
+from hq_server.api.errors import AUTH_ERRORS, BODY_ERRORS, errors
+from hq_server.api.schemas.enrollment import (
     EnrollmentTokenIn,
     EnrollmentTokenOut,
     NewEnrollmentTokenOut,
-    SiteIn,
 )
-from hq_server.core.errors import ConfigError, Conflict, InvalidInput, NotFound
-from hq_server.sites.agents import get_agent, list_agents, revoke_agent
+from hq_server.core.errors import InvalidInput, NotFound
 from hq_server.sites.enrollment import (
     create_enrollment_token,
     list_enrollment_tokens,
@@ -27,7 +24,6 @@ from hq_server.sites.enrollment import (
     reenrollment_target,
     revoke_enrollment_token,
 )
-from hq_server.sites.registry import check_site_name, check_timezone, ensure_site
 from hq_server.store.models import Site
 from protocol.wire import API_PREFIX
 
@@ -35,91 +31,15 @@ router = APIRouter(
     prefix=API_PREFIX,
     tags=["admin"],
     route_class=BoundedBodyRoute,
-    responses={
-        **body_errors(),
-        **{code: {**spec, "model": ErrorOut} for code, spec in ERROR_RESPONSES.items()},
-    },
+    responses={**BODY_ERRORS, **AUTH_ERRORS},
 )
-_404 = responses(404)
-_404_409 = responses(404, 409)
-
-
-@router.get("/agents", response_model=list[AgentOut])
-def get_agents(
-    _admin: AdminDep,
-    db: DbDep,
-    site_id: Annotated[int | None, Query(ge=1, le=2_147_483_647)] = None,
-    active: Annotated[
-        bool | None, Query(description="Only active (true) or revoked/replaced (false) agents")
-    ] = None,
-) -> list[AgentOut]:
-    """Agents by site and id, with their state and last heartbeat figures."""
-    with db.session() as session:
-        return [AgentOut.of(a) for a in list_agents(session, site_id=site_id, active=active)]
-
-
-@router.get("/agents/{agent_id}", response_model=AgentOut, responses=_404)
-def get_one_agent(agent_id: Id, _admin: AdminDep, db: DbDep) -> AgentOut:
-    """One agent."""
-    with db.session() as session:
-        return AgentOut.of(get_agent(session, agent_id))
-
-
-@router.post(
-    "/agents/{agent_id}/revoke",
-    response_model=AgentOut,
-    responses=_404,
-    description="Revoke an agent (e.g. its box was stolen): its token is refused from the next "
-    "request on (events, heartbeats, jobs, backups), jobs queued for it or held by it are "
-    "cancelled; its alarms, tickets and events stay. Idempotent. A replaced box is better "
-    "re-enrolled (POST /sites/{site_id}/enrollment-tokens with replace_agent).",
-)
-def post_revoke_agent(
-    agent_id: Id, request: Request, admin: AdminDep, db: DbDep, clock: ClockDep
-) -> AgentOut:
-    """Revoke an agent."""
-    with db.writer() as session, session.begin():
-        agent, newly = revoke_agent(session, agent_id, clock.now(), admin.name)
-        state = "revoke" if newly else "already revoked:"
-        audit_note(
-            request,
-            f"{state} agent {agent.id} ({agent.name}) of site {agent.site.name}",
-            agent_id=agent.id,
-            site_id=agent.site_id,
-        )
-        return AgentOut.of(agent)
-
-
-@router.post("/sites", response_model=SiteOut, status_code=201, responses=responses(409))
-def post_site(
-    body: SiteIn, request: Request, _admin: AdminDep, db: DbDep, clock: ClockDep
-) -> SiteOut:
-    """Create a site (then issue an enrollment token for its agent)."""
-    name = check_site_name(body.name)
-    try:
-        timezone = check_timezone(body.timezone)
-    except ConfigError as exc:
-        raise InvalidInput(f"timezone: {exc}", field="timezone") from None
-    with db.writer() as session, session.begin():
-        site, created = ensure_site(
-            session,
-            name,
-            clock.now(),
-            customer=body.customer,
-            contact=body.contact,
-            timezone=timezone,
-        )
-        if not created:
-            raise Conflict(f"site {name!r} already exists (id {site.id})")
-        audit_note(request, f"create site {site.name}", site_id=site.id)
-        return SiteOut.of(site, [])
 
 
 @router.post(
     "/sites/{site_id}/enrollment-tokens",
     response_model=NewEnrollmentTokenOut,
     status_code=201,
-    responses=_404_409,
+    responses=errors(404, 409),
     description="A one-time enrollment token for an agent of the site, shown once. Refused "
     "(409) while the site has an active agent, unless `replace_agent` (the box was replaced: "
     "the old agent is retired when the new one enrolls) or `additional` (one more agent).",
@@ -175,7 +95,7 @@ def get_enrollment_tokens(
 @router.post(
     "/enrollment-tokens/{token_id}/revoke",
     response_model=EnrollmentTokenOut,
-    responses=_404_409,
+    responses=errors(404, 409),
     description="Revoke an unused enrollment token: it can no longer enroll an agent. 409 for a "
     "used one (revoke its agent instead). Idempotent.",
 )

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from datetime import UTC
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, Path, Query
 
 from hq_server.api.body import BoundedBodyRoute
-from hq_server.api.deps import AgentDep, ClockDep, DbDep, ViewerDep
-from hq_server.api.errors import ERROR_RESPONSES
-from hq_server.api.job_schemas import BackupDetailOut, BackupDiffOut, BackupVersionOut
-from hq_server.api.schemas import ErrorOut
+from hq_server.api.deps import AgentDep, ClockDep, DbDep, SiteId, ViewerDep
+from hq_server.api.errors import AUTH_ERRORS, backup_errors, error, errors
+from hq_server.api.schemas.backups import BackupDetailOut, BackupDiffOut, BackupVersionOut
 from hq_server.core.errors import NotFound
-from hq_server.jobs.backups import (
-    BackupHashMismatch,
-    BackupRefused,
-    diff_versions,
-    get_version,
-    list_versions,
-    store_backup,
-)
+from hq_server.jobs.backups import diff_versions, get_version, list_versions, store_backup
 from hq_server.jobs.secret_check import SCRUB_MARKER
 from hq_server.store.models import Site
 from protocol.wire import API_PREFIX, ID_PATTERN, BackupAck, ConfigBackup
@@ -30,26 +20,13 @@ from protocol.wire import API_PREFIX, ID_PATTERN, BackupAck, ConfigBackup
 router = APIRouter(
     prefix=API_PREFIX,
     route_class=BoundedBodyRoute,
-    responses={code: {**spec, "model": ErrorOut} for code, spec in ERROR_RESPONSES.items()},
+    responses=AUTH_ERRORS,
 )
 
 _INT32 = 2_147_483_647
-SiteId = Annotated[int, Path(ge=1, le=_INT32, description="The site's id")]
 DeviceId = Annotated[str, Path(pattern=ID_PATTERN, description="The device's id")]
 Version = Annotated[int, Path(ge=1, le=_INT32, description="A version number")]
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorOut, "description": "No such site, device or version"}
-}
-
-
-@contextlib.contextmanager
-def _answers() -> Iterator[None]:
-    try:
-        yield
-    except BackupHashMismatch as exc:
-        raise HTTPException(status_code=400, detail=str(exc)) from None
-    except BackupRefused as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from None
+_NOT_FOUND = error(404, "No such site, device or version")
 
 
 @router.post(
@@ -57,9 +34,8 @@ def _answers() -> Iterator[None]:
     response_model=BackupAck,
     tags=["agent"],
     responses={
-        400: {"model": ErrorOut, "description": "sha256 does not match the text; bad JSON/gzip"},
-        413: {"model": ErrorOut, "description": "Body larger than the limit"},
-        415: {"model": ErrorOut, "description": "Content-Encoding other than gzip"},
+        **error(400, "sha256 does not match the text; bad JSON/gzip"),
+        **errors(413, 415),
         422: {"description": f"Unscrubbed secrets (mark scrubbed ones {SCRUB_MARKER}) or bad body"},
     },
     description="A device configuration scrubbed of secrets by the agent (gzip welcome). "
@@ -69,7 +45,7 @@ def post_backup(backup: ConfigBackup, agent: AgentDep, db: DbDep, clock: ClockDe
     """Store a config backup of a device of the agent's site."""
     if backup.taken_at.tzinfo is None:
         backup = backup.model_copy(update={"taken_at": backup.taken_at.replace(tzinfo=UTC)})
-    with _answers(), db.writer() as session, session.begin():
+    with backup_errors(), db.writer() as session, session.begin():
         return store_backup(
             session,
             site_id=agent.site_id,
@@ -89,7 +65,7 @@ def _site_exists(db: DbDep, site_id: int) -> None:
     "/sites/{site_id}/devices/{device_id}/backups",
     response_model=list[BackupVersionOut],
     tags=["backups"],
-    responses={**_NOT_FOUND},
+    responses=_NOT_FOUND,
 )
 def get_backups(
     site_id: SiteId, device_id: DeviceId, _user: ViewerDep, db: DbDep
@@ -97,14 +73,16 @@ def get_backups(
     """The stored versions of a device's config, newest first (without text)."""
     _site_exists(db, site_id)
     with db.session() as session:
-        return [BackupVersionOut.of(r) for r in list_versions(session, site_id, device_id)]
+        return [
+            BackupVersionOut.model_validate(r) for r in list_versions(session, site_id, device_id)
+        ]
 
 
 @router.get(
     "/sites/{site_id}/devices/{device_id}/backups/diff",
     response_model=BackupDiffOut,
     tags=["backups"],
-    responses={**_NOT_FOUND},
+    responses=_NOT_FOUND,
     description="Unified diff of two versions (default: the previous version against the latest).",
 )
 def get_backup_diff(
@@ -132,11 +110,11 @@ def get_backup_diff(
     "/sites/{site_id}/devices/{device_id}/backups/{version}",
     response_model=BackupDetailOut,
     tags=["backups"],
-    responses={**_NOT_FOUND},
+    responses=_NOT_FOUND,
 )
 def get_backup(
     site_id: SiteId, device_id: DeviceId, version: Version, _user: ViewerDep, db: DbDep
 ) -> BackupDetailOut:
     """One version of a device's config, with its text."""
     with db.session() as session:
-        return BackupDetailOut.with_text(get_version(session, site_id, device_id, version))
+        return BackupDetailOut.model_validate(get_version(session, site_id, device_id, version))

@@ -1,4 +1,4 @@
-"""Response models of the jobs, schedules and config backup endpoints."""
+"""Jobs, their result items and schedules as the API shows them."""
 
 from __future__ import annotations
 
@@ -6,24 +6,15 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from hq_server.api.schemas.common import Out
 from hq_server.jobs.queue import approval_of
-from hq_server.store.models import (
-    ConfigBackupRecord,
-    JobItemRecord,
-    JobRecord,
-    JobSchedule,
-    JobState,
-)
+from hq_server.store.models import JobRecord, JobSchedule, JobState
 from protocol.wire import Approval, JobKind, JobStatus
 
 
-class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class JobOut(_Out):
+class JobOut(Out):
     """A job and where it is in its life (result summary included once it ended)."""
 
     id: uuid.UUID
@@ -83,7 +74,7 @@ class JobOut(_Out):
         return cls(**cls.fields_of(row))
 
 
-class JobItemOut(_Out):
+class JobItemOut(Out):
     """One item of a job's result."""
 
     name: str
@@ -93,18 +84,6 @@ class JobItemOut(_Out):
     detail: str
     values: dict[str, Any]
 
-    @classmethod
-    def of(cls, row: JobItemRecord) -> JobItemOut:
-        """From a stored item."""
-        return cls(
-            name=row.name,
-            device_id=row.device_id,
-            category=row.category,
-            passed=row.passed,
-            detail=row.detail,
-            values=row.values,
-        )
-
 
 class JobDetailOut(JobOut):
     """A job with the items of its result, in the agent's order."""
@@ -112,7 +91,7 @@ class JobDetailOut(JobOut):
     items: list[JobItemOut]
 
 
-class JobResultAck(_Out):
+class JobResultAck(Out):
     """HQ stored the result (or already had one: duplicate, the first result wins)."""
 
     job_id: uuid.UUID
@@ -121,7 +100,7 @@ class JobResultAck(_Out):
     duplicate: bool
 
 
-class ScheduleOut(_Out):
+class ScheduleOut(Out):
     """A recurring job of a site."""
 
     id: uuid.UUID
@@ -164,63 +143,3 @@ class ScheduleOut(_Out):
             created_at=row.created_at,
             next_run_time=next_run_time,
         )
-
-
-class BackupVersionOut(_Out):
-    """One stored version of a device configuration (without its text)."""
-
-    site_id: int
-    device_id: str
-    version: int
-    agent_id: int
-    taken_at: datetime
-    received_at: datetime
-    confirmed_at: datetime
-    sha256: str
-    size: int
-    changed: bool = Field(description="Differs from the previous version (false for the first)")
-    job_id: uuid.UUID | None
-
-    @classmethod
-    def fields_of(cls, row: ConfigBackupRecord) -> dict[str, Any]:
-        """The field values of a stored version."""
-        return {
-            "site_id": row.site_id,
-            "device_id": row.device_id,
-            "version": row.version,
-            "agent_id": row.agent_id,
-            "taken_at": row.taken_at,
-            "received_at": row.received_at,
-            "confirmed_at": row.confirmed_at,
-            "sha256": row.sha256,
-            "size": row.size,
-            "changed": row.changed,
-            "job_id": row.job_id,
-        }
-
-    @classmethod
-    def of(cls, row: ConfigBackupRecord) -> BackupVersionOut:
-        """From a stored version."""
-        return cls(**cls.fields_of(row))
-
-
-class BackupDetailOut(BackupVersionOut):
-    """One version with its (scrubbed) text."""
-
-    text: str
-
-    @classmethod
-    def with_text(cls, row: ConfigBackupRecord) -> BackupDetailOut:
-        """From a stored version, text included."""
-        return cls(**cls.fields_of(row), text=row.text)
-
-
-class BackupDiffOut(_Out):
-    """A unified diff between two versions of a device configuration."""
-
-    device_id: str
-    from_version: int
-    to_version: int
-    added: int
-    removed: int
-    diff: str

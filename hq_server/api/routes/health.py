@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from hq_server.api.deps import DbDep
-from hq_server.api.schemas import HealthOut
+from hq_server.api.schemas.common import HealthOut
 from hq_server.core.errors import DatabaseError
 
 logger = logging.getLogger(__name__)
