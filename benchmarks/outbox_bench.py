@@ -49,7 +49,7 @@ from protocol.wire import EventKind
 from stationwatch.demo import write_agent_config
 
 TARGET_RSS_MIB = 75.0  # issue 4: agent RSS with 50 devices
-TARGET_IDLE_RSS_MB = 60.0  # DESIGN.md section 6: idle RSS <= 60 MB (decimal megabytes)
+TARGET_IDLE_RSS_MB = 60.0  # docs/architecture.md: idle RSS <= 60 MB (decimal megabytes)
 MiB = 2**20
 
 Results = dict[str, Any]

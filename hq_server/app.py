@@ -151,7 +151,7 @@ def create_app(
 
 def establish_key(db: Database, settings: Settings, clock: Clock) -> None:
     """Refuse to start with a key file that is not the database's; the first time, record it
-    and seal the webhook keys stored before HQ sealed them (hq_server.secretbox)."""
+    and seal the webhook keys stored before HQ sealed them (hq_server.access.secretbox)."""
     with db.writer() as session, session.begin():
         sealed = secretbox.establish(session, settings, clock.now())
     if sealed:

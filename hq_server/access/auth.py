@@ -18,7 +18,7 @@ from hq_server.store.models import Agent, ApiToken, User
 
 logger = logging.getLogger(__name__)
 
-# The lifetime of an API token made without one (hq_server.settings: api_token_lifetime).
+# The lifetime of an API token made without one (hq_server.core.settings: api_token_lifetime).
 DEFAULT_API_TOKEN_LIFETIME = timedelta(days=90)
 
 

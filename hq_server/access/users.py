@@ -1,8 +1,8 @@
 """Users: create, change, log in (username + password -> API token bound to the user).
 
 User names are unique regardless of case ("Alice" and "alice" are one user) and looked up that
-way. Passwords follow one policy for every role (hq_server.passwords.policy_problem). Changing a
-user's password or disabling the user revokes all the user's API tokens.
+way. Passwords follow one policy for every role (hq_server.core.passwords.policy_problem).
+Changing a user's password or disabling the user revokes all the user's API tokens.
 """
 
 from __future__ import annotations

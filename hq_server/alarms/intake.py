@@ -18,8 +18,8 @@ clock:
   is a sure upper bound of when the change was observed. A warning names the agent.
 
 Refused events go back to the agent in `BatchAck.rejected` with the reason (field: what was
-expected); the agent sets them aside for good. The rest are ingested as a batch (hq_server.ingest),
-so the per-event path adds no database statement.
+expected); the agent sets them aside for good. The rest are ingested as a batch
+(hq_server.alarms.ingest), so the per-event path adds no database statement.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Done once here, not per route: authentication (hq_server.api.deps) leaves the principal in the
 request state, routes may add a summary and target ids (`deps.audit_note`); the status is taken
 from the response; the client is the connection's address, or the one a trusted proxy names
-(hq_server.api.forwarded). Text is cleaned, never refused (hq_server.audit.clean). Calls by
+(hq_server.api.forwarded). Text is cleaned, never refused (hq_server.access.audit.clean). Calls by
 agents (events, heartbeats, job polls, backup uploads) are not audited.
 """
 

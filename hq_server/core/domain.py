@@ -6,7 +6,7 @@ from enum import StrEnum
 
 
 class TicketStatus(StrEnum):
-    """Life cycle of a ticket; engineers move it past `new` (hq_server.ticket_actions)."""
+    """Life cycle of a ticket; engineers move it past `new` (hq_server.tickets.actions)."""
 
     NEW = "new"
     ACKNOWLEDGED = "acknowledged"

@@ -16,7 +16,7 @@
     ├── InvalidInput                 well-formed but unacceptable input (-> 422, naming the field)
     └── TooLarge                     over a configured size limit (-> 413)
 
-Library errors (SQLAlchemy, psycopg, sqlite3) are mapped into these in `hq_server.db`; the
+Library errors (SQLAlchemy, psycopg, sqlite3) are mapped into these in `hq_server.store.db`; the
 HTTP status of each is decided in `hq_server.api.errors`, never here. Unreadable request bodies
 (400/413/415) are HTTP matters and answered in `hq_server.api.body`.
 """

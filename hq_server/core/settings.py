@@ -65,7 +65,7 @@ ENV_TUNABLES = (
 
 
 class Settings(BaseModel):
-    """Everything HQ needs to start; the clock is injected separately (see hq_server.clock)."""
+    """Everything HQ needs to start; the clock is injected separately (see hq_server.core.clock)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -133,9 +133,9 @@ class Settings(BaseModel):
         default=timedelta(minutes=5),
         ge=timedelta(0),
         description="An event observed further ahead of HQ's clock (a station clock running "
-        "fast) is stored with HQ's receive time (hq_server.intake)",
+        "fast) is stored with HQ's receive time (hq_server.alarms.intake)",
     )
-    # Login throttling (hq_server.login_throttle): counted per HQ process, in memory.
+    # Login throttling (hq_server.access.throttle): counted per HQ process, in memory.
     login_max_failures: int = Field(
         default=5,
         ge=1,
@@ -151,7 +151,8 @@ class Settings(BaseModel):
         gt=timedelta(0),
         description="How long a locked-out login is refused",
     )
-    # Accounts (hq_server.users, hq_server.auth): agent tokens never expire, user tokens do.
+    # Accounts (hq_server.access.users, hq_server.access.auth): agent tokens never expire, user
+    # tokens do.
     user_token_lifetime: timedelta = Field(
         default=timedelta(hours=12),
         gt=timedelta(0),
@@ -181,7 +182,8 @@ class Settings(BaseModel):
     )
     scheduler_interval: float = Field(default=5.0, gt=0, description="Seconds between steps")
     job_schedules_enabled: bool = Field(
-        default=True, description="Run APScheduler for job schedules (hq_server.schedules)"
+        default=True,
+        description="Run APScheduler for job schedules (hq_server.jobs.schedules)",
     )
     job_poll_max_wait: int = Field(
         default=30, ge=0, le=30, description="Cap on an agent's job long poll, seconds"

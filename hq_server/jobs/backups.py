@@ -3,8 +3,8 @@
 The agent scrubs secrets before upload and puts the marker `<removed>` where a secret was
 (`enable secret <removed>`, `snmp-server community <removed> RO`). HQ never needs credentials;
 as a second line of defence it refuses (422), and stores nothing of, a backup in which its own
-check (hq_server.secret_check) still finds a secret in clear, even on a line that also carries a
-marker. The refusal names line numbers only, never the suspected secret.
+check (hq_server.jobs.secret_check) still finds a secret in clear, even on a line that also
+carries a marker. The refusal names line numbers only, never the suspected secret.
 """
 
 from __future__ import annotations

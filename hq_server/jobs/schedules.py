@@ -10,9 +10,10 @@ once.
 
 The app's lifespan (hq_server.app) starts this with `start_schedules(settings, db, clock)` and
 stops it with `JobScheduleRunner.stop()`. Besides the schedules, the runner calls
-`hq_server.jobs.queue.expire_jobs` every EXPIRY_EVERY seconds and
-re-syncs the job store with the table every RECONCILE_EVERY seconds (jobs added by another
-replica are seen then; APScheduler 3 does not watch a shared store).
+`hq_server.jobs.queue.expire_jobs` every EXPIRY_EVERY seconds and re-syncs the job store with
+the table every RECONCILE_EVERY seconds (jobs added by another replica are seen then;
+APScheduler 3 does not watch a shared store). At its start, jobs stored by an HQ from before the
+package layout are pointed at the job function's current place (`adopt_stored_jobs`).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ works on *detached copies*: instances of the mapped classes (so the code that re
 same) that no session tracks. They are loaded with one SELECT, changed with `put` (straight
 into the instance's dict: no change history, which costs more than the rest of the work on an
 attribute) and written back with one executemany per statement shape. Whoever holds copies
-must write them before ORM code reads the same rows (hq_server.ticket_book settles first).
+must write them before ORM code reads the same rows (hq_server.tickets.book settles first).
 """
 
 from __future__ import annotations

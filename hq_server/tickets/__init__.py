@@ -10,8 +10,8 @@
     outage           site-wide outages: many alarms under one ticket
     actions          what engineers do to tickets (acknowledge ... reopen)
     book             the ticket policy applied to a batch of alarm transitions
-    notify           the notification outbox and its delivery (webhooks, e-mail)
     webhook_targets  where webhooks may go (public addresses only, unless allowed)
+    notify           the notification outbox and its delivery (webhooks, e-mail)
 
-Each imports only modules listed above it (book and notify aside, which use several).
+Each module imports only modules listed above it.
 """

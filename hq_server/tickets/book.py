@@ -2,10 +2,10 @@
 
 An alarm that becomes active opens a ticket unless its fingerprint (site, fault_key) already has
 an open one; a grade change moves the ticket's grade and deadlines; a CLEAR marks the ticket's
-alarm inactive but never resolves it (an engineer does, hq_server.ticket_actions). Before a new
+alarm inactive but never resolves it (an engineer does, hq_server.tickets.actions). Before a new
 ticket is opened for a raised alarm, in this order:
 - a maintenance window matching the alarm holds it (the window's end opens the ticket);
-- a device "unreachable" alarm joins the site's outage ticket (hq_server.outage);
+- a device "unreachable" alarm joins the site's outage ticket (hq_server.tickets.outage);
 - a ticket of the same fingerprint resolved within the reopen window (or any time, for a
   flapping alarm) is reopened instead.
 
@@ -17,7 +17,7 @@ tickets of its fingerprints and writes in bulk when it settles:
 - history entries (inserted together, in the order they happened);
 - tickets whose grade changed (their escalation chains loaded together, to move the
   escalations' next steps).
-The book works on detached copies of alarms and tickets (hq_server.rows) and writes them with
+The book works on detached copies of alarms and tickets (hq_server.store.rows) and writes them with
 Core executemany statements; it also writes the alarms ingest hands it (`alarm_changed`). The
 rare paths (outage grouping, reopening) settle first and then use the ORM on fresh rows, so they
 see the database as if each earlier transition had been applied alone.
@@ -392,7 +392,7 @@ _TICKET_POLICY_COLUMNS = (
     "restore_escalation_level",
 )
 _HISTORY_COLUMNS = ("ticket_id", "at", "who", "what", "detail", "data")
-# The alarm columns ingest changes (hq_server.ingest).
+# The alarm columns ingest changes (hq_server.alarms.ingest).
 _ALARM_STATE = (
     "last_agent_id",
     "last_event_seq",

@@ -242,7 +242,7 @@ def send_webhook(n: Claimed, timeout: float, *, allow_private: bool = False) -> 
     """POST the payload as JSON with signature and idempotency headers; 2xx is success.
 
     The target's name is resolved first and the POST goes to the address checked (a public
-    one, unless allow_private; see hq_server.webhook_targets); anything else is not sent.
+    one, unless allow_private; see hq_server.tickets.webhook_targets); anything else is not sent.
     """
     prepared = webhook_format.prepare(n.target, n.payload, n.key, n.secret)
     try:

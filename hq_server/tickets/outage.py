@@ -1,7 +1,7 @@
 """Site-wide outages: many alarms, one ticket.
 
 Kept simple on purpose:
-- HQ's own "site unreachable" alarm (dead man's switch, hq_server.deadman) and an agent's
+- HQ's own "site unreachable" alarm (dead man's switch, hq_server.alarms.deadman) and an agent's
   ``site_unreachable`` fault are outage tickets of their site;
 - when ``outage_min_devices`` device ``unreachable`` alarms are active at a site at once, HQ
   opens one outage ticket (fingerprint ``site:outage``) for them;

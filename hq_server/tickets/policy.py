@@ -31,7 +31,7 @@ class AlarmTransition:
 
 @dataclass(frozen=True, slots=True)
 class TicketPolicy:
-    """Settings of the alarm and ticket policy (from hq_server.settings.Settings)."""
+    """Settings of the alarm and ticket policy (from hq_server.core.settings.Settings)."""
 
     reopen_window: timedelta = timedelta(minutes=30)
     outage_min_devices: int = 3

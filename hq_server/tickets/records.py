@@ -134,7 +134,7 @@ def new_ticket(
     session: Session, subject: Subject, now: datetime, on_duty: str, *, alarm_active: bool = True
 ) -> Ticket:
     """A new ticket (not yet added to the session, without its number) with its deadlines and
-    escalation chain; every column is set (hq_server.rows inserts it with Core). Built like a
+    escalation chain; every column is set (hq_server.store.rows inserts it with Core). Built like a
     detached copy: a batch opens hundreds, and the ORM's constructor costs more than the rest."""
     site = subject.site
     values = {

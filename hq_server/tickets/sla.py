@@ -1,4 +1,4 @@
-"""Response deadlines of a ticket on its site's working-time calendar (DESIGN.md section 3).
+"""Response deadlines of a ticket on its site's working-time calendar (docs/architecture.md).
 
 Grades whose policy clock is "24x7" count every minute; "business" grades count only the open
 hours of the site's calendar (its timezone, weekly hours and holidays; a calendar may also be

@@ -1,5 +1,5 @@
 """A batch means the same as its events one by one: ingest works a whole batch in memory and
-writes it in bulk (hq_server.ticket_book), which must not change what happens. Two sites get
+writes it in bulk (hq_server.tickets.book), which must not change what happens. Two sites get
 the same random stream (raises, grade updates, clears; flapping, device-unreachable outages,
 a site-unreachable fault, tickets resolved and raised again): one site's agent posts each phase
 as one batch, the other's posts every event alone. Alarms, tickets, their history, escalations and

@@ -270,7 +270,7 @@ def test_revision_0004_replaces_stored_keys_by_references_and_back(db_url: str) 
     assert [ref for (ref,) in _rows(db_url, "secret_ref")] == ["contact:1:0", None, None]
 
 
-# ---- keys sealed at rest (hq_server.secretbox) --------------------------------------------
+# ---- keys sealed at rest (hq_server.access.secretbox) --------------------------------------------
 
 
 def _dump(hq: HQ, *tables: str) -> str:

@@ -30,7 +30,7 @@ router = APIRouter(
 
 def _check_webhooks(body: ChainIn, settings: Settings) -> None:
     """422 naming the contact for a webhook to an address HQ does not send to (see
-    hq_server.webhook_targets), unless allow_private_webhooks is set."""
+    hq_server.tickets.webhook_targets), unless allow_private_webhooks is set."""
     if settings.allow_private_webhooks:
         return
     for i, level in enumerate(body.levels):

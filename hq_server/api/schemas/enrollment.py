@@ -45,7 +45,7 @@ class EnrollmentTokenOut(Out):
 
     @classmethod
     def of(cls, info: EnrollmentInfo) -> EnrollmentTokenOut:
-        """From a token as hq_server.enrollment describes it."""
+        """From a token as hq_server.sites.enrollment describes it."""
         return cls(
             id=info.id,
             site_id=info.site_id,

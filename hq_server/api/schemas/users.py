@@ -11,7 +11,7 @@ from hq_server.core.domain import Role
 from hq_server.core.passwords import MAX_LENGTH
 
 Username = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
-# The length rules are the password policy's (hq_server.passwords), checked with the others.
+# The length rules are the password policy's (hq_server.core.passwords), checked with the others.
 _POLICY_DOC = (
     "At least `password_min_length` characters (default 10), not containing the user name, "
     "not one of the most common passwords"

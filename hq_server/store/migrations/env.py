@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection handed over by hq_server.db.upgrade."""
+"""Alembic environment: runs on the connection handed over by hq_server.store.db.upgrade."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def run_migrations_online() -> None:
         return
     url = context.config.get_main_option("sqlalchemy.url")
     if not url:
-        raise RuntimeError("use hq_server.db.upgrade(url), or set sqlalchemy.url")
+        raise RuntimeError("use hq_server.store.db.upgrade(url), or set sqlalchemy.url")
     engine = create_engine(url)
     try:
         with engine.begin() as conn:

@@ -13,7 +13,7 @@ from hq_server.store.models.base import Base, BigId
 
 
 class User(Base):
-    """A person who logs in: a role and a scrypt password hash (see hq_server.passwords)."""
+    """A person who logs in: a role and a scrypt password hash (see hq_server.core.passwords)."""
 
     __tablename__ = "users"
     __table_args__ = (

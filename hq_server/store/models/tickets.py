@@ -83,7 +83,7 @@ class Ticket(Base):
     escalation: Mapped[dict[str, Any] | None] = mapped_column(
         JSON, comment="the escalation chain copied when the ticket opened"
     )
-    # Added by revision 0005: the next step of each escalation (hq_server.escalation).
+    # Added by revision 0005: the next step of each escalation (hq_server.tickets.escalation).
     ack_escalation_level: Mapped[int] = mapped_column(
         SmallInteger, server_default="0", comment="ack escalation levels reached so far"
     )
@@ -96,8 +96,8 @@ class Ticket(Base):
     restore_escalation_at: Mapped[datetime | None] = mapped_column(
         index=True, comment="when the next restore escalation level is due; null: not running"
     )
-    # Added by revision 0007: folded in Python (hq_server.tickets.fold), so one LIKE finds any
-    # case of any script on both databases (SQLite's lower() folds ASCII only).
+    # Added by revision 0007: folded in Python (hq_server.tickets.records.fold), so one LIKE finds
+    # any case of any script on both databases (SQLite's lower() folds ASCII only).
     title_folded: Mapped[str] = mapped_column(
         Text,
         server_default=text("''"),
@@ -214,7 +214,7 @@ class Notification(Base):
     channel: Mapped[str] = mapped_column(String(10))
     target: Mapped[str] = mapped_column(String(500))
     # Never the key itself (a dump of the outbox must not hand out signing keys): where it is
-    # looked up when sending, see hq_server.notify.
+    # looked up when sending, see hq_server.tickets.notify.
     secret_ref: Mapped[str | None] = mapped_column(
         String(100),
         comment="where the webhook's HMAC key is looked up when sending: contact:<level>:<index> "
