@@ -1,4 +1,5 @@
-"""FastAPI dependencies: the database, the clock, and bearer authentication with roles."""
+"""FastAPI dependencies: the database, the clock, settings, the login throttle, bearer
+authentication with roles; and the path and query parameter types the routes share."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The declarative base of HQ's tables: naming convention, column types, shared helpers.
+"""The declarative base of HQ's tables: naming convention, 64-bit ids, UTC datetimes.
 
 HQ's tables (SQLAlchemy 2 typed declarative) live in the modules of this package, one per
 concept; the schema is created only by migrations (hq_server/store/migrations). A change to a
