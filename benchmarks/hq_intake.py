@@ -1,6 +1,6 @@
 """HQ's reading of an event batch before ingest: one batch validated as a whole (as HQ did
 until issue 11, with FaultEvent as it was then and as it is now, cleaning text) against the
-envelope plus each event on its own (hq_server.intake), in process.
+envelope plus each event on its own (hq_server.alarms.intake), in process.
 
 The end-to-end figures of `hq_ingest` move by a third from run to run on a shared 2-core
 machine; this measures only the part issue 11 changed, on the same 500-event batches
@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from benchmarks.hq_ingest import mixed_stream
 from benchmarks.hq_procs import loadavg, machine, median
-from hq_server import intake
+from hq_server.alarms import intake
 from protocol.wire import EventBatch, EventKind, GradeInt, Ident
 
 
@@ -99,7 +99,7 @@ def main() -> None:
     rows = (
         ("as a whole, FaultEvent before issue 11", before),
         ("as a whole, FaultEvent cleaning text", whole),
-        ("per event (hq_server.intake, now)", per_event),
+        ("per event (hq_server.alarms.intake, now)", per_event),
     )
     for label, values in rows:
         print(f"| {label} | {median(values):.1f} | {min(values):.1f} | {max(values):.1f} |")

@@ -30,7 +30,7 @@ from types import ModuleType
 from benchmarks.hq_procs import machine
 from collectors.profiles import builtin_profiles
 from collectors.scrub import Scrubber
-from hq_server.secret_check import unscrubbed_lines
+from hq_server.jobs.secret_check import unscrubbed_lines
 from tests.secret_lines import SECRET_LINES
 
 REPO = Path(__file__).resolve().parent.parent

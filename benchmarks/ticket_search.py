@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hq_server.tickets import fold
+from hq_server.tickets.records import fold
 
 TITLES = [
     "tx{n}: Transmitter off air",

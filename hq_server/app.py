@@ -1,4 +1,11 @@
-"""The HQ web application factory."""
+"""The HQ web application: the composition root of hq_server's packages.
+
+`create_app` wires the database, the clock, the API routers and middleware, and one lifespan
+that checks the schema and HQ's key file, then runs both schedulers of the process: the
+escalation scheduler loop (hq_server.scheduler: maintenance windows, dead man's switch,
+escalations, notifications) and APScheduler's job schedules (hq_server.jobs.schedules), and
+checkpoints the SQLite WAL; it stops them in the reverse order.
+"""
 
 from __future__ import annotations
 
@@ -13,25 +20,35 @@ from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from hq_server import secretbox
-from hq_server.api import (
-    admin_routes,
-    agent_admin_routes,
-    agent_routes,
-    backup_routes,
-    config_routes,
-    health_routes,
-    job_routes,
-    ticket_routes,
-    user_routes,
-)
+from hq_server.access import secretbox
 from hq_server.api.audit import AuditMiddleware
 from hq_server.api.errors import install_error_handlers
 from hq_server.api.forwarded import ForwardedMiddleware
-from hq_server.clock import Clock, SystemClock
-from hq_server.db import Database, safe_url
+from hq_server.api.routes import (
+    agent,
+    agents,
+    alarms,
+    audit,
+    auth,
+    backups,
+    calendars,
+    chains,
+    enrollment,
+    health,
+    jobs,
+    maintenance,
+    reports,
+    schedules,
+    sites,
+    tickets,
+    tokens,
+    users,
+)
+from hq_server.core.clock import Clock, SystemClock
+from hq_server.core.settings import Settings
+from hq_server.jobs.schedules import start_schedules
 from hq_server.scheduler import Scheduler
-from hq_server.settings import Settings
+from hq_server.store.db import Database, safe_url
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +77,7 @@ def create_app(
     scheduler = Scheduler(db, the_clock, settings)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(running: FastAPI) -> AsyncIterator[None]:
         try:
             await run_in_threadpool(db.check_schema)
             await run_in_threadpool(establish_key, db, settings, the_clock)
@@ -73,7 +90,12 @@ def create_app(
         task = asyncio.create_task(scheduler.run()) if settings.scheduler_enabled else None
         checkpoints = asyncio.create_task(_checkpoints(db)) if db.dialect == "sqlite" else None
         try:
-            yield
+            schedules = await run_in_threadpool(start_schedules, settings, db, the_clock)
+            running.state.job_schedules = schedules
+            try:
+                yield
+            finally:
+                await run_in_threadpool(schedules.stop)
         finally:
             if checkpoints is not None:
                 checkpoints.cancel()
@@ -100,15 +122,27 @@ def create_app(
     app.state.clock = the_clock
     app.state.scheduler = scheduler
     install_error_handlers(app)
-    app.include_router(health_routes.router)
-    app.include_router(agent_routes.router)
-    app.include_router(user_routes.router)
-    app.include_router(admin_routes.router)
-    app.include_router(agent_admin_routes.router)
-    app.include_router(ticket_routes.router)
-    app.include_router(config_routes.router)
-    app.include_router(job_routes.router)  # its lifespan runs the job schedules
-    app.include_router(backup_routes.router)
+    for routes in (
+        health,
+        agent,
+        alarms,
+        tickets,
+        sites,
+        auth,
+        users,
+        tokens,
+        audit,
+        agents,
+        enrollment,
+        calendars,
+        chains,
+        maintenance,
+        jobs,
+        schedules,
+        reports,
+        backups,
+    ):
+        app.include_router(routes.router)
     app.add_middleware(AuditMiddleware)
     # Outermost, so that the audit row and the login throttle see the client it names.
     app.add_middleware(ForwardedMiddleware, trusted=settings.trusted_proxies)
@@ -117,7 +151,7 @@ def create_app(
 
 def establish_key(db: Database, settings: Settings, clock: Clock) -> None:
     """Refuse to start with a key file that is not the database's; the first time, record it
-    and seal the webhook keys stored before HQ sealed them (hq_server.secretbox)."""
+    and seal the webhook keys stored before HQ sealed them (hq_server.access.secretbox)."""
     with db.writer() as session, session.begin():
         sealed = secretbox.establish(session, settings, clock.now())
     if sealed:

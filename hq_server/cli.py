@@ -24,26 +24,23 @@ from pathlib import Path
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.exc import SQLAlchemyError
 
-from hq_server import db as dbmod
-from hq_server import secretbox
-from hq_server.agents import list_agents, revoke_agent, state_of
-from hq_server.auth import create_api_token, list_api_tokens, revoke_api_token
-from hq_server.clock import SystemClock
-from hq_server.domain import Role
-from hq_server.enrollment import (
-    check_site_name,
-    check_timezone,
+from hq_server.access import secretbox
+from hq_server.access.auth import create_api_token, list_api_tokens, revoke_api_token
+from hq_server.access.users import create_user, find_user, set_password, token_for_user
+from hq_server.core.clock import SystemClock
+from hq_server.core.domain import Role
+from hq_server.core.errors import ConfigError, HQError
+from hq_server.core.settings import ENV_DATA_DIR, ENV_DB_URL, Settings
+from hq_server.sites.agents import list_agents, revoke_agent, state_of
+from hq_server.sites.enrollment import (
     create_enrollment_token,
-    ensure_site,
-    find_site,
     list_enrollment_tokens,
     new_site_token,
     reenrollment_target,
     revoke_enrollment_token,
 )
-from hq_server.errors import ConfigError, HQError
-from hq_server.settings import ENV_DATA_DIR, ENV_DB_URL, Settings
-from hq_server.users import create_user, find_user, set_password, token_for_user
+from hq_server.sites.registry import check_site_name, check_timezone, ensure_site, find_site
+from hq_server.store import db as dbmod
 from stationwatch.pipes import quiet_on_broken_pipe
 
 logger = logging.getLogger(__name__)

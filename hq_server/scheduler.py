@@ -24,16 +24,19 @@ from sqlalchemy import Connection, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from hq_server import deadman, escalation, maintenance, notify
-from hq_server.clock import Clock
-from hq_server.db import Database
-from hq_server.domain import SYSTEM_ACTOR, TicketAction
-from hq_server.escalation import TimerKind, TimerOutcome
-from hq_server.models import Ticket
-from hq_server.settings import Settings
-from hq_server.ticket_book import ticket_for_active_alarm
-from hq_server.ticket_clock import ticket_clock
-from hq_server.tickets import TicketPolicy, find_open_ticket, history
+from hq_server.alarms import deadman
+from hq_server.core.clock import Clock
+from hq_server.core.domain import SYSTEM_ACTOR, TicketAction
+from hq_server.core.settings import Settings
+from hq_server.store.db import Database
+from hq_server.store.models import Ticket
+from hq_server.tickets import escalation, maintenance, notify
+from hq_server.tickets.book import ticket_for_active_alarm
+from hq_server.tickets.deadlines import ticket_clock
+from hq_server.tickets.escalation import TimerKind, TimerOutcome
+from hq_server.tickets.history import history
+from hq_server.tickets.policy import TicketPolicy
+from hq_server.tickets.records import find_open_ticket
 
 logger = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from hq_server.settings import Settings
+from hq_server.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Done once here, not per route: authentication (hq_server.api.deps) leaves the principal in the
 request state, routes may add a summary and target ids (`deps.audit_note`); the status is taken
 from the response; the client is the connection's address, or the one a trusted proxy names
-(hq_server.api.forwarded). Text is cleaned, never refused (hq_server.audit.clean). Calls by
+(hq_server.api.forwarded). Text is cleaned, never refused (hq_server.access.audit.clean). Calls by
 agents (events, heartbeats, job polls, backup uploads) are not audited.
 """
 
@@ -16,10 +16,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hq_server.audit import AuditRecord, record
-from hq_server.auth import AgentPrincipal, UserPrincipal
-from hq_server.clock import Clock
-from hq_server.db import Database
+from hq_server.access.audit import AuditRecord, record
+from hq_server.access.auth import AgentPrincipal, UserPrincipal
+from hq_server.core.clock import Clock
+from hq_server.store.db import Database
 from protocol.wire import API_PREFIX
 
 logger = logging.getLogger(__name__)

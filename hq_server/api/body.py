@@ -23,7 +23,7 @@ from fastapi.routing import APIRoute
 
 from hq_server.api.deps import authorize, route_access
 from hq_server.api.jsonbody import parse_json
-from hq_server.settings import Settings
+from hq_server.core.settings import Settings
 
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 # Bodies up to this size are parsed on the event loop: a thread costs more than they do.

@@ -1,4 +1,5 @@
-"""FastAPI dependencies: the database, the clock, and bearer authentication with roles."""
+"""FastAPI dependencies: the database, the clock, settings, the login throttle, bearer
+authentication with roles; and the path and query parameter types the routes share."""
 
 from __future__ import annotations
 
@@ -9,18 +10,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from hq_server.auth import AgentPrincipal, Principal, UserPrincipal, authenticate
-from hq_server.clock import Clock
-from hq_server.db import Database
-from hq_server.domain import Role
-from hq_server.errors import AuthError, PermissionDenied
-from hq_server.login_throttle import LoginThrottle, ThrottlePolicy
-from hq_server.settings import Settings
+from hq_server.access.auth import AgentPrincipal, Principal, UserPrincipal, authenticate
+from hq_server.access.throttle import LoginThrottle, ThrottlePolicy
+from hq_server.core.clock import Clock
+from hq_server.core.domain import Role
+from hq_server.core.errors import AuthError, PermissionDenied
+from hq_server.core.settings import Settings
+from hq_server.store.db import Database
 
 _bearer = HTTPBearer(auto_error=False, description="swa_... (agent) or swu_... (user) token")
 
@@ -68,7 +69,12 @@ DbDep = Annotated[Database, Depends(get_db)]
 # Row ids in paths: a positive 32-bit integer (larger ones could not name a row anyway and
 # would overflow the database's integer types).
 Id = Annotated[int, Path(ge=1, le=2_147_483_647)]
+SiteId = Annotated[int, Path(ge=1, le=2_147_483_647, description="The site's id")]
 ClockDep = Annotated[Clock, Depends(get_clock)]
+# Query parameters the routes share.
+Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many rows")]
+GradeFilter = Annotated[int | None, Query(ge=1, le=5, description="Only this grade")]
+SiteFilter = Annotated[str | None, Query(description="Only this site (by name)")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]

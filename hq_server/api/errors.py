@@ -1,18 +1,21 @@
-"""HQ errors mapped to HTTP responses ({"detail": message}): the one place statuses are chosen."""
+"""HQ errors mapped to HTTP responses ({"detail": message}): the one place statuses are chosen,
+and the one place the OpenAPI error responses of the routes are declared."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, StatementError
 
-from hq_server.errors import (
+from hq_server.api.schemas.common import ErrorOut
+from hq_server.core.errors import (
     AuthError,
     Conflict,
     DatabaseError,
@@ -25,61 +28,84 @@ from hq_server.errors import (
     PermissionDenied,
     TooLarge,
 )
+from hq_server.jobs.backups import BackupHashMismatch, BackupRefused
+from hq_server.jobs.queue import JobConflict, JobRequestInvalid
 
 logger = logging.getLogger(__name__)
 
-ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
-    401: {"description": "Missing, unknown, expired or revoked bearer token"},
-    403: {"description": "The token's kind or role does not allow this call"},
-}
-
+Responses = dict[int | str, dict[str, Any]]
 
 _DESCRIPTIONS = {
+    400: "Unreadable body (bad JSON or gzip)",
+    401: "Missing, unknown, expired or revoked bearer token",
+    403: "The token's kind or role does not allow this call",
     404: "No such object",
     409: "The object's current state does not allow this",
-    413: "Over a configured size limit",
+    413: "Body larger than the limit (after decompression)",
+    415: "Content-Encoding other than gzip",
 }
 
 
-def responses(*codes: int) -> dict[int | str, dict[str, object]]:
-    """OpenAPI `responses` entries (ErrorOut bodies) for these error statuses.
+def error(status: int, description: str | None = None) -> Responses:
+    """The OpenAPI entry of an error status answered with an ErrorOut body; its usual
+    description unless the route names what is missing or wrong more precisely."""
+    return {status: {"model": ErrorOut, "description": description or _DESCRIPTIONS[status]}}
+
+
+def errors(*statuses: int) -> Responses:
+    """The OpenAPI entries of these error statuses, with their usual descriptions.
 
     422 is not listed: FastAPI documents it (HTTPValidationError), and InvalidInput is answered
     in that same shape.
     """
-    from hq_server.api.schemas import ErrorOut
-
-    return {code: {"model": ErrorOut, "description": _DESCRIPTIONS[code]} for code in codes}
+    return {code: spec for status in statuses for code, spec in error(status).items()}
 
 
-def body_errors() -> dict[int | str, dict[str, object]]:
-    """OpenAPI entries for the errors of reading a JSON body (see hq_server.api.body)."""
-    from hq_server.api.schemas import ErrorOut
-
-    return {
-        400: {"model": ErrorOut, "description": "Unreadable body (bad JSON or gzip)"},
-        413: {"model": ErrorOut, "description": "Body larger than the limit"},
-        415: {"model": ErrorOut, "description": "Content-Encoding other than gzip"},
+# Every call with a bearer token (hq_server.api.deps).
+AUTH_ERRORS = errors(401, 403)
+# Every call that may carry a body (hq_server.api.body).
+BODY_ERRORS = errors(400, 413, 415)
+# Logins (hq_server.access.throttle): an ErrorOut and Retry-After.
+THROTTLED: Responses = {
+    429: {
+        "model": ErrorOut,
+        "description": "Too many failed logins for this user name or from this address",
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds until a login is admitted again",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        },
     }
+}
+# Calls whose 422 may also be a plain message (job_errors below).
+INVALID: Responses = {
+    422: {"description": "Invalid request (a message, or FastAPI's validation errors)"}
+}
+JOB_NOT_FOUND = error(404, "No such site, job or schedule")
 
 
-def throttled() -> dict[int | str, dict[str, object]]:
-    """The OpenAPI entry of 429 (see hq_server.login_throttle): an ErrorOut and Retry-After."""
-    from hq_server.api.schemas import ErrorOut
+@contextlib.contextmanager
+def job_errors() -> Iterator[None]:
+    """Answer job errors with their HTTP statuses (others go to the app's HQError handler)."""
+    try:
+        yield
+    except JobRequestInvalid as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
+    except JobConflict as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from None
 
-    return {
-        429: {
-            "model": ErrorOut,
-            "description": "Too many failed logins for this user name or from this address",
-            "headers": {
-                "Retry-After": {
-                    "description": "Seconds until a login is admitted again",
-                    "required": True,
-                    "schema": {"type": "integer", "minimum": 1},
-                }
-            },
-        }
-    }
+
+@contextlib.contextmanager
+def backup_errors() -> Iterator[None]:
+    """Answer config backup errors with their HTTP statuses."""
+    try:
+        yield
+    except BackupHashMismatch as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
+    except BackupRefused as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
 
 
 def status_of(exc: HQError) -> int:

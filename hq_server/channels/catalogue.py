@@ -1,7 +1,7 @@
 """The wording of pages, one dictionary per language (zh-CN, en).
 
 Plain keys and str.format placeholders, so the entries move to gettext/Babel catalogues
-unchanged when the console brings them. The grade names are the project's (checks/grading.py
+unchanged when the console brings them. The grade names are the project's (protocol/grades.py
 for English, a test keeps the two the same).
 """
 

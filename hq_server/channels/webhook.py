@@ -1,6 +1,6 @@
 """Generic webhook: a JSON POST signed with HMAC-SHA256, StationWatch's own format.
 
-The format HQ's notification outbox has always sent (hq_server/notify.py uses `sign`,
+The format HQ's notification outbox has always sent (hq_server/tickets/notify.py uses `sign`,
 `encode` and the header names from here):
 
     POST <url>

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from hq_server import notify
 from hq_server.channels import (
     Channel,
     DeliveryError,
@@ -23,6 +22,7 @@ from hq_server.channels import (
 )
 from hq_server.channels import webhook as webhook_channel
 from hq_server.channels.dingtalk import signature as dingtalk_signature
+from hq_server.tickets import notify
 from tests.channels.conftest import (
     DINGTALK_PLAIN,
     DINGTALK_SECRET,

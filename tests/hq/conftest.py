@@ -21,14 +21,15 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
+from hq_server.access.auth import create_api_token
 from hq_server.app import create_app
-from hq_server.auth import create_api_token
-from hq_server.clock import ManualClock
-from hq_server.db import Database, upgrade
-from hq_server.domain import Role
-from hq_server.enrollment import create_enrollment_token, ensure_site
+from hq_server.core.clock import ManualClock
+from hq_server.core.domain import Role
+from hq_server.core.settings import Settings
 from hq_server.scheduler import StepReport
-from hq_server.settings import Settings
+from hq_server.sites.enrollment import create_enrollment_token
+from hq_server.sites.registry import ensure_site
+from hq_server.store.db import Database, upgrade
 from protocol.wire import EventKind
 from tests.peers import missing_peer
 

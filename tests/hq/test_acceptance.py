@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from hq_server.domain import Role
+from hq_server.core.domain import Role
 from tests.hq.conftest import HQ
 
 BERLIN = ZoneInfo("Europe/Berlin")

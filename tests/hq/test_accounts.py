@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from hq_server.auth import create_api_token
-from hq_server.domain import Role
-from hq_server.models import ApiToken
-from hq_server.passwords import common_passwords, policy_problem
+from hq_server.access.auth import create_api_token
+from hq_server.core.domain import Role
+from hq_server.core.passwords import common_passwords, policy_problem
+from hq_server.store.models import ApiToken
 from tests.hq.conftest import HQ
 from tests.hq.test_agent_revocation import _heartbeat
 

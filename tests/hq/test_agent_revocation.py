@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from hq_server.domain import Role
-from hq_server.enrollment import ensure_site
-from hq_server.errors import InvalidInput
-from hq_server.jobs import NOTIFIER
-from hq_server.models import Site
+from hq_server.core.domain import Role
+from hq_server.core.errors import InvalidInput
+from hq_server.jobs.queue import NOTIFIER
+from hq_server.sites.registry import ensure_site
+from hq_server.store.models import Site
 from tests.hq.conftest import HQ
 from tests.hq.test_backups import CONFIG_V1, backup, upload
 from tests.hq.test_jobs import auth, get_job, poll, queued, result_body, site_id, wait_for

@@ -23,8 +23,8 @@ from agent.runner import AgentRuntime
 from agent.shipping import ship
 from agent.uplink import Uplink
 from checks.tracker import FaultChange
-from hq_server.clock import ManualClock
-from hq_server.models import Event
+from hq_server.core.clock import ManualClock
+from hq_server.store.models import Event
 from protocol.grades import Grade
 from protocol.wire import BatchAck, EventBatch, EventKind, FaultEvent
 from tests.e2e.conftest import write_site

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from hq_server.clock import ManualClock
-from hq_server.domain import Role
+from hq_server.core.clock import ManualClock
+from hq_server.core.domain import Role
 from protocol.wire import EventKind
 from tests.hq.conftest import HQ, START, start_hq
 

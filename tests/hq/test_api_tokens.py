@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from hq_server.domain import Role
-from hq_server.models import ApiToken
-from hq_server.security import hash_token
+from hq_server.core.domain import Role
+from hq_server.core.security import hash_token
+from hq_server.store.models import ApiToken
 from tests.hq.conftest import HQ, START
 
 PASSWORD = "s3cret-pass"

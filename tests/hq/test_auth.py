@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import select, update
 
 from hq_server.app import create_app
-from hq_server.domain import Role
-from hq_server.errors import SchemaOutOfDate
-from hq_server.models import ApiToken
-from hq_server.security import TokenKind, hash_token, new_token, token_kind
-from hq_server.settings import Settings
+from hq_server.core.domain import Role
+from hq_server.core.errors import SchemaOutOfDate
+from hq_server.core.security import TokenKind, hash_token, new_token, token_kind
+from hq_server.core.settings import Settings
+from hq_server.store.models import ApiToken
 from tests.hq.conftest import HQ, TestClient
 
 USER_ENDPOINTS = ["/api/v1/alarms", "/api/v1/tickets", "/api/v1/tickets/1", "/api/v1/sites"]

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from hq_server.domain import Role
-from hq_server.models_jobs import ConfigBackupRecord
-from hq_server.secret_check import SCRUB_MARKER, unscrubbed_lines
+from hq_server.core.domain import Role
+from hq_server.jobs.secret_check import SCRUB_MARKER, unscrubbed_lines
+from hq_server.store.models import ConfigBackupRecord
 from tests.hq.conftest import HQ
 from tests.hq.test_jobs import auth, site_id
 from tests.secret_lines import SECRET_LINES

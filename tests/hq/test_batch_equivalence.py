@@ -1,5 +1,5 @@
 """A batch means the same as its events one by one: ingest works a whole batch in memory and
-writes it in bulk (hq_server.ticket_book), which must not change what happens. Two sites get
+writes it in bulk (hq_server.tickets.book), which must not change what happens. Two sites get
 the same random stream (raises, grade updates, clears; flapping, device-unreachable outages,
 a site-unreachable fault, tickets resolved and raised again): one site's agent posts each phase
 as one batch, the other's posts every event alone. Alarms, tickets, their history, escalations and
@@ -16,9 +16,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hq_server.domain import Role
-from hq_server.models import Alarm, Event, Site, Ticket, TicketEvent
-from hq_server.models_ops import TicketAlarmLink
+from hq_server.core.domain import Role
+from hq_server.store.models import Alarm, Event, Site, Ticket, TicketAlarmLink, TicketEvent
 from tests.hq.conftest import HQ
 
 RESOLVED = {"cause": "c", "fix": "f", "tested": True, "confirmed_by_customer": True}

@@ -20,13 +20,13 @@ import httpx
 import pytest
 from sqlalchemy import inspect, select
 
-from hq_server.auth import create_api_token
-from hq_server.db import Database
-from hq_server.domain import Role
-from hq_server.enrollment import enroll
-from hq_server.errors import EnrollmentTokenInvalid
-from hq_server.models import Agent, ApiToken, EnrollmentToken, Site
-from hq_server.security import hash_token
+from hq_server.access.auth import create_api_token
+from hq_server.core.domain import Role
+from hq_server.core.errors import EnrollmentTokenInvalid
+from hq_server.core.security import hash_token
+from hq_server.sites.enrollment import enroll
+from hq_server.store.db import Database
+from hq_server.store.models import Agent, ApiToken, EnrollmentToken, Site
 from protocol.wire import EnrollRequest
 from tests.peers import free_port
 

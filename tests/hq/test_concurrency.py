@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from hq_server.models import Alarm, Event, Ticket
+from hq_server.store.models import Alarm, Event, Ticket
 from protocol.wire import EventKind
 from tests.hq.conftest import HQ
 

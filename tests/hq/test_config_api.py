@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from hq_server.domain import Role
+from hq_server.core.domain import Role
 from tests.hq.conftest import HQ
 
 CAL = {

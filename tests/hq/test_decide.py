@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hq_server.ingest import AlarmView, Decision, decide
-from hq_server.tickets import TransitionKind
+from hq_server.alarms.rules import AlarmView, Decision, decide
+from hq_server.tickets.policy import TransitionKind
 from protocol.wire import EventKind, FaultEvent
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)

@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from hq_server.domain import Role
-from hq_server.models import Agent, EnrollmentToken
-from hq_server.security import hash_token
+from hq_server.core.domain import Role
+from hq_server.core.security import hash_token
+from hq_server.store.models import Agent, EnrollmentToken
 from tests.hq.conftest import HQ
 
 

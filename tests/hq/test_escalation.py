@@ -15,11 +15,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from hq_server.clock import ManualClock
-from hq_server.domain import Role
-from hq_server.models import Ticket
-from hq_server.models_ops import Notification
-from hq_server.notify import IDEMPOTENCY_HEADER, SIGNATURE_HEADER
+from hq_server.core.clock import ManualClock
+from hq_server.core.domain import Role
+from hq_server.store.models import Notification, Ticket
+from hq_server.tickets.notify import IDEMPOTENCY_HEADER, SIGNATURE_HEADER
 from tests.hq.conftest import HQ, START
 from tests.hq.conftest import start_hq as _start_hq
 from tests.hq.receivers import Mailbox, WebhookReceiver, smtp, webhook

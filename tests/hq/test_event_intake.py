@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from hq_server.clock import ManualClock
-from hq_server.intake import EARLIEST_OBSERVED
-from hq_server.models import Alarm, Event
-from hq_server.settings import Settings
+from hq_server.alarms.intake import EARLIEST_OBSERVED
+from hq_server.core.clock import ManualClock
+from hq_server.core.settings import Settings
+from hq_server.store.models import Alarm, Event
 from tests.hq.conftest import HQ, start_hq
 
 

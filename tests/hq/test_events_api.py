@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from hq_server.models import Agent, Event
+from hq_server.store.models import Agent, Event
 from tests.hq.conftest import HQ
 
 

@@ -31,15 +31,16 @@ from hypothesis import HealthCheck, Phase, reject, settings
 from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from hq_server.access.auth import create_api_token
+from hq_server.alarms.ingest import ingest_batch
 from hq_server.app import create_app
-from hq_server.auth import create_api_token
-from hq_server.clock import ManualClock
-from hq_server.db import Database, upgrade
-from hq_server.domain import Role
-from hq_server.enrollment import create_enrollment_token, enroll, ensure_site
-from hq_server.ingest import ingest_batch
-from hq_server.models import Agent
-from hq_server.settings import Settings
+from hq_server.core.clock import ManualClock
+from hq_server.core.domain import Role
+from hq_server.core.settings import Settings
+from hq_server.sites.enrollment import create_enrollment_token, enroll
+from hq_server.sites.registry import ensure_site
+from hq_server.store.db import Database, upgrade
+from hq_server.store.models import Agent
 from protocol.wire import EnrollRequest, EventBatch, EventKind, FaultEvent
 from tests.hq.conftest import HQ, START
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from hq_server.clock import ManualClock
-from hq_server.domain import Role
+from hq_server.core.clock import ManualClock
+from hq_server.core.domain import Role
 from protocol.wire import MAX_HEARTBEAT_DEVICES, Heartbeat
 from tests.hq.conftest import HQ, start_hq
 

@@ -16,11 +16,11 @@ import pytest
 from sqlalchemy import select, text
 
 from hq_server.app import create_app
-from hq_server.clock import ManualClock
-from hq_server.domain import Role
-from hq_server.jobs import EXPIRY_GRACE, QUEUE_TTL, AgentRef, expire_jobs, take_work
-from hq_server.models import Agent, Site
-from hq_server.settings import Settings
+from hq_server.core.clock import ManualClock
+from hq_server.core.domain import Role
+from hq_server.core.settings import Settings
+from hq_server.jobs.queue import EXPIRY_GRACE, QUEUE_TTL, AgentRef, expire_jobs, take_work
+from hq_server.store.models import Agent, Site
 from tests.hq.conftest import HQ, START, TestClient
 
 

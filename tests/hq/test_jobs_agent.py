@@ -15,7 +15,7 @@ from agent.config import load_config
 from agent.runner import AgentRuntime
 from agent.uplink import Uplink
 from collectors.scrub import Scrubber
-from hq_server.domain import Role
+from hq_server.core.domain import Role
 from protocol.wire import BackupAck, ConfigBackup, JobItemResult, JobKind, JobResult, JobStatus
 from tests.hq.conftest import HQ
 from tests.hq.test_jobs import get_job, queued, site_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,17 +13,17 @@ from typing import Any
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, update
 
+from hq_server.access.auth import create_api_token
 from hq_server.app import create_app
-from hq_server.auth import create_api_token
-from hq_server.clock import ManualClock
-from hq_server.db import Database
-from hq_server.domain import Role
-from hq_server.enrollment import ensure_site
-from hq_server.models_jobs import APSCHEDULER_TABLE, JobRecord, apscheduler_jobs
-from hq_server.schedules import JOB_ID_PREFIX, JobScheduleRunner, fire_now
-from hq_server.settings import Settings
+from hq_server.core.clock import ManualClock
+from hq_server.core.domain import Role
+from hq_server.core.settings import Settings
+from hq_server.jobs.schedules import FIRE_FUNC, JOB_ID_PREFIX, JobScheduleRunner, fire_now
+from hq_server.sites.registry import ensure_site
+from hq_server.store.db import Database
+from hq_server.store.models import APSCHEDULER_TABLE, JobRecord, apscheduler_jobs
 from tests.hq.conftest import HQ, TestClient
 from tests.hq.test_jobs import auth, poll, site_id
 
@@ -208,6 +209,42 @@ def test_schedules_survive_a_restart_and_a_missed_run_runs_once(
         second.app.state.clock.advance(timedelta(minutes=1))  # type: ignore[attr-defined]
         fire(second, str(schedule_id))
         wait_for(lambda: len(jobs_of(db, str(schedule_id))) == 2)
+
+
+def test_jobs_stored_under_the_former_module_path_keep_their_missed_run(
+    migrated_url: str, tmp_path: Path
+) -> None:
+    # An HQ from before the package layout stored its schedules' jobs naming the job function
+    # at hq_server.schedules; APScheduler drops a stored job whose function does not import.
+    with started_hq(migrated_url, tmp_path) as first:
+        schedule = create_schedule(first, _token(first, Role.ENGINEER), _site(first), hour="*/6")
+        schedule_id = uuid.UUID(schedule["id"])
+    store = SQLAlchemyJobStore(url=migrated_url, tablename=APSCHEDULER_TABLE)
+    store.start(BackgroundScheduler(timezone="UTC"), "default")
+    job = store.lookup_job(JOB_ID_PREFIX + str(schedule_id))
+    missed = datetime.now(UTC) - timedelta(minutes=2)
+    job._modify(next_run_time=missed)
+    store.update_job(job)
+    store.shutdown()
+    engine = create_engine(migrated_url)
+    try:
+        with engine.begin() as conn:
+            blob = conn.execute(select(apscheduler_jobs.c.job_state)).scalar_one()
+            state = pickle.loads(blob)  # noqa: S301 - the test's own row
+            assert state["func"] == FIRE_FUNC
+            state["func"] = "hq_server.schedules:fire_schedule"
+            conn.execute(update(apscheduler_jobs).values(job_state=pickle.dumps(state)))
+    finally:
+        engine.dispose()
+
+    with started_hq(migrated_url, tmp_path) as second:
+        db: Database = second.app.state.db  # type: ignore[attr-defined]
+        wait_for(lambda: len(jobs_of(db, str(schedule_id))) == 1)  # the missed run, once
+        assert _store_rows(second) == 1
+        stored = runner_of(second).scheduler.get_job(  # type: ignore[union-attr]
+            JOB_ID_PREFIX + str(schedule_id), jobstore="default"
+        )
+        assert stored is not None and stored.func_ref == FIRE_FUNC
 
 
 def test_schedules_made_while_disabled_are_registered_at_the_next_start(

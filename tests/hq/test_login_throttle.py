@@ -14,12 +14,12 @@ from typing import Any
 import httpx
 import pytest
 
-from hq_server import users
-from hq_server.clock import ManualClock
-from hq_server.domain import Role
-from hq_server.errors import AuthError, LoginThrottled
-from hq_server.login_throttle import LoginThrottle, ThrottlePolicy
-from hq_server.settings import Settings
+from hq_server.access import users
+from hq_server.access.throttle import LoginThrottle, ThrottlePolicy
+from hq_server.core.clock import ManualClock
+from hq_server.core.domain import Role
+from hq_server.core.errors import AuthError, LoginThrottled
+from hq_server.core.settings import Settings
 from tests.hq.conftest import HQ, TestClient, start_hq
 
 PASSWORD = "right-password"

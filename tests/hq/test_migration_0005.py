@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import inspect, text
 
-from hq_server.db import upgrade
+from hq_server.store.db import upgrade
 from tests.hq.test_webhook_secrets import _database, _downgrade
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from sqlalchemy import inspect, text
 
-from hq_server.clock import ManualClock
-from hq_server.db import downgrade, upgrade
-from hq_server.domain import Role
+from hq_server.core.clock import ManualClock
+from hq_server.core.domain import Role
+from hq_server.store.db import downgrade, upgrade
 from tests.hq.conftest import start_hq
 from tests.hq.test_webhook_secrets import _database
 

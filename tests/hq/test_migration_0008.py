@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from hq_server.db import upgrade
-from hq_server.models_ops import User
-from hq_server.passwords import hash_password
+from hq_server.core.passwords import hash_password
+from hq_server.store.db import upgrade
+from hq_server.store.models import User
 from tests.hq.test_migration_0005 import _at
 from tests.hq.test_webhook_secrets import _database, _downgrade
 

@@ -11,10 +11,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 
-from hq_server.db import Database, upgrade
-from hq_server.domain import DONE_STATUSES, TicketStatus
-from hq_server.errors import SchemaOutOfDate
-from hq_server.models import Base, Site, Ticket
+from hq_server.core.domain import DONE_STATUSES, TicketStatus
+from hq_server.core.errors import SchemaOutOfDate
+from hq_server.store.db import Database, upgrade
+from hq_server.store.models import Base, Site, Ticket
 
 EXPECTED_TABLES = {
     "sites",

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from hq_server.clock import ManualClock
-from hq_server.domain import Role
-from hq_server.models_ops import AuditEntry
+from hq_server.core.clock import ManualClock
+from hq_server.core.domain import Role
+from hq_server.store.models import AuditEntry
 from tests.hq.conftest import HQ, TestClient, start_hq
 
 SECRET = "Sup3r-secret-passw0rd"

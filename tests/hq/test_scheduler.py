@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from hq_server.clock import ManualClock
-from hq_server.db import Database
-from hq_server.domain import Role
-from hq_server.escalation import TimerOutcome
-from hq_server.models import Ticket, TicketEvent
+from hq_server.core.clock import ManualClock
+from hq_server.core.domain import Role
+from hq_server.core.settings import Settings
 from hq_server.scheduler import Scheduler
-from hq_server.settings import Settings
+from hq_server.store.db import Database
+from hq_server.store.models import Ticket, TicketEvent
+from hq_server.tickets.escalation import TimerOutcome
 from tests.hq.conftest import START, start_hq
 
 

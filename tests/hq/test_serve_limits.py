@@ -22,8 +22,8 @@ import psutil
 import pytest
 from sqlalchemy import select
 
-from hq_server.db import Database
-from hq_server.models_ops import AuditEntry
+from hq_server.store.db import Database
+from hq_server.store.models import AuditEntry
 from tests.peers import free_port
 
 MiB = 1024 * 1024

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from hq_server.errors import InvalidInput
-from hq_server.sla import (
+from hq_server.core.errors import InvalidInput
+from hq_server.tickets.sla import (
     AROUND_THE_CLOCK,
     BusinessCalendar,
     CalendarSpec,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from hq_server.domain import Role
+from hq_server.core.domain import Role
 from protocol.wire import EventKind
 from tests.hq.conftest import HQ
 

@@ -9,18 +9,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from hq_server.domain import TicketStatus
-from hq_server.models import Alarm, Ticket
-from hq_server.ticket_book import TicketBook
-from hq_server.tickets import (
-    DEFAULT_POLICY,
-    AlarmTransition,
-    ConcurrentTicket,
-    Subject,
-    TransitionKind,
-    format_number,
-    open_subject,
-)
+from hq_server.core.domain import TicketStatus
+from hq_server.store.models import Alarm, Ticket
+from hq_server.tickets.book import TicketBook
+from hq_server.tickets.policy import DEFAULT_POLICY, AlarmTransition, TransitionKind
+from hq_server.tickets.records import ConcurrentTicket, Subject, format_number, open_subject
 from protocol.wire import EventKind
 from tests.hq.conftest import HQ, START
 

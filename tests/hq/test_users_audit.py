@@ -11,11 +11,10 @@ import pytest
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from hq_server.db import Database
-from hq_server.domain import Role
-from hq_server.models import ApiToken
-from hq_server.models_ops import AuditEntry, User
-from hq_server.passwords import hash_password, verify_password
+from hq_server.core.domain import Role
+from hq_server.core.passwords import hash_password, verify_password
+from hq_server.store.db import Database
+from hq_server.store.models import ApiToken, AuditEntry, User
 from tests.hq.conftest import HQ
 
 CLI = [sys.executable, "-m", "hq_server.cli"]

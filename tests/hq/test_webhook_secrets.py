@@ -24,15 +24,21 @@ from sqlalchemy import create_engine, delete, insert, inspect, select, text, upd
 from sqlalchemy.pool import NullPool
 
 from hq_server import cli
-from hq_server.clock import ManualClock
-from hq_server.db import Database, alembic_config, upgrade
-from hq_server.domain import Role
-from hq_server.errors import ConfigError
-from hq_server.models import Site, Ticket
-from hq_server.models_ops import EscalationChain, HqFact, Notification
-from hq_server.notify import IDEMPOTENCY_HEADER, SIGNATURE_HEADER
-from hq_server.secretbox import KEY_FACT, KEY_FILE_NAME, SEALED, _create_key, box_for, seal_stored
-from hq_server.settings import Settings
+from hq_server.access.secretbox import (
+    KEY_FACT,
+    KEY_FILE_NAME,
+    SEALED,
+    _create_key,
+    box_for,
+    seal_stored,
+)
+from hq_server.core.clock import ManualClock
+from hq_server.core.domain import Role
+from hq_server.core.errors import ConfigError
+from hq_server.core.settings import Settings
+from hq_server.store.db import Database, alembic_config, upgrade
+from hq_server.store.models import EscalationChain, HqFact, Notification, Site, Ticket
+from hq_server.tickets.notify import IDEMPOTENCY_HEADER, SIGNATURE_HEADER
 from tests.hq.conftest import HQ, START
 from tests.hq.conftest import start_hq as _start_hq
 from tests.hq.receivers import Captured, WebhookReceiver, webhook
@@ -264,7 +270,7 @@ def test_revision_0004_replaces_stored_keys_by_references_and_back(db_url: str) 
     assert [ref for (ref,) in _rows(db_url, "secret_ref")] == ["contact:1:0", None, None]
 
 
-# ---- keys sealed at rest (hq_server.secretbox) --------------------------------------------
+# ---- keys sealed at rest (hq_server.access.secretbox) --------------------------------------------
 
 
 def _dump(hq: HQ, *tables: str) -> str:

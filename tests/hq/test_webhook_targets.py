@@ -10,10 +10,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from hq_server.clock import ManualClock
-from hq_server.domain import Role
-from hq_server.models_ops import EscalationChain
-from hq_server.settings import Settings
+from hq_server.core.clock import ManualClock
+from hq_server.core.domain import Role
+from hq_server.core.settings import Settings
+from hq_server.store.models import EscalationChain
 from tests.hq.conftest import HQ, START, start_hq
 from tests.hq.receivers import WebhookReceiver, webhook
 

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from hq_server.db import Database, is_retryable, upgrade
-from hq_server.writelock import FairLock
+from hq_server.store.db import Database, is_retryable, upgrade
+from hq_server.store.writelock import FairLock
 
 
 def _wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:

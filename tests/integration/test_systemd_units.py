@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from hq_server.core.settings import Settings
 from hq_server.serving import RESERVED_FDS
-from hq_server.settings import Settings
 from tests.peers import require_binary
 
 UNITS = Path(__file__).resolve().parents[2] / "systemd"

@@ -13,13 +13,13 @@ from fastapi import HTTPException
 
 from hq_server.api.forwarded import TrustedProxies
 from hq_server.api.jsonbody import parse_json
+from hq_server.core.settings import Settings
 from hq_server.serving import (
     RESERVED_FDS,
     RateLimitFilter,
     connection_limits,
     install_log_filters,
 )
-from hq_server.settings import Settings
 
 DEFAULTS = Settings()
 

@@ -8,7 +8,7 @@ import pytest
 
 from collectors.profiles import builtin_profiles
 from collectors.scrub import REMOVED, Scrubber
-from hq_server.secret_check import unscrubbed_lines
+from hq_server.jobs.secret_check import unscrubbed_lines
 from tests.secret_lines import CLEAN_LINES, SECRET_LINES, SecretLine
 from tests.unit.test_scrub import CONFIGS
 from tests.unit.test_scrub import SECRETS as SAMPLE_SECRETS

@@ -1,0 +1,325 @@
+"""Tickets: any user token reads them; engineers and admins act on them (acknowledge, assign,
+comment, status, resolve, close, reopen). Each action answers the ticket with its history; a
+status that forbids the action gives 409."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy import ColumnElement, and_, not_, or_, select
+from sqlalchemy.orm import Session
+
+from hq_server.api.body import BoundedBodyRoute
+from hq_server.api.deps import (
+    ClockDep,
+    DbDep,
+    EngineerDep,
+    GradeFilter,
+    Id,
+    Limit,
+    SiteFilter,
+    ViewerDep,
+    audit_note,
+)
+from hq_server.api.errors import AUTH_ERRORS, BODY_ERRORS, error, errors
+from hq_server.api.schemas.tickets import (
+    AssignIn,
+    CommentIn,
+    NoteIn,
+    ReopenIn,
+    ResolveIn,
+    StatusIn,
+    TicketDetailOut,
+    TicketOut,
+)
+from hq_server.core.domain import DONE_STATUSES, OPEN_STATUSES, TicketStatus
+from hq_server.store.db import Database
+from hq_server.store.models import Site, Ticket, TicketAlarmLink
+from hq_server.tickets import actions
+from hq_server.tickets.records import fold
+from protocol.wire import API_PREFIX
+
+router = APIRouter(prefix=API_PREFIX, route_class=BoundedBodyRoute, responses=AUTH_ERRORS)
+_ACTION_ERRORS = {**BODY_ERRORS, **errors(404, 409)}
+
+
+@router.get("/tickets", tags=["user"], response_model=list[TicketOut])
+def list_tickets(
+    _user: ViewerDep,
+    db: DbDep,
+    clock: ClockDep,
+    status: Annotated[list[TicketStatus] | None, Query(description="Any of these")] = None,
+    open: Annotated[
+        bool | None, Query(description="Only open (true) or finished (false) tickets")
+    ] = None,
+    site: SiteFilter = None,
+    grade: GradeFilter = None,
+    assignee: Annotated[str | None, Query(max_length=100, description="Assigned to")] = None,
+    overdue: Annotated[
+        bool | None,
+        Query(description="Only tickets past their acknowledge or restore deadline (true)"),
+    ] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Text in the title (any case)")
+    ] = None,
+    limit: Limit = 200,
+) -> list[TicketOut]:
+    """Tickets, newest first."""
+    stmt = select(Ticket)
+    if assignee is not None:
+        stmt = stmt.where(Ticket.assignee == assignee)
+    if q:
+        # Against the title folded when the ticket opened (SQLite's lower() folds ASCII only).
+        folded = fold(q)
+        escaped = folded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        stmt = stmt.where(Ticket.title_folded.like(f"%{escaped}%", escape="\\"))
+    if overdue is not None:
+        late = overdue_clause(clock.now())
+        stmt = stmt.where(late if overdue else not_(late))
+    if status:
+        stmt = stmt.where(Ticket.status.in_([s.value for s in status]))
+    if open is not None:
+        stmt = stmt.where(Ticket.status.in_(OPEN_STATUSES if open else DONE_STATUSES))
+    if site is not None:
+        stmt = stmt.join(Ticket.site).where(Site.name == site)
+    if grade is not None:
+        stmt = stmt.where(Ticket.grade == grade)
+    stmt = stmt.order_by(Ticket.opened_at.desc(), Ticket.id.desc()).limit(limit)
+    with db.session() as session:
+        return [TicketOut.of(t) for t in session.scalars(stmt)]
+
+
+@router.get(
+    "/tickets/{ticket_id}",
+    tags=["user"],
+    response_model=TicketDetailOut,
+    responses=error(404, "No such ticket"),
+)
+def get_ticket(ticket_id: Id, _user: ViewerDep, db: DbDep) -> TicketDetailOut:
+    """One ticket with its history, escalation chain and grouped alarms."""
+    with db.session() as session:
+        return ticket_detail(session, ticket_id)
+
+
+def overdue_clause(now: datetime) -> ColumnElement[bool]:
+    """Open and past the acknowledge deadline unacknowledged, or past the restore deadline."""
+    return and_(
+        Ticket.status.in_(OPEN_STATUSES),
+        Ticket.paused_since.is_(None),
+        # The IS NOT NULL guards keep the clause two-valued, so NOT(...) works for overdue=false.
+        or_(
+            and_(
+                Ticket.acknowledged_at.is_(None),
+                Ticket.ack_due_at.is_not(None),
+                Ticket.ack_due_at < now,
+            ),
+            and_(Ticket.restore_due_at.is_not(None), Ticket.restore_due_at < now),
+        ),
+    )
+
+
+def ticket_detail(session: Session, ticket_id: int) -> TicketDetailOut:
+    """A ticket with its history and grouped alarms, read in `session`."""
+    ticket = actions.get_ticket(session, ticket_id, for_update=False)
+    session.refresh(ticket, attribute_names=["history"])
+    grouped = session.scalars(
+        select(TicketAlarmLink.alarm_id)
+        .where(TicketAlarmLink.ticket_id == ticket_id)
+        .order_by(TicketAlarmLink.alarm_id)
+    ).all()
+    return TicketDetailOut.with_history(ticket, list(grouped))
+
+
+def _act(
+    db: Database,
+    request: Request,
+    ticket_id: Id,
+    summary: str,
+    action: Callable[[Session, Ticket], None],
+) -> TicketDetailOut:
+    """Run one action on a locked ticket in a transaction; answer the ticket as it is now."""
+    with db.writer() as session, session.begin():
+        ticket = actions.get_ticket(session, ticket_id)
+        audit_note(request, f"{summary} {ticket.number}", ticket_number=ticket.number)
+        action(session, ticket)
+        session.flush()
+        return ticket_detail(session, ticket_id)
+
+
+@router.post(
+    "/tickets/{ticket_id}/acknowledge",
+    tags=["tickets"],
+    response_model=TicketDetailOut,
+    responses=_ACTION_ERRORS,
+)
+def acknowledge(
+    ticket_id: Id, request: Request, user: EngineerDep, db: DbDep, clock: ClockDep
+) -> TicketDetailOut:
+    """Acknowledge a new ticket (stops its acknowledge escalation)."""
+    return _act(
+        db,
+        request,
+        ticket_id,
+        "acknowledge",
+        lambda s, t: actions.acknowledge(s, t, clock.now(), user.name),
+    )
+
+
+@router.post(
+    "/tickets/{ticket_id}/assign",
+    tags=["tickets"],
+    response_model=TicketDetailOut,
+    responses=_ACTION_ERRORS,
+)
+def assign(
+    ticket_id: Id,
+    body: AssignIn,
+    request: Request,
+    user: EngineerDep,
+    db: DbDep,
+    clock: ClockDep,
+) -> TicketDetailOut:
+    """Set the assignee and optionally the on-duty engineer."""
+    return _act(
+        db,
+        request,
+        ticket_id,
+        f"assign to {body.assignee}",
+        lambda s, t: actions.assign(s, t, clock.now(), user.name, body.assignee, body.on_duty),
+    )
+
+
+@router.post(
+    "/tickets/{ticket_id}/comment",
+    tags=["tickets"],
+    response_model=TicketDetailOut,
+    responses=_ACTION_ERRORS,
+)
+def comment(
+    ticket_id: Id,
+    body: CommentIn,
+    request: Request,
+    user: EngineerDep,
+    db: DbDep,
+    clock: ClockDep,
+) -> TicketDetailOut:
+    """Add a history entry: what was seen, what was done, minutes spent."""
+    return _act(
+        db,
+        request,
+        ticket_id,
+        "comment on",
+        lambda s, t: actions.comment(
+            s, t, clock.now(), user.name, body.seen, body.done, body.time_spent_minutes
+        ),
+    )
+
+
+@router.post(
+    "/tickets/{ticket_id}/status",
+    tags=["tickets"],
+    response_model=TicketDetailOut,
+    responses=_ACTION_ERRORS,
+)
+def change_status(
+    ticket_id: Id,
+    body: StatusIn,
+    request: Request,
+    user: EngineerDep,
+    db: DbDep,
+    clock: ClockDep,
+) -> TicketDetailOut:
+    """Move to in_progress or pending_customer (pending pauses the SLA clock)."""
+    target = TicketStatus(body.status)
+    return _act(
+        db,
+        request,
+        ticket_id,
+        f"set status {target} on",
+        lambda s, t: actions.change_status(s, t, clock.now(), user.name, target, body.note),
+    )
+
+
+@router.post(
+    "/tickets/{ticket_id}/resolve",
+    tags=["tickets"],
+    response_model=TicketDetailOut,
+    responses=_ACTION_ERRORS,
+)
+def resolve(
+    ticket_id: Id,
+    body: ResolveIn,
+    request: Request,
+    user: EngineerDep,
+    db: DbDep,
+    clock: ClockDep,
+) -> TicketDetailOut:
+    """Resolve with the resolution record (stops every escalation)."""
+    resolution = actions.Resolution(
+        cause=body.cause,
+        fix=body.fix,
+        tested=body.tested,
+        confirmed_by_customer=body.confirmed_by_customer,
+        faq=body.faq,
+        faq_text=body.faq_text,
+        time_spent_minutes=body.time_spent_minutes,
+    )
+    return _act(
+        db,
+        request,
+        ticket_id,
+        "resolve",
+        lambda s, t: actions.resolve(s, t, clock.now(), user.name, resolution),
+    )
+
+
+@router.post(
+    "/tickets/{ticket_id}/close",
+    tags=["tickets"],
+    response_model=TicketDetailOut,
+    responses=_ACTION_ERRORS,
+)
+def close(
+    ticket_id: Id,
+    request: Request,
+    user: EngineerDep,
+    db: DbDep,
+    clock: ClockDep,
+    body: NoteIn | None = None,
+) -> TicketDetailOut:
+    """Close a resolved ticket."""
+    note = body.note if body is not None else ""
+    return _act(
+        db,
+        request,
+        ticket_id,
+        "close",
+        lambda s, t: actions.close(s, t, clock.now(), user.name, note),
+    )
+
+
+@router.post(
+    "/tickets/{ticket_id}/reopen",
+    tags=["tickets"],
+    response_model=TicketDetailOut,
+    responses=_ACTION_ERRORS,
+)
+def reopen(
+    ticket_id: Id,
+    body: ReopenIn,
+    request: Request,
+    user: EngineerDep,
+    db: DbDep,
+    clock: ClockDep,
+) -> TicketDetailOut:
+    """Reopen a resolved or closed ticket (its restore escalation runs again)."""
+    return _act(
+        db,
+        request,
+        ticket_id,
+        "reopen",
+        lambda s, t: actions.reopen(s, t, clock.now(), user.name, body.reason),
+    )

@@ -1,0 +1,204 @@
+"""Tickets as the API shows them (with their history, chain and grouped alarms), and the
+request bodies of the ticket actions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from hq_server.api.schemas.common import In, Out
+from hq_server.core.domain import TicketStatus
+from hq_server.store.models import Ticket
+
+Text = Field(default="", max_length=4000)
+
+
+class TicketOut(Out):
+    """A fault ticket with its deadlines."""
+
+    id: int
+    number: str
+    site_id: int
+    site: str
+    alarm_id: int | None
+    fault_key: str
+    device_id: str
+    code: str
+    component: str
+    grade: int
+    status: TicketStatus
+    title: str
+    opened_at: datetime
+    ack_due_at: datetime | None
+    restore_due_at: datetime | None
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    alarm_active: bool
+    updated_at: datetime
+    customer: str
+    contact: str
+    symptom: str
+    on_duty: str
+    assignee: str
+    paused_since: datetime | None
+    time_spent_minutes: int
+    resolution: dict[str, Any] | None
+    escalation_chain: str | None
+    ack_escalation_level: int = Field(description="ack escalation levels reached so far")
+    ack_escalation_at: datetime | None = Field(
+        description="when the next ack escalation level is due; null: not running"
+    )
+    restore_escalation_level: int = Field(description="restore escalation levels reached so far")
+    restore_escalation_at: datetime | None = Field(
+        description="when the next restore escalation level is due; null: not running"
+    )
+
+    @classmethod
+    def fields_of(cls, t: Ticket) -> dict[str, Any]:
+        """The field values of a stored ticket (with its site loaded)."""
+        return {
+            "id": t.id,
+            "number": t.number,
+            "site_id": t.site_id,
+            "site": t.site.name,
+            "alarm_id": t.alarm_id,
+            "fault_key": t.fault_key,
+            "device_id": t.device_id,
+            "code": t.code,
+            "component": t.component,
+            "grade": t.grade,
+            "status": TicketStatus(t.status),
+            "title": t.title,
+            "opened_at": t.opened_at,
+            "ack_due_at": t.ack_due_at,
+            "restore_due_at": t.restore_due_at,
+            "acknowledged_at": t.acknowledged_at,
+            "resolved_at": t.resolved_at,
+            "closed_at": t.closed_at,
+            "alarm_active": t.alarm_active,
+            "updated_at": t.updated_at,
+            "customer": t.site.customer,
+            "contact": t.site.contact,
+            "symptom": t.symptom,
+            "on_duty": t.on_duty,
+            "assignee": t.assignee,
+            "paused_since": t.paused_since,
+            "time_spent_minutes": t.time_spent_minutes,
+            "resolution": t.resolution,
+            "escalation_chain": (t.escalation or {}).get("name"),
+            "ack_escalation_level": t.ack_escalation_level,
+            "ack_escalation_at": t.ack_escalation_at,
+            "restore_escalation_level": t.restore_escalation_level,
+            "restore_escalation_at": t.restore_escalation_at,
+        }
+
+    @classmethod
+    def of(cls, ticket: Ticket) -> TicketOut:
+        """From a stored ticket."""
+        return cls(**cls.fields_of(ticket))
+
+
+class TicketHistoryOut(Out):
+    """One entry of a ticket's history."""
+
+    at: datetime
+    who: str
+    what: str
+    detail: str
+    data: dict[str, Any]
+
+
+class TicketDetailOut(TicketOut):
+    """A ticket with its history (oldest entry first), escalation chain and grouped alarms."""
+
+    history: list[TicketHistoryOut]
+    escalation: dict[str, Any] | None
+    grouped_alarm_ids: list[int]
+
+    @classmethod
+    def with_history(cls, ticket: Ticket, grouped: list[int] | None = None) -> TicketDetailOut:
+        """From a stored ticket whose history is loaded."""
+        return cls(
+            **cls.fields_of(ticket),
+            history=[TicketHistoryOut.model_validate(h) for h in ticket.history],
+            escalation=_public_chain(ticket.escalation),
+            grouped_alarm_ids=grouped or [],
+        )
+
+
+def _public_chain(chain: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The chain copied on a ticket without webhook secrets."""
+    if chain is None:
+        return None
+    levels = [
+        {
+            **level,
+            "contacts": [
+                {k: v for k, v in c.items() if k != "webhook_secret"}
+                for c in level.get("contacts", [])
+            ],
+        }
+        for level in chain.get("levels", [])
+    ]
+    return {**chain, "levels": levels}
+
+
+class NoteIn(In):
+    """An optional note for the history entry."""
+
+    note: str = Text
+
+
+class AssignIn(In):
+    """Who works on the ticket (and who is on duty, if it changed)."""
+
+    assignee: str = Field(min_length=1, max_length=100)
+    on_duty: str | None = Field(default=None, max_length=100)
+
+
+class CommentIn(In):
+    """A history entry: what was seen, what was done, time spent on it."""
+
+    seen: str = Text
+    done: str = Text
+    time_spent_minutes: int = Field(default=0, ge=0, le=100_000)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> CommentIn:
+        if not (self.seen.strip() or self.done.strip()):
+            raise ValueError("say what was seen or what was done")
+        return self
+
+
+class StatusIn(In):
+    """Move the ticket to in_progress (also "back" from pending_customer) or pending_customer."""
+
+    status: Literal["in_progress", "pending_customer"]
+    note: str = Text
+
+
+class ResolveIn(In):
+    """The resolution: cause, fix, tested, confirmed by the customer, FAQ entry, time spent."""
+
+    cause: str = Field(min_length=1, max_length=4000)
+    fix: str = Field(min_length=1, max_length=4000)
+    tested: bool
+    confirmed_by_customer: bool
+    faq: bool = False
+    faq_text: str = Text
+    time_spent_minutes: int = Field(default=0, ge=0, le=100_000)
+
+    @model_validator(mode="after")
+    def _faq_needs_text(self) -> ResolveIn:
+        if self.faq and not self.faq_text.strip():
+            raise ValueError("faq_text is required when faq is true")
+        return self
+
+
+class ReopenIn(In):
+    """Why the ticket is reopened."""
+
+    reason: str = Field(min_length=1, max_length=4000)

@@ -1,0 +1,4 @@
+"""Sites and the agents at them: site names and lookups (`registry`), agent enrollment
+(`enrollment`), and enrolled agents as admins manage them: revocation, replacement, heartbeat
+figures (`agents`). Revoking or replacing an agent releases its jobs (hq_server.jobs), so this
+package sits above jobs."""

@@ -1,0 +1,72 @@
+"""HQ's tables, one module per concept; importing the package loads them all, so that
+`Base.metadata` (alembic's target, hq_server/store/migrations/env.py) holds every table.
+
+    base     the declarative base, naming convention, UTC datetimes
+    sites    sites, agents, enrollment tokens
+    access   users, API tokens, the audit log, HQ's facts
+    alarms   events, alarms
+    tickets  tickets, their history, numbers and grouped alarms, calendars, escalation chains,
+             maintenance windows, notifications
+    jobs     jobs, job items, schedules (and APScheduler's table), config backups
+"""
+
+from hq_server.store.models.access import ApiToken, AuditEntry, HqFact, User
+from hq_server.store.models.alarms import Alarm, Event
+from hq_server.store.models.base import NAMING_CONVENTION, Base, BigId, UTCDateTime
+from hq_server.store.models.jobs import (
+    APSCHEDULER_TABLE,
+    FINISHED_STATES,
+    HELD_STATES,
+    ConfigBackupRecord,
+    JobItemRecord,
+    JobRecord,
+    JobSchedule,
+    JobState,
+    apscheduler_jobs,
+)
+from hq_server.store.models.sites import Agent, EnrollmentToken, Site
+from hq_server.store.models.tickets import (
+    OPEN_TICKET_PREDICATE,
+    Calendar,
+    EscalationChain,
+    MaintenanceWindow,
+    Notification,
+    Ticket,
+    TicketAlarmLink,
+    TicketCounter,
+    TicketEvent,
+)
+
+__all__ = [
+    "APSCHEDULER_TABLE",
+    "FINISHED_STATES",
+    "HELD_STATES",
+    "NAMING_CONVENTION",
+    "OPEN_TICKET_PREDICATE",
+    "Agent",
+    "Alarm",
+    "ApiToken",
+    "AuditEntry",
+    "Base",
+    "BigId",
+    "Calendar",
+    "ConfigBackupRecord",
+    "EnrollmentToken",
+    "EscalationChain",
+    "Event",
+    "HqFact",
+    "JobItemRecord",
+    "JobRecord",
+    "JobSchedule",
+    "JobState",
+    "MaintenanceWindow",
+    "Notification",
+    "Site",
+    "Ticket",
+    "TicketAlarmLink",
+    "TicketCounter",
+    "TicketEvent",
+    "UTCDateTime",
+    "User",
+    "apscheduler_jobs",
+]
