@@ -21,15 +21,32 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from simulators.errors import ConditionError, SimulatorError, UnknownDeviceError
 
-if TYPE_CHECKING:
-    from simulators.station import SimulatedStation
+
+class Station(Protocol):
+    """What the control API drives (simulators.station.SimulatedStation); a protocol here, so
+    that the station, which starts this server, is not imported back."""
+
+    @property
+    def devices(self) -> Mapping[str, Any]: ...
+    def device_status(self) -> list[dict[str, Any]]: ...
+    def device_info(self, device_id: str) -> dict[str, Any]: ...
+    def set_condition(self, device_id: str, condition: str, value: Any = None) -> None: ...
+    def clear_condition(self, device_id: str, condition: str) -> None: ...
+    # Traps take many keyword options; the control API passes the request's own.
+    @property
+    def send_trap(self) -> Callable[..., dict[str, Any]]: ...
+    @property
+    def trap_storm(self) -> Callable[..., dict[str, Any]]: ...
+    def reset(self, device_id: str | None = None) -> None: ...
+
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +201,7 @@ class ControlServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, station: SimulatedStation, port: int) -> None:
+    def __init__(self, station: Station, port: int) -> None:
         self.station = station
         try:
             super().__init__(("127.0.0.1", port), _Handler)
