@@ -7,6 +7,7 @@ function is still a cycle. A failure names the importing file, the line and the 
 from __future__ import annotations
 
 import ast
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,3 +226,40 @@ def _components(edges: dict[str, set[str]]) -> list[list[str]]:
                         break
                 out.append(component)
     return out
+
+
+# Documents that are not part of the repository, and paths that leave it (built from pieces so
+# that this file does not cite them itself).
+_OUTSIDE = tuple(
+    "".join(parts)
+    for parts in (
+        ("DESIGN", ".md"),
+        ("PLATFORM", ".md"),
+        ("STYLE", ".md"),
+        ("../", "shared"),
+        ("/work", "/"),
+    )
+)
+
+
+def test_no_file_cites_a_path_outside_the_repository() -> None:
+    """Code and docs point to docs/architecture.md and to files of the repository only."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    cited: list[str] = []
+    for name in filter(None, listed):
+        path = ROOT / name.decode()
+        if path.suffix not in {".py", ".md", ".yaml", ".yml", ".toml", ".service", ".txt", ""}:
+            continue
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        cited += [f"{name.decode()}: {ref}" for ref in _OUTSIDE if ref in text]
+    assert not cited, "files citing paths outside the repository:\n" + "\n".join(cited)
+
+
+def test_the_architecture_document_exists_and_the_readme_links_it() -> None:
+    """docs/architecture.md is the project's own map."""
+    assert (ROOT / "docs" / "architecture.md").is_file()
+    assert "docs/architecture.md" in (ROOT / "README.md").read_text(encoding="utf-8")
