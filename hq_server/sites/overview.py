@@ -39,16 +39,32 @@ class SiteState:
         return self.agents_online == self.agents
 
 
-def site_states(session: Session, now: datetime, heartbeat_timeout: timedelta) -> list[SiteState]:
-    """Every site by worst open grade (most severe first), then by name."""
-    alarms = {
-        site_id: (worst, count)
-        for site_id, worst, count in session.execute(
-            select(Alarm.site_id, func.min(Alarm.grade), func.count())
+def open_alarm_counts(session: Session) -> dict[tuple[int, int], int]:
+    """How many alarms are active, per (site id, grade): one pass over the active alarms."""
+    return {
+        (int(site_id), int(grade)): int(count)
+        for site_id, grade, count in session.execute(
+            select(Alarm.site_id, Alarm.grade, func.count())
             .where(Alarm.active.is_(True))
-            .group_by(Alarm.site_id)
+            .group_by(Alarm.site_id, Alarm.grade)
         )
     }
+
+
+def site_states(
+    session: Session,
+    now: datetime,
+    heartbeat_timeout: timedelta,
+    counts: dict[tuple[int, int], int] | None = None,
+) -> list[SiteState]:
+    """Every site by worst open grade (most severe first), then by name; `counts` from
+    open_alarm_counts if the caller has them already."""
+    if counts is None:
+        counts = open_alarm_counts(session)
+    alarms: dict[int, tuple[int, int]] = {}
+    for (site_id, grade), n in counts.items():
+        lowest, total = alarms.get(site_id, (grade, 0))
+        alarms[site_id] = (min(lowest, grade), total + n)
     agents: dict[int, tuple[int, int, datetime | None, int, int]] = {}
     for site_id, seen, depth, dropped in session.execute(
         select(Agent.site_id, Agent.last_seen_at, Agent.outbox_depth, Agent.dropped_events).where(
@@ -68,7 +84,10 @@ def site_states(session: Session, now: datetime, heartbeat_timeout: timedelta) -
     for site_id, name, customer, timezone in session.execute(
         select(Site.id, Site.name, Site.customer, Site.timezone)
     ):
-        worst, count = alarms.get(site_id, (None, 0))
+        worst: int | None = None
+        count = 0
+        if site_id in alarms:
+            worst, count = alarms[site_id]
         n, online, last, depth, dropped = agents.get(site_id, (0, 0, None, 0, 0))
         states.append(
             SiteState(
@@ -89,11 +108,13 @@ def site_states(session: Session, now: datetime, heartbeat_timeout: timedelta) -
     return states
 
 
-def open_alarms_by_grade(session: Session) -> dict[int, int]:
+def open_alarms_by_grade(
+    session: Session, counts: dict[tuple[int, int], int] | None = None
+) -> dict[int, int]:
     """How many alarms are active, per grade (every grade 1..5 present)."""
-    counts = dict.fromkeys(range(1, 6), 0)
-    for grade, count in session.execute(
-        select(Alarm.grade, func.count()).where(Alarm.active.is_(True)).group_by(Alarm.grade)
-    ):
-        counts[int(grade)] = int(count)
-    return counts
+    if counts is None:
+        counts = open_alarm_counts(session)
+    by_grade = dict.fromkeys(range(1, 6), 0)
+    for (_site, grade), count in counts.items():
+        by_grade[grade] = by_grade.get(grade, 0) + count
+    return by_grade

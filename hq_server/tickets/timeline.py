@@ -43,7 +43,9 @@ def timeline(session: Session, ticket: Ticket) -> list[TimelineEntry]:
         .where(
             Event.site_id == ticket.site_id,
             Event.fault_key == ticket.fault_key,
-            Event.observed_at >= ticket.opened_at,
+            # Received since the ticket opened (the opening event was received at that
+            # instant); observed_at may be much older for events an agent kept in its outbox.
+            Event.received_at >= ticket.opened_at,
         )
         .order_by(Event.observed_at.desc(), Event.id.desc())
         .limit(MAX_ALARM_EVENTS)

@@ -17,7 +17,13 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale
-from babel.dates import format_datetime, format_timedelta
+from babel.dates import (
+    DateTimePattern,
+    format_timedelta,
+    get_date_format,
+    get_datetime_format,
+    get_time_format,
+)
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 
@@ -137,7 +143,14 @@ class Translator:
         if value is None:
             return "—"
         tz = zone(zone_name)
-        text = format_datetime(value, "medium", tzinfo=tz, locale=self.locale)
+        local = value.astimezone(tz)
+        date, time, glue = _medium(self.language)
+        # What babel.dates.format_datetime(..., "medium") writes, with its patterns looked up
+        # once per language (the overview writes a thousand of these per page).
+        locale = self.locale
+        text = glue.replace("{0}", time.apply(local, locale)).replace(
+            "{1}", date.apply(local, locale)
+        )
         return f"{text} {tz.key}"
 
     def number(self, value: float) -> str:
@@ -152,6 +165,14 @@ class Translator:
 @functools.cache
 def _locale(language: str) -> Locale:
     return Locale.parse(language)
+
+
+@functools.cache
+def _medium(language: str) -> tuple[DateTimePattern, DateTimePattern, str]:
+    """The locale's medium date and time patterns, and how it joins them."""
+    locale = _locale(language)
+    glue = str(get_datetime_format("medium", locale)).replace("'", "")
+    return get_date_format("medium", locale), get_time_format("medium", locale), glue
 
 
 @functools.cache

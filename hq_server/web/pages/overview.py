@@ -10,7 +10,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from hq_server.sites.overview import SiteState, open_alarms_by_grade, site_states
+from hq_server.sites.overview import (
+    SiteState,
+    open_alarm_counts,
+    open_alarms_by_grade,
+    site_states,
+)
 from hq_server.store.models import Ticket
 from hq_server.tickets.search import closest_to_deadline, next_deadline
 from hq_server.web.auth import Viewer, app_state
@@ -47,8 +52,9 @@ def overview_data(request: Request) -> OverviewData:
     db, clock, settings = app_state(request)
     now = clock.now()
     with db.session() as session:
-        sites = site_states(session, now, settings.heartbeat_timeout)
-        by_grade = open_alarms_by_grade(session)
+        counts = open_alarm_counts(session)
+        sites = site_states(session, now, settings.heartbeat_timeout, counts)
+        by_grade = open_alarms_by_grade(session, counts)
         deadlines = []
         for ticket in closest_to_deadline(session, DEADLINE_ROWS):
             due = next_deadline(ticket)
