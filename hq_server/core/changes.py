@@ -42,9 +42,10 @@ class Subscription:
     """One subscriber's queue of changes, on its event loop."""
 
     loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[Change] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+    # None: the process is stopping, the subscriber should end (see ChangeFeed.close).
+    queue: asyncio.Queue[Change | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
 
-    def _put(self, change: Change) -> None:
+    def _put(self, change: Change | None) -> None:
         if self.queue.full():
             self.queue.get_nowait()  # the oldest hint goes: the page refreshes anyway
         self.queue.put_nowait(change)
@@ -56,13 +57,28 @@ class ChangeFeed:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._subscribers: set[Subscription] = set()
+        self._closed = False
 
     def subscribe(self) -> Subscription:
         """A new subscription on the running event loop (call unsubscribe when done)."""
         sub = Subscription(asyncio.get_running_loop())
         with self._lock:
             self._subscribers.add(sub)
+            if self._closed:
+                sub._put(None)
         return sub
+
+    def close(self) -> None:
+        """The process is stopping: every subscriber, and any new one, gets None and ends, so
+        that long-lived streams do not hold the server's shutdown."""
+        with self._lock:
+            self._closed = True
+            subscribers = list(self._subscribers)
+        for sub in subscribers:
+            try:
+                sub.loop.call_soon_threadsafe(sub._put, None)
+            except RuntimeError:
+                self.unsubscribe(sub)
 
     def unsubscribe(self, sub: Subscription) -> None:
         """Stop delivering to `sub`."""

@@ -4,7 +4,8 @@ Each event names a topic (alarms, tickets, jobs, sites) and, when known, the ids
 the page then fetches again the parts of it that show that topic (static/console.js). Changes
 come from this process's services (hq_server.core.changes). On PostgreSQL, where other HQ
 replicas change the same database, the stream also looks at the database every
-`console_live_poll` seconds and reports a topic whose newest change moved. A comment line is
+`console_live_poll` seconds and reports a topic whose newest change moved. When HQ stops, the
+streams end (hq_server.serving closes the feed) rather than hold the shutdown. A comment line is
 sent when nothing happened for KEEPALIVE_S, so that proxies keep the stream open and a broken
 connection is noticed; the browser reconnects by itself (retry:), and the page shows
 "connection lost, retrying" meanwhile.
@@ -65,8 +66,10 @@ async def _events(request: Request) -> AsyncIterator[str]:
             try:
                 change = await asyncio.wait_for(sub.queue.get(), timeout=wait)
             except TimeoutError:
-                change = None
-            if change is not None:
+                pass
+            else:
+                if change is None:  # HQ is stopping; the browser reconnects to whoever serves
+                    return
                 yield frame(change)
                 continue
             if poll:
