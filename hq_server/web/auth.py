@@ -243,6 +243,8 @@ async def on_login_required(request: Request, exc: Exception) -> Response:
     """GET: to the login page and back. POST: the login page keeping the typed fields."""
     assert isinstance(exc, LoginRequired)
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if request.url.path == LIVE_PATH:  # 204 tells EventSource to stop; the page reloads
+        return Response(status_code=204)
     if request.method in ("GET", "HEAD"):
         if request.headers.get("hx-request"):  # a fragment: the whole page must go to login
             return Response(status_code=204, headers={"HX-Redirect": f"/login?next={quote(here)}"})

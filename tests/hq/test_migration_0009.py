@@ -28,6 +28,8 @@ def test_revision_0009_adds_sessions_and_language_and_downgrades_with_rows(db_ur
     with _database(db_url) as db:
         db.check_schema()
         with db.engine.begin() as conn:
+            indexes = {i["name"] for i in inspect(conn).get_indexes("alarms")}
+            assert "ix_alarms_active_site_id_grade" in indexes
             # The user is kept, with no language chosen yet.
             assert conn.execute(text("SELECT username, language FROM users")).all() == [
                 ("alice", None)
@@ -46,6 +48,8 @@ def test_revision_0009_adds_sessions_and_language_and_downgrades_with_rows(db_ur
     with _database(db_url) as db, db.engine.connect() as conn:
         assert "web_sessions" not in inspect(conn).get_table_names()
         assert "language" not in {c["name"] for c in inspect(conn).get_columns("users")}
+        indexes = {i["name"] for i in inspect(conn).get_indexes("alarms")}
+        assert "ix_alarms_active_site_id_grade" not in indexes
         assert conn.execute(text("SELECT username FROM users")).scalars().all() == ["alice"]
     upgrade(db_url)
     with _database(db_url) as db:

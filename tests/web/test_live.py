@@ -42,6 +42,12 @@ def test_frame_is_one_server_sent_event() -> None:
     )
 
 
+def test_live_without_a_session_tells_the_browser_to_stop(hq: HQ) -> None:
+    # 204: EventSource stops reconnecting, and console.js reloads the page (to the login).
+    response = hq.client.get("/live", follow_redirects=False)
+    assert response.status_code == 204
+
+
 def test_watermarks_move_when_another_process_changes_things(hq: HQ) -> None:
     before = watermarks(hq.db)
     agent = hq.enroll()

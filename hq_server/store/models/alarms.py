@@ -70,6 +70,9 @@ class Alarm(Base):
         UniqueConstraint("site_id", "fault_key"),
         CheckConstraint("grade BETWEEN 1 AND 5", name="grade_range"),
         Index(None, "active", "last_change_at"),
+        # Added by revision 0009: the console's overview counts active alarms per site and
+        # grade from this index alone.
+        Index(None, "active", "site_id", "grade"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

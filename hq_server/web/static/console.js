@@ -48,6 +48,11 @@
       if (lost) { lost = false; refresh(null); }  // what happened meanwhile
     };
     source.onerror = function () {
+      if (source.readyState === EventSource.CLOSED) {
+        // HQ ended the stream for good (204: the session ended): the page asks for a login.
+        window.location.reload();
+        return;
+      }
       lost = true;
       if (banner) { banner.hidden = false; }
       document.body.dataset.live = "lost";
@@ -63,10 +68,5 @@
     document.body.addEventListener("htmx:afterSwap", tick);
     var url = document.body.dataset.liveUrl;
     if (url && window.EventSource) { connect(url); }
-    // A language choice takes effect at once (the button stays for keyboards without scripts).
-    var select = document.getElementById("language");
-    if (select) {
-      select.addEventListener("change", function () { select.form.submit(); });
-    }
   });
 })();

@@ -8,8 +8,10 @@ Create Date: 2026-12-05
   (id); the CSRF token of the session's forms; when it was made, last used (the idle timeout
   counts from there) and when it ends regardless; the address it logged in from.
 - users: language, the console language the user chose (zh_CN, en); null: the browser's.
+- alarms: an index on (active, site_id, grade), from which the console's overview counts the
+  active alarms per site and grade without reading the table.
 
-A downgrade drops both: everybody logged in to the console must log in again.
+A downgrade drops them: everybody logged in to the console must log in again.
 
 Frozen copy of the schema at this revision: it must not import hq_server.models.
 """
@@ -58,7 +60,11 @@ def upgrade() -> None:
         )
 
 
+    op.create_index("ix_alarms_active_site_id_grade", "alarms", ["active", "site_id", "grade"])
+
+
 def downgrade() -> None:
+    op.drop_index("ix_alarms_active_site_id_grade", table_name="alarms")
     with op.batch_alter_table("users") as batch:
         batch.drop_column("language")
     op.drop_index("ix_web_sessions_last_seen_at", table_name="web_sessions")
