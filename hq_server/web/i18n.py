@@ -138,20 +138,11 @@ class Translator:
         return f"{grade} {self.gettext(name)}" if name else str(grade)
 
     def when(self, value: datetime | None, zone_name: str = "UTC") -> str:
-        """An instant in the zone `zone_name`, the zone named: "2026-03-02 16:00 Asia/Shanghai"
-        in the locale's medium format."""
+        """An instant in the zone `zone_name` in the locale's medium format, the zone named:
+        "Mar 2, 2026, 4:00:00 PM Asia/Shanghai", "2026年3月2日 16:00:00 Asia/Shanghai"."""
         if value is None:
             return "—"
-        tz = zone(zone_name)
-        local = value.astimezone(tz)
-        date, time, glue = _medium(self.language)
-        # What babel.dates.format_datetime(..., "medium") writes, with its patterns looked up
-        # once per language (the overview writes a thousand of these per page).
-        locale = self.locale
-        text = glue.replace("{0}", time.apply(local, locale)).replace(
-            "{1}", date.apply(local, locale)
-        )
-        return f"{text} {tz.key}"
+        return _when(self.language, value, zone_name)
 
     def number(self, value: float) -> str:
         """A number with the locale's grouping."""
@@ -165,6 +156,20 @@ class Translator:
 @functools.cache
 def _locale(language: str) -> Locale:
     return Locale.parse(language)
+
+
+@functools.lru_cache(maxsize=16384)
+def _when(language: str, value: datetime, zone_name: str) -> str:
+    """Translator.when, remembered: a page refreshed live shows mostly the same instants (the
+    overview writes a thousand last heartbeats, most unchanged since the last refresh)."""
+    tz = zone(zone_name)
+    local = value.astimezone(tz)
+    date, time, glue = _medium(language)
+    # What babel.dates.format_datetime(..., "medium") writes, with its patterns looked up once
+    # per language.
+    locale = _locale(language)
+    text = glue.replace("{0}", time.apply(local, locale)).replace("{1}", date.apply(local, locale))
+    return f"{text} {tz.key}"
 
 
 @functools.cache

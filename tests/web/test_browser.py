@@ -220,6 +220,11 @@ def open_off_air_ticket(page: Page, stack: Stack) -> str:
 
 def test_a_fault_appears_live_and_an_engineer_works_its_ticket(page: Page, stack: Stack) -> None:
     login(page, "erin")
+    # Keyboard: the first Tab reaches the skip link, which moves the focus to the content.
+    page.keyboard.press("Tab")
+    expect(page.locator(":focus")).to_have_text("Skip to content")
+    page.keyboard.press("Enter")
+    expect(page.locator(":focus")).to_have_id("main")
     expect(page.locator("#overview-live")).to_contain_text(SITE)
     expect(page.locator("body")).to_have_attribute("data-live", "connected")
     page.evaluate("window.notReloaded = true")
@@ -282,6 +287,9 @@ def test_chinese_and_back_with_dates_in_the_sites_zone(page: Page, stack: Stack)
     expect(page.locator("h1")).to_have_text("总览")
     expect(page.locator("#overview-live")).to_contain_text("Asia/Shanghai")
     screenshot(page, "overview-zh")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    screenshot(page, "overview-phone-zh")
+    page.set_viewport_size({"width": 1366, "height": 768})
     page.get_by_role("link", name="工单").click()
     screenshot(page, "tickets-zh")
     page.get_by_label("语言").select_option("en")
