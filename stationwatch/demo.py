@@ -145,13 +145,20 @@ def run(argv: list[str]) -> int:
         password_file = data / "admin.password"
         if not password_file.exists():
             password = secrets.token_urlsafe(12)
-            subprocess.run(
+            added = subprocess.run(
                 [*_cmd(), "hq", "user", "add", "admin", "--role", "admin", *hq_opts],
                 input=password + "\n",
-                check=True,
                 capture_output=True,
                 text=True,
             )
+            if added.returncode != 0:  # the user exists but its password file was removed
+                subprocess.run(
+                    [*_cmd(), "hq", "user", "passwd", "admin", *hq_opts],
+                    input=password + "\n",
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
             password_file.write_text(password + "\n")
             password_file.chmod(0o600)
         password = password_file.read_text().strip()

@@ -21,6 +21,17 @@ TEMPLATE_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
 STATIC_PREFIX = "/static"
 
+# Every page: never cached, never framed by another site, scripts and styles only from HQ
+# itself (the console has no inline script; htmx's inline indicator style is turned off in
+# base.html), forms posted only to HQ.
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'; "
+    "base-uri 'none'; object-src 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
 _env = Environment(
     loader=FileSystemLoader(TEMPLATE_DIR),
     autoescape=select_autoescape(["html"]),
@@ -89,5 +100,6 @@ def render(
     """A page rendered from `template` with the common context."""
     html = _env.get_template(template).render(context(request, t, user, **values))
     response = HTMLResponse(html, status_code=status_code, headers=dict(headers or {}))
-    response.headers.setdefault("Cache-Control", "no-store")
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
     return response

@@ -3,6 +3,7 @@ app on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -188,3 +189,14 @@ def test_a_viewer_sees_no_action_and_a_forged_post_is_refused(console: Console) 
     assert hq.tickets(hq.user_token())[0]["status"] == "new"
     row = _audit(hq)[-1]
     assert (row.actor, row.role, row.status) == ("vera", "viewer", 403)
+
+
+def test_pages_are_not_cached_framed_or_open_to_other_scripts(console: Console) -> None:
+    page = console.get("/login")
+    assert page.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+    # Every asset the page loads is HQ's own: nothing from another host.
+    assert not re.findall(r'(?:src|href)="(?:https?:)?//', page.text)
+    assert console.client.get("/static/htmx.min.js").status_code == 200
