@@ -166,6 +166,7 @@ def test_an_expired_session_keeps_what_was_typed(console: Console) -> None:
     kept.update(username="alice", password=PASSWORD)
     again = console.client.post("/login", data=kept, follow_redirects=False)
     assert again.status_code == 200
+    assert "<dt>What was seen</dt><dd>VSWR alarm on tx1</dd>" in again.text
     resend = hidden_fields(again.text, "/tickets/1/comment")
     assert resend["seen"] == "VSWR alarm on tx1" and resend["csrf_token"]
     assert "password" not in resend

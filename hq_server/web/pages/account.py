@@ -34,6 +34,25 @@ router = APIRouter(include_in_schema=False)
 # Hidden fields of the login form carrying a form posted after the session ended.
 KEPT_PREFIX = "kept."
 LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+# How the fields of a kept form are named when it is shown again (others by their own name);
+# fields that are not for reading (a ticket's version) are sent back but not shown.
+FIELD_LABELS = {
+    "seen": N_("What was seen"),
+    "done": N_("What was done"),
+    "time_spent_minutes": N_("Minutes spent"),
+    "assignee": N_("Assignee"),
+    "on_duty": N_("On duty"),
+    "status": N_("New status"),
+    "note": N_("Note"),
+    "cause": N_("Cause"),
+    "fix": N_("Fix"),
+    "tested": N_("Tested"),
+    "confirmed_by_customer": N_("Confirmed by the customer"),
+    "faq": N_("Documented as FAQ"),
+    "faq_text": N_("FAQ entry"),
+    "reason": N_("Reason"),
+}
+NOT_SHOWN = frozenset({"version", "next"})
 
 
 @router.get("/login")
@@ -122,6 +141,11 @@ async def post_login(request: Request, visit: Anyone) -> Response:
             action=next_path,
             back=next_path.rsplit("/", 1)[0] or "/",
             kept=kept,
+            shown=[
+                (t.gettext(FIELD_LABELS[name]) if name in FIELD_LABELS else name, value)
+                for name, value in kept.items()
+                if name not in NOT_SHOWN
+            ],
         )
     else:
         response = RedirectResponse(next_path, status_code=303)
