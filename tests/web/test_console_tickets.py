@@ -85,6 +85,10 @@ def test_acknowledge_comment_resolve_close_reopen_through_the_forms(console: Con
 
     typed = {"seen": "VSWR 3.2 on tx1", "done": "reseated feeder", "time_spent_minutes": "25"}
     assert console.post_form(page, f"{page}/comment", typed).status_code == 303
+    timeline = console.get(page).text.split('id="timeline"')[1]
+    assert "seen: VSWR 3.2 on tx1; done: reseated feeder; 25 minutes" in timeline
+    zh = console.client.get(page, headers={"Accept-Language": "zh-CN"}).text
+    assert "现象：VSWR 3.2 on tx1; 处理：reseated feeder; 25 分钟" in zh  # noqa: RUF001
     resolution = {
         "cause": "loose feeder connector",
         "fix": "reseated and torqued",

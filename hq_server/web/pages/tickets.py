@@ -80,6 +80,40 @@ KIND_NAMES = {
 }
 
 
+def describe(entry: TimelineEntry, t: Translator) -> str:
+    """An entry's detail in the user's language where its data says it all; else as stored."""
+    data = entry.data
+    if entry.kind != "history":
+        return entry.detail
+    if entry.what == "opened" and "grade" in data:
+        return t.gettext(N_("opened with grade %(grade)s"), grade=t.grade(int(data["grade"])))
+    if entry.what == "acknowledged":
+        return t.gettext(N_("after the deadline")) if data.get("late") else ""
+    if entry.what == "assigned" and "assignee" in data:
+        return t.gettext(N_("to %(name)s"), name=data["assignee"])
+    if entry.what == "comment":
+        parts = [
+            t.gettext(label, text=data[key])
+            for key, label in (("seen", N_("seen: %(text)s")), ("done", N_("done: %(text)s")))
+            if data.get(key)
+        ]
+        if data.get("minutes"):
+            parts.append(t.gettext(N_("%(minutes)s minutes"), minutes=data["minutes"]))
+        return "; ".join(parts)
+    if entry.what == "status_changed" and data.get("old") in STATUS_NAMES:
+        moved = (
+            f"{t.gettext(STATUS_NAMES[data['old']])} → "
+            f"{t.gettext(STATUS_NAMES.get(data.get('new', ''), data.get('new', '')))}"
+        )
+        note = entry.detail.partition(": ")[2]
+        return f"{moved}: {note}" if note else moved
+    if entry.what == "resolved" and "fix" in data:
+        return t.gettext(
+            N_("cause: %(cause)s; fix: %(fix)s"), cause=data.get("cause", ""), fix=data["fix"]
+        )
+    return entry.detail
+
+
 # --- the list --------------------------------------------------------------------------------
 
 
@@ -239,6 +273,7 @@ def _ticket_page(
             status_names=STATUS_NAMES,
             what_names=WHAT_NAMES,
             kind_names=KIND_NAMES,
+            describe=lambda e: describe(e, visit.t),
             zone=view.ticket.site.timezone,
         )
 
