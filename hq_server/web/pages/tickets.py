@@ -73,6 +73,12 @@ WHAT_NAMES = {
     "sent": N_("notification sent"),
     "failed": N_("notification failed"),
 }
+# Who did it, where it is not a person: HQ itself, a notification channel.
+WHO_NAMES = {
+    "system": N_("HQ"),
+    "email": N_("e-mail"),
+    "webhook": N_("webhook"),
+}
 KIND_NAMES = {
     "event": N_("Alarm event"),
     "history": N_("History"),
@@ -273,6 +279,7 @@ def _ticket_page(
             status_names=STATUS_NAMES,
             what_names=WHAT_NAMES,
             kind_names=KIND_NAMES,
+            who_names=WHO_NAMES,
             describe=lambda e: describe(e, visit.t),
             zone=view.ticket.site.timezone,
         )
