@@ -92,7 +92,7 @@ def describe(entry: TimelineEntry, t: Translator) -> str:
     if entry.kind != "history":
         return entry.detail
     if entry.what == "opened" and "grade" in data:
-        return t.gettext(N_("opened with grade %(grade)s"), grade=t.grade(int(data["grade"])))
+        return t.gettext(N_("grade %(grade)s"), grade=t.grade(int(data["grade"])))
     if entry.what == "acknowledged":
         return t.gettext(N_("after the deadline")) if data.get("late") else ""
     if entry.what == "assigned" and "assignee" in data:
