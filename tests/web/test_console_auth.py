@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 
+import httpx
 from sqlalchemy import select
 
+from hq_server.core.clock import ManualClock
 from hq_server.core.domain import Role
 from hq_server.store.models import AuditEntry, User, WebSession
-from tests.hq.conftest import HQ
+from tests.hq.conftest import HQ, start_hq
 from tests.web.console import PASSWORD, Console, hidden_fields
 
 
@@ -201,3 +204,19 @@ def test_pages_are_not_cached_framed_or_open_to_other_scripts(console: Console) 
     # Every asset the page loads is HQ's own: nothing from another host.
     assert not re.findall(r'(?:src|href)="(?:https?:)?//', page.text)
     assert console.client.get("/static/htmx.min.js").status_code == 200
+
+
+async def test_cookies_are_secure_behind_a_trusted_tls_proxy(
+    migrated_url: str, clock: ManualClock, tmp_path: Path
+) -> None:
+    with start_hq(migrated_url, clock, tmp_path, trusted_proxies=("127.0.0.1",)) as hq:
+        app = hq.client.app
+
+        async def login_page(peer: str) -> httpx.Response:
+            transport = httpx.ASGITransport(app=app, client=(peer, 40000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://hq") as client:
+                return await client.get("/login", headers={"X-Forwarded-Proto": "https"})
+
+        assert "Secure" in (await login_page("127.0.0.1")).headers["set-cookie"]
+        # From anybody else the header proves nothing.
+        assert "Secure" not in (await login_page("192.0.2.7")).headers["set-cookie"]
