@@ -15,10 +15,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import update
 
-from hq_server.core.changes import Change, ChangeFeed, Topic
+from hq_server.core.changes import Change, ChangeFeed, Topic, feed
 from hq_server.core.domain import Role
-from hq_server.web.live import frame, watermarks
+from hq_server.store.models import Agent
+from hq_server.web.live import ReplicaWatch, frame, watermarks
 from tests.hq.conftest import HQ
 from tests.peers import free_port
 from tests.procs import Procs
@@ -46,6 +48,23 @@ def test_live_without_a_session_tells_the_browser_to_stop(hq: HQ) -> None:
     # 204: EventSource stops reconnecting, and console.js reloads the page (to the login).
     response = hq.client.get("/live", follow_redirects=False)
     assert response.status_code == 204
+
+
+async def test_one_watch_reports_what_another_replica_changed(hq: HQ) -> None:
+    hq.enroll()
+    sub = feed.subscribe()
+    watch = ReplicaWatch(hq.db, interval=0.05)
+    watch.join()
+    try:
+        await asyncio.wait_for(watch.looked.wait(), 30)
+        # Another replica's heartbeat: written to the database, published by no service here.
+        with hq.db.engine.begin() as conn:
+            conn.execute(update(Agent).values(health_at=datetime.now(UTC)))
+        while (await asyncio.wait_for(sub.queue.get(), 30)) != Change(Topic.SITES):
+            pass
+    finally:
+        watch.leave()
+        feed.unsubscribe(sub)
 
 
 def test_watermarks_move_when_another_process_changes_things(hq: HQ) -> None:
