@@ -220,3 +220,12 @@ async def test_cookies_are_secure_behind_a_trusted_tls_proxy(
         assert "Secure" in (await login_page("127.0.0.1")).headers["set-cookie"]
         # From anybody else the header proves nothing.
         assert "Secure" not in (await login_page("192.0.2.7")).headers["set-cookie"]
+
+
+def test_ended_sessions_are_deleted_at_the_next_login(console: Console) -> None:
+    console.as_user("alice", Role.VIEWER)
+    console.hq.clock.advance(timedelta(hours=3))  # idle past console_idle_timeout
+    console.client.cookies.clear()
+    console.as_user("bob", Role.VIEWER)
+    with console.hq.db.session() as session:
+        assert [s.user_id for s in session.scalars(select(WebSession))] == [2]

@@ -79,7 +79,7 @@ def _start(request: Request, username: str, password: str) -> tuple[str, Console
         db.writer() as session,
         session.begin(),
     ):
-        return sessions.start(
+        started = sessions.start(
             session,
             username,
             password,
@@ -87,6 +87,9 @@ def _start(request: Request, username: str, password: str) -> tuple[str, Console
             lifetime=settings.console_session_lifetime,
             client=client,
         )
+        # Ended sessions are deleted here, at the next login: no timer needed.
+        sessions.purge(session, now, settings.console_idle_timeout)
+        return started
 
 
 @router.post("/login")
