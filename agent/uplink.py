@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.main import IncEx
 
 from agent import __version__
 from agent.errors import ContentRefused, EnrollError, UplinkError, UplinkRejected
@@ -32,6 +33,7 @@ from protocol.wire import (
     HeartbeatAck,
     JobPoll,
     JobResult,
+    unused_fields,
 )
 
 logger = logging.getLogger(__name__)
@@ -131,7 +133,7 @@ class Uplink:
         *,
         gzip_body: bool,
         auth: bool = True,
-        exclude: set[str] | None = None,
+        exclude: IncEx | None = None,
     ) -> M:
         body = model.model_dump_json(exclude=exclude).encode()
         headers = {"Content-Type": "application/json"}
@@ -164,12 +166,19 @@ class Uplink:
     async def send_events(self, events: list[FaultEvent]) -> BatchAck:
         """Upload a batch; the answer lists what HQ has stored and what it refused for good.
         ContentRefused when HQ refused the batch as a whole (agent.shipping splits it)."""
-        return await self._post("/events", EventBatch(events=events), BatchAck, gzip_body=True)
+        exclude: IncEx = {
+            "events": {i: unused for i, e in enumerate(events) if (unused := unused_fields(e))}
+        }
+        return await self._post(
+            "/events", EventBatch(events=events), BatchAck, gzip_body=True, exclude=exclude
+        )
 
     async def heartbeat(self, hb: Heartbeat) -> HeartbeatAck:
-        """Report in. A figure newer than some HQ versions is left out while it is 0 (their
+        """Report in. Fields newer than some HQ versions are left out while 0 or empty (their
         wire models refuse fields they do not know)."""
-        exclude = {"set_aside_events"} if hb.set_aside_events == 0 else None
+        exclude = {"set_aside_events"} if hb.set_aside_events == 0 else set()
+        if not hb.device_info:
+            exclude.add("device_info")
         return await self._post("/heartbeat", hb, HeartbeatAck, gzip_body=False, exclude=exclude)
 
     async def enroll(self, token: str, hostname: str) -> EnrollResponse:

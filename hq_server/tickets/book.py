@@ -402,6 +402,7 @@ _ALARM_STATE = (
     "raise_count",
     "grade",
     "title",
+    "title_zh",
     "device_class",
     "state_log",
     "flapping",

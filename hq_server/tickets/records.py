@@ -44,6 +44,7 @@ class Subject:
     title: str
     symptom: str
     alarm_id: int | None
+    title_zh: str = ""
 
     @classmethod
     def of(cls, alarm: Alarm) -> Subject:
@@ -58,6 +59,7 @@ class Subject:
             title=ticket_title(alarm),
             symptom=alarm.title,
             alarm_id=alarm.id,
+            title_zh=ticket_title(alarm, alarm.title_zh) if alarm.title_zh else "",
         )
 
 
@@ -112,9 +114,10 @@ def fold(text: str) -> str:
     return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
 
 
-def ticket_title(alarm: Alarm) -> str:
-    """ "<device_id>: <title>", with the component when there is one."""
-    title = f"{alarm.device_id}: {alarm.title}"
+def ticket_title(alarm: Alarm, title: str | None = None) -> str:
+    """ "<device_id>: <title>", with the component when there is one; `title` instead of the
+    alarm's (its Chinese title) when given."""
+    title = f"{alarm.device_id}: {alarm.title if title is None else title}"
     if alarm.component:
         title += f" ({alarm.component})"
     return title[:_TITLE_MAX]
@@ -149,7 +152,9 @@ def new_ticket(
         "grade": subject.grade,
         "status": TicketStatus.NEW.value,
         "title": subject.title[:_TITLE_MAX],
-        "title_folded": fold(subject.title[:_TITLE_MAX]),
+        "title_zh": subject.title_zh[:_TITLE_MAX],
+        # Both titles are searched: an engineer may look for either.
+        "title_folded": fold("\n".join(filter(None, (subject.title, subject.title_zh)))),
         "symptom": subject.symptom,
         "on_duty": on_duty,
         "assignee": "",

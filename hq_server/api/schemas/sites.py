@@ -96,6 +96,9 @@ class DeviceOut(Out):
     site: str
     device_id: str
     device_class: str | None
+    profile: str | None = Field(
+        default=None, description="The profile polling it, from agents that report it"
+    )
     state: str
     active_alarms: int
 

@@ -30,6 +30,7 @@ class TicketOut(Out):
     grade: int
     status: TicketStatus
     title: str
+    title_zh: str = Field(description="The title in Simplified Chinese; empty when unknown")
     opened_at: datetime
     ack_due_at: datetime | None
     restore_due_at: datetime | None
@@ -72,6 +73,7 @@ class TicketOut(Out):
             "grade": t.grade,
             "status": TicketStatus(t.status),
             "title": t.title,
+            "title_zh": t.title_zh,
             "opened_at": t.opened_at,
             "ack_due_at": t.ack_due_at,
             "restore_due_at": t.restore_due_at,

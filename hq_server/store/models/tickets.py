@@ -103,6 +103,10 @@ class Ticket(Base):
         server_default=text("''"),
         comment="the title case-folded (NFKC, casefold), for search",
     )
+    # Added by revision 0010.
+    title_zh: Mapped[str] = mapped_column(
+        String(300), server_default=text("''"), comment="the title in Simplified Chinese, or ''"
+    )
 
     site: Mapped[Site] = relationship(lazy="joined", innerjoin=True)
     history: Mapped[list[TicketEvent]] = relationship(
