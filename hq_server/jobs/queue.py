@@ -21,6 +21,7 @@ import math
 import re
 import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -258,6 +259,40 @@ def get_job(session: Session, job_id: uuid.UUID, *, for_update: bool = False) ->
     if row is None:
         raise NotFound(f"no job {job_id}")
     return row
+
+
+def find_jobs(
+    session: Session,
+    *,
+    site_id: int | None = None,
+    site: str | None = None,
+    device_id: str | None = None,
+    status: Sequence[JobState] = (),
+    kind: Sequence[JobKind] = (),
+    limit: int = 200,
+) -> list[JobRecord]:
+    """Jobs matching every criterion given, newest first."""
+    stmt = select(JobRecord)
+    if site_id is not None:
+        stmt = stmt.where(JobRecord.site_id == site_id)
+    if site is not None:
+        stmt = stmt.join(Site, Site.id == JobRecord.site_id).where(Site.name == site)
+    if device_id is not None:
+        stmt = stmt.where(JobRecord.device_id == device_id)
+    if status:
+        stmt = stmt.where(JobRecord.status.in_([s.value for s in status]))
+    if kind:
+        stmt = stmt.where(JobRecord.kind.in_([k.value for k in kind]))
+    stmt = stmt.order_by(JobRecord.created_at.desc(), JobRecord.id).limit(limit)
+    return list(session.scalars(stmt))
+
+
+def job_items(session: Session, job_id: uuid.UUID) -> list[JobItemRecord]:
+    """The items of a job's result, in the agent's order."""
+    stmt = (
+        select(JobItemRecord).where(JobItemRecord.job_id == job_id).order_by(JobItemRecord.position)
+    )
+    return list(session.scalars(stmt))
 
 
 def cancel_job(session: Session, job_id: uuid.UUID, *, who: str, now: datetime) -> JobRecord:

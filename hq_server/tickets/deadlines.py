@@ -105,3 +105,8 @@ def refresh_open_tickets(
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def list_calendars(session: Session) -> list[Calendar]:
+    """Every working-time calendar, by name."""
+    return list(session.scalars(select(Calendar).order_by(Calendar.name)))

@@ -168,3 +168,11 @@ def advance(ticket: Ticket, kind: TimerKind, clock: ResponseClock) -> None:
         _set(ticket, kind, level_clock.add(at, delay), reached)
     else:
         _set(ticket, kind, None, reached)
+
+
+def list_chains(session: Session) -> list[EscalationChain]:
+    """Every escalation chain, by customer and grade."""
+    stmt = select(EscalationChain).order_by(
+        EscalationChain.customer, EscalationChain.grade, EscalationChain.id
+    )
+    return list(session.scalars(stmt))

@@ -29,8 +29,7 @@ router = APIRouter(
 def list_calendars(_user: ViewerDep, db: DbDep) -> list[CalendarOut]:
     """All calendars, by name."""
     with db.session() as session:
-        rows = session.scalars(select(Calendar).order_by(Calendar.name))
-        return [CalendarOut.of(r) for r in rows]
+        return [CalendarOut.of(r) for r in deadlines.list_calendars(session)]
 
 
 @router.get("/calendars/{calendar_id}", response_model=CalendarOut, responses=errors(404))
