@@ -226,7 +226,8 @@ def side_by_side(
     matcher = difflib.SequenceMatcher(a=before, b=after, autojunk=False)
     for group in matcher.get_grouped_opcodes(context):
         first = group[0]
-        rows.append(DiffRow("gap", first[1] + 1, "", first[3] + 1, ""))
+        if first[1] or first[3]:  # unchanged lines left out before this hunk
+            rows.append(DiffRow("gap", first[1] + 1, "", first[3] + 1, ""))
         for tag, i1, i2, j1, j2 in group:
             if tag == "equal":
                 rows.extend(

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from hq_server.store.models import Agent, Alarm, JobItemRecord, Site
@@ -59,7 +59,18 @@ def list_devices(
         return found
 
     agents = select(Agent, Site).join(Site, Site.id == Agent.site_id)
-    alarms = select(Alarm, Site).join(Site, Site.id == Alarm.site_id)
+    # One row per device with alarms: its (smallest) class and how many are active.
+    alarms = (
+        select(
+            Site,
+            Alarm.device_id,
+            func.min(Alarm.device_class),
+            func.sum(case((Alarm.active.is_(True), 1), else_=0)),
+        )
+        .join(Site, Site.id == Alarm.site_id)
+        .where(Alarm.device_class != SITE_DEVICE_CLASS)
+        .group_by(Site.id, Alarm.device_id)
+    )
     if site is not None:
         agents, alarms = agents.where(Site.name == site), alarms.where(Site.name == site)
     if device_id is not None:
@@ -76,12 +87,10 @@ def list_devices(
                 summary.profile = known.get("profile") or None
                 if known.get("device_class"):
                     summary._classes.add(str(known["device_class"]))
-    for alarm, site_row in session.execute(alarms):
-        if alarm.device_class == SITE_DEVICE_CLASS:
-            continue
-        summary = entry(site_row, alarm.device_id)
-        summary._classes.add(alarm.device_class)
-        summary.active_alarms += int(alarm.active)
+    for site_row, dev, device_class, active in session.execute(alarms):
+        summary = entry(site_row, dev)
+        summary._classes.add(device_class)
+        summary.active_alarms += int(active or 0)
     result = []
     for key in sorted(devices):
         summary = devices[key]
