@@ -243,6 +243,7 @@ def _insert(
     )
     session.add(row)
     session.flush()
+    mark(session, Topic.JOBS, str(row.id))  # watchers see it queued once this commits
     logger.info(
         "site=%s job %s queued: %s %s device=%s by %s",
         site_id,
@@ -312,6 +313,7 @@ def cancel_job(session: Session, job_id: uuid.UUID, *, who: str, now: datetime) 
     elif state is not JobState.CANCEL_REQUESTED:
         raise JobConflict(f"job {job_id} is {state.value}: nothing to cancel")
     session.flush()
+    mark(session, Topic.JOBS, str(row.id))
     logger.info("site=%s job %s: cancel by %s -> %s", row.site_id, row.id, who, row.status)
     return row
 
@@ -416,6 +418,8 @@ def take_work(
             row.cancel_sent_at = now
             fresh = True
     session.flush()
+    if jobs:
+        mark(session, Topic.JOBS, *(str(row.id) for row in jobs))
     for row in jobs:
         logger.info("site=%s job %s dispatched to agent %s", row.site_id, row.id, agent.agent_id)
     return JobPoll(jobs=[to_wire(r) for r in jobs], cancel=[r.id for r in cancels]), fresh

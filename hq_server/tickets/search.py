@@ -26,6 +26,7 @@ class TicketFilter:
     assignee: str | None = None
     overdue: bool | None = None
     text: str | None = None
+    device_id: str | None = None
 
 
 def overdue_clause(now: datetime) -> ColumnElement[bool]:
@@ -64,6 +65,8 @@ def filtered(stmt: Select[tuple[Ticket]], f: TicketFilter, now: datetime) -> Sel
         stmt = stmt.join(Ticket.site).where(Site.name == f.site)
     if f.grade is not None:
         stmt = stmt.where(Ticket.grade == f.grade)
+    if f.device_id is not None:
+        stmt = stmt.where(Ticket.device_id == f.device_id)
     return stmt
 
 
