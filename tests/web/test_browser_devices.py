@@ -53,10 +53,18 @@ def test_poll_a_device_and_see_its_result(page: Page, stack: Stack) -> None:
     values = page.locator("#last-values")
     expect(values).to_be_visible()
     expect(values).to_contain_text("forward_power")
+    for path, name in (("/devices", "devices"), ("/alarms", "alarms")):
+        page.goto(path)
+        check_accessibility(page, name)
+        screenshot(page, f"{name}-en")
+    _device(page, "tx1")
     page.get_by_label("Language").select_option("zh_CN")
     expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
     expect(page.locator("#values")).to_have_text("最新读数")
     screenshot(page, "device-zh")
+    for path, name in (("/devices", "devices"), ("/alarms", "alarms")):
+        page.goto(path)
+        screenshot(page, f"{name}-zh")
     page.get_by_label("语言").select_option("en")
     expect(page.locator("html")).to_have_attribute("lang", "en")
 
