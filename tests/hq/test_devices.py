@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from hq_server.core.domain import Role
-from hq_server.sites.devices import last_values, list_devices
+from hq_server.sites.devices import last_values, list_devices, page_devices
 from tests.hq.conftest import HQ
 from tests.hq.test_heartbeat_health import _body, _post
 from tests.hq.test_jobs import auth, poll, post_result, result_body, site_id
@@ -34,7 +34,11 @@ def test_devices_come_from_heartbeats_and_alarms(hq: HQ) -> None:
     ]
     with hq.db.session() as session:
         [tx1] = list_devices(session, "site-a", "tx1")
+        first = page_devices(session, limit=2)
+        rest = page_devices(session, limit=2, offset=2)
     assert (tx1.site, tx1.profile, tx1.active_alarms) == ("site-a", "rs_dvbt", 1)
+    assert first.total == rest.total == 3
+    assert [d.device_id for d in first.rows + rest.rows] == ["pbx1", "tx1", "ups1"]
 
 
 def test_an_older_agent_reports_no_profiles(hq: HQ) -> None:

@@ -89,23 +89,26 @@ async def device_list(request: Request, visit: Viewer) -> Response:
     """Devices known at each site (or at one), by site and id, in pages."""
     params = request.query_params
     site = params.get("site", "").strip()[:100]
-    page = int(params["page"]) if params.get("page", "").isdigit() else 1
+    page = max(1, int(params["page"])) if params.get("page", "").isdigit() else 1
     db, _clock, _settings = app_state(request)
 
-    def read() -> list[devices.DeviceSummary]:
+    def read(number: int) -> devices.DevicePage:
         with db.session() as session:
-            return devices.list_devices(session, site or None)
+            offset = (number - 1) * PAGE_SIZE
+            return devices.page_devices(session, site or None, limit=PAGE_SIZE, offset=offset)
 
-    found = await run_in_threadpool(read)
-    pages = max(1, ceil(len(found) / PAGE_SIZE))
-    page = min(max(1, page), pages)
+    found = await run_in_threadpool(read, page)
+    pages = max(1, ceil(found.total / PAGE_SIZE))
+    if page > pages:  # past the end: the last page
+        page = pages
+        found = await run_in_threadpool(read, page)
     return render(
         request,
         "devices/list.html",
         visit.t,
         visit.user,
-        rows=found[(page - 1) * PAGE_SIZE : page * PAGE_SIZE],
-        total=len(found),
+        rows=found.rows,
+        total=found.total,
         site=site,
         page=page,
         pages=pages,
