@@ -1,19 +1,32 @@
-"""The device pages in a real browser (Playwright driving Debian's chromium, headless) against
-real HQ, simulator and agent processes, one set for this module (tests/web/test_browser.py's
-fixtures): an engineer asks for a poll of the transmitter and sees the job run and its readings
-without reloading; backs up the PBX's configuration before and after a change and opens the
-side-by-side diff. axe-core finds no serious or critical violation on the device page and the
-diff; screenshots in both languages go to test-output/console/."""
+"""The device, maintenance and administration pages in a real browser (Playwright driving
+Debian's chromium, headless) against real HQ, simulator and agent processes, one set for this
+module (tests/web/test_browser.py's fixtures): an engineer asks for a poll of the transmitter
+and sees the job run and its readings without reloading; backs up the PBX's configuration
+before and after a change and opens the side-by-side diff; an admin plans a maintenance window
+(an end before the start is shown next to its field) and finds it in the audit log. axe-core
+finds no serious or critical violation on these pages; screenshots in both languages go to
+test-output/console/."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from tests.web import test_browser as shared
-from tests.web.test_browser import WAIT_MS, Stack, check_accessibility, login, screenshot
+from tests.web.test_browser import (
+    PASSWORD,
+    SITE,
+    WAIT_MS,
+    Stack,
+    check_accessibility,
+    login,
+    screenshot,
+)
 
 # The shared fixtures: one set of processes and one browser for this module.
 stack = shared.stack
@@ -84,3 +97,46 @@ def test_back_up_a_configuration_twice_and_open_the_diff(page: Page, stack: Stac
     expect(diff.locator("tr.d-added, tr.d-changed").first).to_be_visible()
     check_accessibility(page, "config diff")
     screenshot(page, "config-diff-en")
+
+
+def _admin(stack: Stack) -> None:
+    """An admin user (the shared stack has an engineer and a viewer), added as the CLI does."""
+    exe = Path(sys.executable).with_name("stationwatch")
+    sw = [str(exe)] if exe.exists() else [sys.executable, "-m", "stationwatch"]
+    subprocess.run(
+        [*sw, "hq", "user", "add", "ada", "--role", "admin", "--data-dir", str(stack.data_dir)],
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+
+
+def test_an_admin_plans_maintenance_and_manages_users(page: Page, stack: Stack) -> None:
+    _admin(stack)
+    login(page, "ada", "/maintenance")
+    page.get_by_label("Site (empty: every site)").fill(SITE)
+    page.get_by_label("Starts (in the site's time zone)").fill("2026-12-24T22:00")
+    page.get_by_label("Ends (in the site's time zone)").fill("2026-12-24T21:00")
+    page.get_by_label("Reason").fill("Replace the UPS batteries")
+    page.get_by_role("button", name="Plan the window").click()
+    expect(page.locator("#e-ends_at")).to_be_visible()  # next to its field, nothing saved
+    expect(page.get_by_label("Reason")).to_have_value("Replace the UPS batteries")
+    check_accessibility(page, "maintenance")
+    screenshot(page, "maintenance-en")
+    page.get_by_label("Ends (in the site's time zone)").fill("2026-12-25T02:00")
+    page.get_by_role("button", name="Plan the window").click()
+    expect(page.locator("main table")).to_contain_text("Asia/Shanghai")
+    page.goto("/admin/users")
+    check_accessibility(page, "users")
+    screenshot(page, "users-en")
+    page.goto("/admin/audit")
+    expect(page.locator("#audit")).to_contain_text("plan maintenance window")
+    page.get_by_label("Language").select_option("zh_CN")
+    expect(page.locator("h1")).to_have_text("审计日志")
+    screenshot(page, "audit-zh")
+    page.goto("/maintenance")
+    screenshot(page, "maintenance-zh")
+    page.get_by_label("语言").select_option("en")
+    expect(page.locator("html")).to_have_attribute("lang", "en")
