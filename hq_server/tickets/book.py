@@ -388,6 +388,7 @@ _TICKET_POLICY_COLUMNS = (
     "acknowledged_at",
     "resolved_at",
     "pauses",
+    "sla_started_at",
     "ack_escalation_level",
     "restore_escalation_level",
 )

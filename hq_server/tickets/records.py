@@ -44,6 +44,12 @@ class Subject:
     title: str
     symptom: str
     alarm_id: int | None
+    # A ticket opened by a person (hq_server.tickets.manual): how it came in, who reported it,
+    # the customer's contact, the grade as the customer's representative gave it.
+    source: str = "alarm"
+    reporter: str = ""
+    contact_id: int | None = None
+    customer_grade: str = ""
 
     @classmethod
     def of(cls, alarm: Alarm) -> Subject:
@@ -166,6 +172,17 @@ def new_ticket(
         "pauses": None,
         "ack_escalation_level": 0,
         "restore_escalation_level": 0,
+        "source": subject.source,
+        "reporter": subject.reporter,
+        "contact_id": subject.contact_id,
+        "customer_grade": subject.customer_grade,
+        "sla_started_at": None,
+        "promised_fix_at": None,
+        "plan": "",
+        "dispatch": None,
+        "onsite_due_at": None,
+        "onsite_escalation_level": 0,
+        "onsite_escalation_at": None,
     }
     ticket = rows.detached(Ticket, values)
     due = deadlines.compute(session, ticket)
@@ -177,6 +194,10 @@ def new_ticket(
 
 def opened_detail(subject: Subject) -> str:
     """The history entry of a ticket's opening."""
+    if subject.source != "alarm":
+        given = f" (given as {subject.customer_grade})" if subject.customer_grade else ""
+        reporter = f" by {subject.reporter}" if subject.reporter else ""
+        return f"opened for grade {subject.grade}{given}: reported{reporter} by {subject.source}"
     return f"opened for grade {subject.grade} alarm {subject.fault_key}"
 
 
