@@ -49,6 +49,11 @@ def get_customer(session: Session, customer_id: int) -> Customer:
     return row
 
 
+def find_customer(session: Session, name: str) -> Customer | None:
+    """The customer called `name`, if any."""
+    return session.scalars(select(Customer).where(Customer.name == name)).one_or_none()
+
+
 def get_contact(session: Session, contact_id: int) -> Contact:
     """A stored contact; NotFound otherwise."""
     row = session.get(Contact, contact_id)

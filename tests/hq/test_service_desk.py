@@ -277,6 +277,21 @@ def test_manual_tickets_run_on_the_customers_policy_a_to_d_and_c_levels(desk: De
     grade_a = [x for x in desk.hq.tickets(desk.admin, site="tv-1") if x["customer_grade"] == "A"]
     assert _at(grade_a[0]["ack_due_at"]) == START + timedelta(minutes=5)
 
+    # The contract's calendar changes: its customers' open tickets follow (C-2 now has 10 min on
+    # Monday, closing at 16:10, and 20 min from Tuesday 09:00 local); it cannot be deleted.
+    short = {
+        **OFFICE,
+        "hours": {
+            "mon": [{"start": "09:00", "end": "16:10"}],
+            "tue": [{"start": "09:00", "end": "18:00"}],
+        },
+    }
+    _ok(desk.hq.call("PUT", desk.admin, f"/api/v1/calendars/{calendar_id}", short))
+    [c2] = [x for x in desk.hq.tickets(desk.admin, site="pbx-1") if x["customer_grade"] == "C-2"]
+    assert _at(c2["ack_due_at"]) == datetime(2026, 3, 3, 1, 20, tzinfo=UTC)
+    refused = desk.hq.call("DELETE", desk.admin, f"/api/v1/calendars/{calendar_id}")
+    assert refused.status_code == 409 and "telecom C-1..C-3" in refused.text
+
 
 def test_regrade_upgrade_counts_from_confirmation_downgrade_keeps_the_start(
     desk: Desk, clock: ManualClock
