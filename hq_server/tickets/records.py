@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -192,6 +193,14 @@ def new_ticket(
     return ticket
 
 
+def tickets_opened(session: Session, tickets: Sequence[Ticket], now: datetime) -> None:
+    """Whatever follows a ticket's opening, called once per opening path with the tickets just
+    inserted (ids and numbers set): the batch of the ticket book, and `open_subject` (one
+    ticket: a site outage, a dead man's switch, a manual ticket). The paging of issue 14 hooks
+    in here, so alarms' tickets and the tickets people open page alike; nothing else yet."""
+    del session, tickets, now
+
+
 def opened_detail(subject: Subject) -> str:
     """The history entry of a ticket's opening."""
     if subject.source != "alarm":
@@ -230,6 +239,7 @@ def open_subject(
                 escalation_chain=ticket.escalation["name"] if ticket.escalation else None,
             )
             session.flush()
+            tickets_opened(session, [ticket], now)
     except IntegrityError:
         existing = find_open_ticket(session, site.id, subject.fault_key)
         if existing is None:

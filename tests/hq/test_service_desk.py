@@ -248,6 +248,10 @@ def test_manual_tickets_run_on_the_customers_policy_a_to_d_and_c_levels(desk: De
     t = desk.open(exchange, "C-1", source="onsite")
     assert (t["grade"], _at(t["ack_due_at"])) == (1, START + timedelta(minutes=10))
 
+    mine = desk.hq.tickets(desk.admin, customer_id=telecom["id"])
+    assert sorted(x["customer_grade"] for x in mine) == ["C-1", "C-2"]
+    assert [x["source"] for x in desk.hq.tickets(desk.admin, source="fax")] == ["fax"]
+
     # A site without a customer runs on the default policy (the fixed table).
     t = desk.open(plain, "C-1", source="web")
     assert (t["grade"], _at(t["ack_due_at"])) == (1, START + timedelta(minutes=10))
@@ -531,3 +535,21 @@ def _body(mail: Message) -> str:
 def _subject(mail: Message) -> str:
     """The subject unfolded."""
     return " ".join(str(make_header(decode_header(str(mail["Subject"])))).split())
+
+
+def test_a_persons_grade_stands_until_the_alarm_gets_worse(desk: Desk, clock: ManualClock) -> None:
+    hq = desk.hq
+    agent = hq.enroll("north")
+    assert hq.post_events(agent, [hq.event(grade=3)]).status_code == 200
+    [t] = hq.tickets(desk.admin)
+    t = desk.act(t["id"], "regrade", {"grade": 2, "reason": "the customer says it is severe"})
+    assert (t["grade"], t["customer_grade"]) == (2, "2")
+    clock.advance(timedelta(minutes=5))
+    # The alarm improves (3 -> 4): the person's grade stands.
+    assert hq.post_events(agent, [hq.event("update", grade=4)]).status_code == 200
+    assert desk.ticket(t["id"])["grade"] == 2
+    # It gets worse than the person's grade: the alarm's grade applies again.
+    assert hq.post_events(agent, [hq.event("update", grade=1)]).status_code == 200
+    t = desk.ticket(t["id"])
+    assert (t["grade"], t["customer_grade"]) == (1, "")
+    assert t["history"][-1]["what"] == "grade_changed"

@@ -75,10 +75,23 @@ def list_tickets(
     q: Annotated[
         str | None, Query(max_length=200, description="Text in the title (any case)")
     ] = None,
+    customer_id: Annotated[
+        int | None, Query(ge=1, le=2_147_483_647, description="Only at this customer's sites")
+    ] = None,
+    source: Annotated[
+        str | None,
+        Query(max_length=10, description="Only from this source: alarm, phone, fax, ..."),
+    ] = None,
     limit: Limit = 200,
 ) -> list[TicketOut]:
     """Tickets, newest first."""
     stmt = select(Ticket)
+    if customer_id is not None:
+        stmt = stmt.where(
+            Ticket.site_id.in_(select(Site.id).where(Site.customer_id == customer_id))
+        )
+    if source is not None:
+        stmt = stmt.where(Ticket.source == source)
     if assignee is not None:
         stmt = stmt.where(Ticket.assignee == assignee)
     if q:
