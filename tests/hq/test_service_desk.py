@@ -553,3 +553,34 @@ def test_a_persons_grade_stands_until_the_alarm_gets_worse(desk: Desk, clock: Ma
     t = desk.ticket(t["id"])
     assert (t["grade"], t["customer_grade"]) == (1, "")
     assert t["history"][-1]["what"] == "grade_changed"
+
+
+def test_openapi_documents_the_desk_routes_with_models_and_errors(hq: HQ) -> None:
+    paths = hq.client.get("/openapi.json").json()["paths"]
+    expected = {
+        "/api/v1/customers": ["get", "post"],
+        "/api/v1/customers/{customer_id}": ["get", "put"],
+        "/api/v1/customers/{customer_id}/contacts": ["post"],
+        "/api/v1/contacts/{contact_id}": ["put"],
+        "/api/v1/sla-policies": ["get", "post"],
+        "/api/v1/sla-policies/{policy_id}": ["get", "put"],
+        "/api/v1/sites/{site_id}/customer": ["put"],
+        "/api/v1/tickets": ["get", "post"],
+        "/api/v1/tickets/{ticket_id}/regrade": ["post"],
+        "/api/v1/tickets/{ticket_id}/escalate": ["post"],
+        "/api/v1/tickets/{ticket_id}/dispatch": ["post"],
+        "/api/v1/tickets/{ticket_id}/plan": ["post"],
+        "/api/v1/tickets/{ticket_id}/confirmation": ["post"],
+    }
+    for path, methods in expected.items():
+        for method in methods:
+            codes = set(paths[path][method]["responses"])
+            success = next(c for c in codes if c.startswith("2"))
+            assert "$ref" in str(paths[path][method]["responses"][success]), (path, method)
+            assert {"401", "403"} <= codes, (path, method)
+            if method != "get":
+                assert "422" in codes, (path, method)
+            if "{" in path:
+                assert "404" in codes, (path, method)
+    for action in ("regrade", "escalate", "dispatch", "plan", "confirmation"):
+        assert "409" in paths[f"/api/v1/tickets/{{ticket_id}}/{action}"]["post"]["responses"]
