@@ -22,6 +22,7 @@ from hq_server.store.models import (
     Customer,
     Site,
     SlaPolicy,
+    Ticket,
 )
 
 
@@ -172,6 +173,17 @@ def save_contact(
     row.updated_at = now
     session.flush()
     return row
+
+
+def delete_contact(session: Session, row: Contact) -> None:
+    """Delete a contact no ticket names as its reporter's (Conflict otherwise: set `notify`
+    false to stop its notifications instead)."""
+    used = session.scalars(select(Ticket.number).where(Ticket.contact_id == row.id)).first()
+    if used is not None:
+        raise Conflict(
+            f"contact {row.name!r} reported ticket {used}: keep it (set notify to false)"
+        )
+    session.delete(row)
 
 
 def contacts_of(session: Session, customer_id: int) -> list[Contact]:

@@ -211,6 +211,17 @@ def put_contact(
         return ContactOut.of(row)
 
 
+@router.delete(
+    "/contacts/{contact_id}", status_code=204, response_model=None, responses=errors(404, 409)
+)
+def delete_contact(contact_id: Id, request: Request, _admin: AdminDep, db: DbDep) -> None:
+    """Delete a contact no ticket names (409 otherwise)."""
+    with db.writer() as session, session.begin():
+        row = records.get_contact(session, contact_id)
+        audit_note(request, f"delete contact {row.name}", contact_id=row.id)
+        records.delete_contact(session, row)
+
+
 @router.put(
     "/sites/{site_id}/customer",
     tags=["admin"],
