@@ -221,6 +221,7 @@ def test_manual_tickets_run_on_the_customers_policy_a_to_d_and_c_levels(desk: De
     # Monday, then Tuesday 09:00-15:00 local (07:00 UTC).
     t = desk.open(tv, "b", contact_id=chief, device_id="tx1", customer_id=broadcaster["id"])
     assert (t["grade"], t["customer_grade"], t["source"]) == (2, "B", "phone")
+    assert (t["customer"], t["customer_id"]) == ("Hebei TV", broadcaster["id"])
     assert (t["reporter"], t["contact_id"], t["title"]) == ("Li Ming", chief, "tx1: no picture")
     assert _at(t["ack_due_at"]) == datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
     assert _at(t["restore_due_at"]) == datetime(2026, 3, 3, 7, 0, tzinfo=UTC)

@@ -39,6 +39,7 @@ class TicketOut(Out):
     alarm_active: bool
     updated_at: datetime
     customer: str
+    customer_id: int | None = Field(description="the customer record of the ticket's site")
     contact: str
     symptom: str
     on_duty: str
@@ -96,6 +97,7 @@ class TicketOut(Out):
             "alarm_active": t.alarm_active,
             "updated_at": t.updated_at,
             "customer": t.site.customer,
+            "customer_id": t.site.customer_id,
             "contact": t.site.contact,
             "symptom": t.symptom,
             "on_duty": t.on_duty,
