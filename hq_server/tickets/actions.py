@@ -211,6 +211,13 @@ class Resolution:
             "confirmed_by_customer": self.confirmed_by_customer,
             "faq": self.faq,
             "faq_text": self.faq_text,
+        } | self.confirmation()
+
+    def confirmation(self) -> dict[str, Any]:
+        """Who at the customer confirmed the fix, when, their opinion (what was given)."""
+        if not (self.confirmed_by or self.confirmed_at or self.customer_opinion):
+            return {}
+        return {
             "confirmed_by": self.confirmed_by,
             "confirmed_at": _iso(self.confirmed_at),
             "customer_opinion": self.customer_opinion,

@@ -3,7 +3,7 @@
 
     base     the declarative base, naming convention, UTC datetimes
     sites    sites, agents, enrollment tokens
-    access   users, API tokens, the audit log, HQ's facts
+    access   users, API tokens, console sessions, the audit log, HQ's facts
     alarms   events, alarms
     customers customers, their contacts, SLA policies of their contracts
     tickets  tickets, their history, numbers and grouped alarms, calendars, escalation chains,
@@ -11,7 +11,7 @@
     jobs     jobs, job items, schedules (and APScheduler's table), config backups
 """
 
-from hq_server.store.models.access import ApiToken, AuditEntry, HqFact, User
+from hq_server.store.models.access import ApiToken, AuditEntry, HqFact, User, WebSession
 from hq_server.store.models.alarms import Alarm, Event
 from hq_server.store.models.base import NAMING_CONVENTION, Base, BigId, UTCDateTime
 from hq_server.store.models.customers import CUSTOMER_LANGUAGES, Contact, Customer, SlaPolicy
@@ -74,5 +74,6 @@ __all__ = [
     "TicketEvent",
     "UTCDateTime",
     "User",
+    "WebSession",
     "apscheduler_jobs",
 ]
