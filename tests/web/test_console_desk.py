@@ -45,6 +45,7 @@ def test_customers_page_shows_contracts_contacts_and_policies(console: Console) 
     assert "Hebei TV" in html and "broadcaster A-D" in html
     assert "Li Ming" in html and "wecom:liming" in html and "tv-1" in html
     assert "<td>A</td>" in html and "<td>B</td>" in html
+    assert "<td>120 minutes</td>" in html  # on site within, exactly as the contract says
     assert 'href="/desk/report"' not in html  # a viewer reports nothing
     chinese = console.get("/customers", lang="zh_CN")
     assert chinese.status_code == 200
