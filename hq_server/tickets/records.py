@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -45,6 +46,12 @@ class Subject:
     symptom: str
     alarm_id: int | None
     title_zh: str = ""
+    # A ticket opened by a person (hq_server.tickets.manual): how it came in, who reported it,
+    # the customer's contact, the grade as the customer's representative gave it.
+    source: str = "alarm"
+    reporter: str = ""
+    contact_id: int | None = None
+    customer_grade: str = ""
 
     @classmethod
     def of(cls, alarm: Alarm) -> Subject:
@@ -171,6 +178,17 @@ def new_ticket(
         "pauses": None,
         "ack_escalation_level": 0,
         "restore_escalation_level": 0,
+        "source": subject.source,
+        "reporter": subject.reporter,
+        "contact_id": subject.contact_id,
+        "customer_grade": subject.customer_grade,
+        "sla_started_at": None,
+        "promised_fix_at": None,
+        "plan": "",
+        "dispatch": None,
+        "onsite_due_at": None,
+        "onsite_escalation_level": 0,
+        "onsite_escalation_at": None,
     }
     ticket = rows.detached(Ticket, values)
     due = deadlines.compute(session, ticket)
@@ -180,8 +198,20 @@ def new_ticket(
     return ticket
 
 
+def tickets_opened(session: Session, tickets: Sequence[Ticket], now: datetime) -> None:
+    """Whatever follows a ticket's opening, called once per opening path with the tickets just
+    inserted (ids and numbers set): the batch of the ticket book, and `open_subject` (one
+    ticket: a site outage, a dead man's switch, a manual ticket). The paging of issue 14 hooks
+    in here, so alarms' tickets and the tickets people open page alike; nothing else yet."""
+    del session, tickets, now
+
+
 def opened_detail(subject: Subject) -> str:
     """The history entry of a ticket's opening."""
+    if subject.source != "alarm":
+        given = f" (given as {subject.customer_grade})" if subject.customer_grade else ""
+        reporter = f" by {subject.reporter}" if subject.reporter else ""
+        return f"opened for grade {subject.grade}{given}: reported{reporter} by {subject.source}"
     return f"opened for grade {subject.grade} alarm {subject.fault_key}"
 
 
@@ -214,6 +244,7 @@ def open_subject(
                 escalation_chain=ticket.escalation["name"] if ticket.escalation else None,
             )
             session.flush()
+            tickets_opened(session, [ticket], now)
     except IntegrityError:
         existing = find_open_ticket(session, site.id, subject.fault_key)
         if existing is None:

@@ -27,6 +27,8 @@ class TicketFilter:
     overdue: bool | None = None
     text: str | None = None
     device_id: str | None = None
+    customer_id: int | None = None  # at this customer's sites
+    source: str | None = None  # alarm, phone, fax, email, web, onsite
 
 
 def overdue_clause(now: datetime) -> ColumnElement[bool]:
@@ -67,6 +69,12 @@ def filtered(stmt: Select[tuple[Ticket]], f: TicketFilter, now: datetime) -> Sel
         stmt = stmt.where(Ticket.grade == f.grade)
     if f.device_id is not None:
         stmt = stmt.where(Ticket.device_id == f.device_id)
+    if f.customer_id is not None:
+        stmt = stmt.where(
+            Ticket.site_id.in_(select(Site.id).where(Site.customer_id == f.customer_id))
+        )
+    if f.source is not None:
+        stmt = stmt.where(Ticket.source == f.source)
     return stmt
 
 

@@ -30,6 +30,12 @@ _env = Environment(
 )
 
 
+def template_globals(**values: Any) -> None:
+    """Names every template sees (a page module's tables that other pages' templates include,
+    e.g. the service desk's sections of the ticket page)."""
+    _env.globals.update(values)
+
+
 @dataclass(frozen=True, slots=True)
 class NavItem:
     """An entry of the navigation bar: where, its label (marked with N_), who sees it."""
