@@ -31,6 +31,7 @@ from collectors.errors import CollectorError, DeviceUnreadable
 from collectors.identify import identify_target
 from collectors.snmp import SnmpEngineHolder
 from collectors.targets import SnmpTarget
+from protocol import faults
 from protocol.faults import CONFIG_INVALID, UNREACHABLE, UNREADABLE
 from protocol.grades import Grade
 from protocol.wire import DeviceState
@@ -186,8 +187,9 @@ class DeviceSet:
                     "",
                     True,
                     Grade.GENERAL,
-                    "Device definition invalid: device not monitored",
+                    faults.title(CONFIG_INVALID),
                     detail,
+                    title_zh=faults.title_zh(CONFIG_INVALID),
                 )
                 changes += tracker.apply(bad.id, [finding], now)
         unidentified = {d.id for d in self.loaded.devices if d.profile is AUTO_PROFILE}

@@ -372,6 +372,7 @@ class JobRunner:
                 Grade.MINOR,
                 f"Inspection item failed: {titles.get(res.name, res.name)}",
                 res.detail,
+                title_zh=f"巡检项不合格：{titles.get(res.name, res.name)}",  # noqa: RUF001
             )
             changes += self.faults.tracker.apply(device, [finding], now)
         await self.faults.commit(changes)

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from agent.private_files import private_dir, private_file
 from checks.tracker import ActiveFault, FaultChange
-from protocol.wire import FaultEvent
+from protocol.wire import FaultEvent, unused_fields
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +123,15 @@ class Outbox:
                     events.append(self._to_event(ch, seq))
                 self._db.executemany(
                     "INSERT INTO events (seq, event_id, grade, body) VALUES (?, ?, ?, ?)",
-                    [(e.seq, str(e.event_id), e.grade, e.model_dump_json()) for e in events],
+                    [
+                        (
+                            e.seq,
+                            str(e.event_id),
+                            e.grade,
+                            e.model_dump_json(exclude=unused_fields(e)),
+                        )
+                        for e in events
+                    ],
                 )
                 self._set_meta("last_seq", seq)
                 touched = {ch.key for ch in changes}
@@ -153,6 +161,7 @@ class Outbox:
             component=ch.component[:128],
             grade=int(ch.grade),
             title=ch.title[:200],
+            title_zh=ch.title_zh[:200],
             detail=ch.detail[:2000],
             observed_at=datetime.fromtimestamp(ch.observed_at, UTC),
             values={k: v for k, v in list(ch.values.items())[:20]},

@@ -35,7 +35,7 @@ from agent.state import LAST_UPLOAD_KEY, StateDir
 from agent.uplink import Uplink, backoff_delay
 from checks.tracker import FaultChange, FaultTracker
 from collectors.base import Collector, Reading
-from protocol.wire import DeviceState, FaultEvent, Heartbeat
+from protocol.wire import DeviceInfo, DeviceState, FaultEvent, Heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +160,10 @@ class AgentRuntime:
             set_aside_events=self.outbox.set_aside_count(),
             devices=dict(self.devices.states),
             host=host,
+            device_info={
+                d.id: DeviceInfo(device_class=str(d.profile.device_class), profile=d.profile.name)
+                for d in self.devices.devices
+            },
         )
 
     async def _heartbeat_loop(self) -> None:

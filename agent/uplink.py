@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.main import IncEx
 
 from agent import __version__
 from agent.errors import ContentRefused, EnrollError, UplinkError, UplinkRejected
@@ -32,6 +33,7 @@ from protocol.wire import (
     HeartbeatAck,
     JobPoll,
     JobResult,
+    unused_fields,
 )
 
 logger = logging.getLogger(__name__)
@@ -76,6 +78,20 @@ def _refusal(resp: httpx.Response) -> str:
     return resp.reason_phrase or str(resp.status_code)
 
 
+# Fields added within v1 (protocol/wire.py) that an HQ older than them refuses as unknown. The
+# agent sends them; once HQ answers that it does not know one, it is left out from then on, so a
+# newer agent keeps reporting to an older HQ (which shows the English title, no profiles).
+NEWER_FIELDS = frozenset({"title_zh", "device_info", "set_aside_events"})
+_UNKNOWN_FIELD = "Extra inputs are not permitted"
+
+
+def unknown_field(reason: str) -> str | None:
+    """The newer field HQ's refusal names as unknown ("title_zh: Extra inputs are not
+    permitted"), or None for any other refusal."""
+    field, _, message = reason.partition(": ")
+    return field if field in NEWER_FIELDS and message.startswith(_UNKNOWN_FIELD) else None
+
+
 def backoff_delay(attempt: int, base: float = 1.0, cap: float = 300.0) -> float:
     """Exponential backoff with "equal jitter": uniform in [d/2, d], d = min(cap, base * 2**n).
 
@@ -108,6 +124,8 @@ class Uplink:
             transport=transport,
             trust_env=False,
         )
+        # Newer fields this HQ said it does not know: left out of what is sent to it.
+        self.unknown_fields: set[str] = set()
 
     @property
     def token(self) -> str | None:
@@ -131,7 +149,7 @@ class Uplink:
         *,
         gzip_body: bool,
         auth: bool = True,
-        exclude: set[str] | None = None,
+        exclude: IncEx | None = None,
     ) -> M:
         body = model.model_dump_json(exclude=exclude).encode()
         headers = {"Content-Type": "application/json"}
@@ -163,14 +181,59 @@ class Uplink:
 
     async def send_events(self, events: list[FaultEvent]) -> BatchAck:
         """Upload a batch; the answer lists what HQ has stored and what it refused for good.
-        ContentRefused when HQ refused the batch as a whole (agent.shipping splits it)."""
-        return await self._post("/events", EventBatch(events=events), BatchAck, gzip_body=True)
+        ContentRefused when HQ refused the batch as a whole (agent.shipping splits it). Events an
+        older HQ refused only for a newer field it does not know are sent again without it."""
+        ack = await self._post_events(events)
+        refused = {r.event_id: unknown_field(r.reason) for r in ack.rejected}
+        learnt = {f for f in refused.values() if f is not None} - self.unknown_fields
+        if not learnt:
+            return ack
+        self._learn(learnt)
+        again = [e for e in events if refused.get(e.event_id)]
+        second = await self._post_events(again)
+        retried = {e.event_id for e in again}
+        return BatchAck(
+            stored=[*ack.stored, *second.stored],
+            rejected=[*(r for r in ack.rejected if r.event_id not in retried), *second.rejected],
+        )
+
+    async def _post_events(self, events: list[FaultEvent]) -> BatchAck:
+        left_out: IncEx = {
+            "events": {
+                i: fields
+                for i, e in enumerate(events)
+                if (fields := unused_fields(e) | self.unknown_fields)
+            }
+        }
+        return await self._post(
+            "/events", EventBatch(events=events), BatchAck, gzip_body=True, exclude=left_out
+        )
+
+    def _learn(self, fields: set[str]) -> None:
+        logger.warning(
+            "HQ is older than this agent: it does not know %s; sending without it from now on",
+            ", ".join(sorted(fields)),
+        )
+        self.unknown_fields |= fields
 
     async def heartbeat(self, hb: Heartbeat) -> HeartbeatAck:
-        """Report in. A figure newer than some HQ versions is left out while it is 0 (their
-        wire models refuse fields they do not know)."""
-        exclude = {"set_aside_events"} if hb.set_aside_events == 0 else None
-        return await self._post("/heartbeat", hb, HeartbeatAck, gzip_body=False, exclude=exclude)
+        """Report in. Fields newer than some HQ versions are left out while 0 or empty, and
+        from then on once HQ refuses one as unknown (its wire models refuse such fields)."""
+        while True:
+            exclude = set(self.unknown_fields)
+            if hb.set_aside_events == 0:
+                exclude.add("set_aside_events")
+            if not hb.device_info:
+                exclude.add("device_info")
+            try:
+                return await self._post(
+                    "/heartbeat", hb, HeartbeatAck, gzip_body=False, exclude=exclude
+                )
+            except ContentRefused as exc:
+                field = unknown_field(exc.reason)
+                if field is None or field in self.unknown_fields:
+                    raise
+                self._learn({field})
 
     async def enroll(self, token: str, hostname: str) -> EnrollResponse:
         """Trade a one-time enrollment token for an agent token."""

@@ -56,7 +56,17 @@ ZONES = ["Asia/Shanghai", "Asia/Urumqi", "Europe/Berlin", "UTC"]
 STATUSES = ["new", "acknowledged", "in_progress"]
 ACK = {1: 10, 2: 30, 3: 120, 4: 480, 5: None}
 RESTORE = {1: 240, 2: 1440, 3: 4320, 4: None, 5: None}
-PAGES = {"overview": "/", "ticket list": "/tickets", "ticket list, grade 1": "/tickets?grade=1"}
+PAGES = {
+    "overview": "/",
+    "ticket list": "/tickets",
+    "ticket list, grade 1": "/tickets?grade=1",
+    # The pages of the alarms, devices and maintenance areas (a viewer sees them all).
+    "alarm list": "/alarms",
+    "alarm list, grade 1": "/alarms?grade=1",
+    "device list": "/devices",
+    "a device's page": "/devices/1/dev0",
+    "maintenance windows": "/maintenance",
+}
 
 
 def seed(db: Database, sites: int, alarms_per_site: int, tickets_per_site: int) -> None:

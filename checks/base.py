@@ -25,6 +25,7 @@ class Finding:
     title: str
     detail: str = ""
     values: dict[str, Value] = field(default_factory=dict)
+    title_zh: str = ""  # the title in Simplified Chinese, when the profile gives one
 
 
 class FaultState(Protocol):

@@ -11,29 +11,33 @@ from __future__ import annotations
 from checks.base import Finding
 from collectors.backups import BackupResult
 from collectors.base import Value
+from protocol import faults
 from protocol.faults import CONFIG_CHANGED
 from protocol.grades import Grade
 
-CONFIG_CHANGED_TITLE = "Configuration changed"
+CONFIG_CHANGED_TITLE = faults.title(faults.CONFIG_CHANGED)
+CONFIG_CHANGED_TITLE_ZH = faults.title_zh(faults.CONFIG_CHANGED)
 CONFIG_CHANGED_GRADE = Grade.MINOR
 DETAIL_MAX = 1900  # the wire's fault detail holds 2,000 characters
 
 
 def change_findings(result: BackupResult, active: bool) -> list[Finding]:
     """Findings for the fault tracker; `active`: config_changed is raised now."""
-    grade, title = CONFIG_CHANGED_GRADE, CONFIG_CHANGED_TITLE
+    grade, title, zh = CONFIG_CHANGED_GRADE, CONFIG_CHANGED_TITLE, CONFIG_CHANGED_TITLE_ZH
     if result.significant:
         values: dict[str, Value] = {
             "sha256": result.sha256,
             "previous_sha256": result.previous_sha256,
         }
-        raised = Finding(CONFIG_CHANGED, "", True, grade, title, change_detail(result), values)
+        detail = change_detail(result)
+        raised = Finding(CONFIG_CHANGED, "", True, grade, title, detail, values, zh)
         if not active:
             return [raised]
-        return [Finding(CONFIG_CHANGED, "", False, grade, title, "changed again"), raised]
+        again = Finding(CONFIG_CHANGED, "", False, grade, title, "changed again", title_zh=zh)
+        return [again, raised]
     if active and result.status in ("unchanged", "noise"):
         detail = f"no further change (sha256 {result.sha256[:12]})"
-        return [Finding(CONFIG_CHANGED, "", False, grade, title, detail)]
+        return [Finding(CONFIG_CHANGED, "", False, grade, title, detail, title_zh=zh)]
     return []
 
 

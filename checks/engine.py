@@ -9,6 +9,7 @@ from checks.rules import Rule
 from checks.spec import CheckSpec
 from checks.tracker import FaultChange, FaultTracker
 from collectors.base import ReadingSet
+from protocol import faults
 from protocol.faults import PROFILE_MISMATCH, UNREACHABLE, UNREADABLE
 from protocol.grades import Grade
 
@@ -60,9 +61,10 @@ class DeviceGrader:
             "",
             True,
             Grade.MINOR,
-            "Profile mismatch: the device gives none of its profile's key readings",
+            faults.title(PROFILE_MISMATCH),
             f"profile {self.profile_name or '?'} read none of: {keys}; the device is probably "
             "another model: check its profile (a device without one is identified by probing)",
+            title_zh=faults.title_zh(PROFILE_MISMATCH),
         )
 
     def on_readings(
@@ -87,9 +89,16 @@ class DeviceGrader:
         """A failed poll: raise unreachable or unreadable; other faults stay as they are."""
         assert code in REACHABILITY_CODES
         other = UNREADABLE if code == UNREACHABLE else UNREACHABLE
-        title = "Device unreachable" if code == UNREACHABLE else "Device answers unreadable data"
         findings = [
-            Finding(code, "", True, self.unreachable_grade, title, message),
+            Finding(
+                code,
+                "",
+                True,
+                self.unreachable_grade,
+                faults.title(code),
+                message,
+                title_zh=faults.title_zh(code),
+            ),
             Finding(other, "", False, self.unreachable_grade, "", "superseded"),
         ]
         return tracker.apply(self.device_id, findings, now)

@@ -32,6 +32,7 @@ class LogPattern(BaseModel):
 
     code: Code
     title: str = Field(min_length=1, max_length=200)
+    title_zh: str = Field(default="", max_length=200)  # the title in Simplified Chinese
     pattern: Regex  # a named group `component` names the component
     grade: Grade
     clear: Regex | None = None  # a line that ends the condition
@@ -96,7 +97,15 @@ class LogPatternChecker:
         pattern = next(p for p in self.patterns if p.code == code)
         shown = hit.line[:MAX_LINE_SHOWN]
         detail = f"{hit.count} matching line(s), last: {shown}" if hit.active else shown
-        return Finding(code, component, hit.active, pattern.grade, pattern.title, detail)
+        return Finding(
+            code,
+            component,
+            hit.active,
+            pattern.grade,
+            pattern.title,
+            detail,
+            title_zh=pattern.title_zh,
+        )
 
     def _quiet_clears(
         self, state: FaultState, now: float, judged: set[tuple[str, str]]
@@ -121,6 +130,7 @@ class LogPatternChecker:
                             p.grade,
                             p.title,
                             f"no matching line for {p.clear_after_s:g} s",
+                            title_zh=p.title_zh,
                         )
                     )
         return out

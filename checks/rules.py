@@ -51,7 +51,15 @@ class Rule:
         # is a cleared condition, not an unknown one.
         for gone in sorted(state.active_components(spec.code) - set(present)):
             findings.append(
-                Finding(spec.code, gone, False, spec.grade, spec.title, "no longer reported")
+                Finding(
+                    spec.code,
+                    gone,
+                    False,
+                    spec.grade,
+                    spec.title,
+                    "no longer reported",
+                    title_zh=spec.title_zh,
+                )
             )
         return findings
 
@@ -63,7 +71,9 @@ class Rule:
         values = [str(readings.get(spec.metric, c)) for c in rows]
         active = bool(rows) and all(self._state_matches(v) for v in values)
         detail = f"{len(rows)} of {len(rows)} {spec.metric} {values[0]}" if active else ""
-        return [Finding(spec.code, "", active, spec.grade, spec.title, detail)]
+        return [
+            Finding(spec.code, "", active, spec.grade, spec.title, detail, title_zh=spec.title_zh)
+        ]
 
     def _guard_open(self, readings: ReadingSet, component: str) -> bool | None:
         when = self.spec.when
@@ -92,7 +102,13 @@ class Rule:
             return None
         if not guard:
             return Finding(
-                spec.code, component, False, spec.grade, spec.title, "not applicable now"
+                spec.code,
+                component,
+                False,
+                spec.grade,
+                spec.title,
+                "not applicable now",
+                title_zh=spec.title_zh,
             )
         if spec.kind == "state":
             text = str(value)
@@ -108,6 +124,7 @@ class Rule:
                 spec.title,
                 f"{spec.metric} is {text}",
                 {spec.metric: value},
+                spec.title_zh,
             )
         return self._threshold(readings, component, value, was_active)
 
@@ -147,4 +164,6 @@ class Rule:
         if spec.relative_to and reasons:
             reasons.append(f"({spec.relative_to} {_fmt(factor)})")
         detail = " ".join(reasons) if reasons else f"{spec.metric} {_fmt(x)} within limits"
-        return Finding(spec.code, component, active, spec.grade, spec.title, detail, values)
+        return Finding(
+            spec.code, component, active, spec.grade, spec.title, detail, values, spec.title_zh
+        )

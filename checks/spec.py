@@ -37,6 +37,7 @@ class CheckSpec(BaseModel):
 
     code: str = Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")
     title: str = Field(min_length=1, max_length=200)
+    title_zh: str = Field(default="", max_length=200)  # the title in Simplified Chinese
     grade: Grade
     kind: str = Field(pattern="^(state|threshold)$")
     metric: str

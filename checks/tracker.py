@@ -27,6 +27,7 @@ class ActiveFault:
     grade: Grade
     title: str
     since: float
+    title_zh: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form for persistence."""
@@ -36,7 +37,13 @@ class ActiveFault:
     def from_dict(cls, d: dict[str, Any]) -> ActiveFault:
         """Inverse of to_dict."""
         return cls(
-            d["device_id"], d["code"], d["component"], Grade(d["grade"]), d["title"], d["since"]
+            d["device_id"],
+            d["code"],
+            d["component"],
+            Grade(d["grade"]),
+            d["title"],
+            d["since"],
+            d.get("title_zh", ""),  # not recorded by agents before title_zh
         )
 
 
@@ -53,6 +60,7 @@ class FaultChange:
     detail: str
     observed_at: float
     values: dict[str, Value] = field(default_factory=dict)
+    title_zh: str = ""
 
     @property
     def key(self) -> str:
@@ -111,19 +119,29 @@ class FaultTracker:
                 continue
             if kind is EventKind.CLEAR:
                 del self.active[key]
-                grade, title = (
+                grade, title, title_zh = (
                     current.grade if current else f.grade,
                     current.title if current else f.title,
+                    current.title_zh if current else f.title_zh,
                 )
             else:
                 since = current.since if current else now
                 self.active[key] = ActiveFault(
-                    device_id, f.code, f.component, f.grade, f.title, since
+                    device_id, f.code, f.component, f.grade, f.title, since, f.title_zh
                 )
-                grade, title = f.grade, f.title
+                grade, title, title_zh = f.grade, f.title, f.title_zh
             changes.append(
                 FaultChange(
-                    kind, device_id, f.code, f.component, grade, title, f.detail, now, f.values
+                    kind,
+                    device_id,
+                    f.code,
+                    f.component,
+                    grade,
+                    title,
+                    f.detail,
+                    now,
+                    f.values,
+                    title_zh,
                 )
             )
         return changes
@@ -133,7 +151,7 @@ class FaultTracker:
     ) -> list[FaultChange]:
         """Clear every active fault of a device whose code is not in `keep` (check removed)."""
         findings = [
-            Finding(f.code, f.component, False, f.grade, f.title, reason)
+            Finding(f.code, f.component, False, f.grade, f.title, reason, title_zh=f.title_zh)
             for f in self.active.values()
             if f.device_id == device_id and f.code not in keep
         ]

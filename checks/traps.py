@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 
 from checks.base import Finding
 from collectors.profiles import TrapSpec
@@ -23,6 +23,7 @@ class TrapRule(TrapSpec):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     title: str = ""
+    title_zh: str = Field(default="", max_length=200)  # the title in Simplified Chinese
     grade: Grade = Grade.GENERAL
 
 
@@ -48,4 +49,5 @@ class TrapJudge:
             (rule.title if rule is not None else "") or trap.code.replace("_", " "),
             f"SNMP trap {trap.trap_oid} from {trap.source}",
             dict(trap.values),
+            rule.title_zh if rule is not None else "",
         )

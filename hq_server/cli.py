@@ -29,8 +29,9 @@ from hq_server.access.auth import create_api_token, list_api_tokens, revoke_api_
 from hq_server.access.users import create_user, find_user, set_password, token_for_user
 from hq_server.core.clock import SystemClock
 from hq_server.core.domain import Role
-from hq_server.core.errors import ConfigError, HQError
+from hq_server.core.errors import ConfigError, HQError, NotFound
 from hq_server.core.settings import ENV_DATA_DIR, ENV_DB_URL, Settings
+from hq_server.customers.records import find_customer, set_site_customer
 from hq_server.sites.agents import list_agents, revoke_agent, state_of
 from hq_server.sites.enrollment import (
     create_enrollment_token,
@@ -41,6 +42,7 @@ from hq_server.sites.enrollment import (
 )
 from hq_server.sites.registry import check_site_name, check_timezone, ensure_site, find_site
 from hq_server.store import db as dbmod
+from hq_server.tickets.deadlines import refresh_open_tickets
 from stationwatch.pipes import quiet_on_broken_pipe
 
 logger = logging.getLogger(__name__)
@@ -164,6 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--agent", type=int, default=None, help="the agent to replace, if the site has several"
     )
     _ttl_option(reenroll)
+    site_customer = site_commands.add_parser(
+        "customer",
+        parents=[common],
+        help="put a site under a customer record (its contract's SLA policy applies to the "
+        "site's tickets), or under none without CUSTOMER",
+    )
+    site_customer.add_argument("name", help="site name")
+    site_customer.add_argument(
+        "customer", nargs="?", default=None, help="customer name (as created in the API)"
+    )
 
     agent = commands.add_parser("agent", help="enrolled agents")
     agent_commands = agent.add_subparsers(dest="agent_command", required=True, metavar="ACTION")
@@ -503,6 +515,31 @@ def _cmd_site_add(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _cmd_site_customer(args: argparse.Namespace, settings: Settings) -> int:
+    database = dbmod.Database(_existing(settings))
+    now = SystemClock().now()
+    try:
+        with database.writer() as session, session.begin():
+            site = find_site(session, args.name)
+            customer = None
+            if args.customer is not None:
+                customer = find_customer(session, args.customer)
+                if customer is None:
+                    raise NotFound(f"no customer {args.customer!r}")
+            set_site_customer(session, site, customer)
+            session.flush()
+            moved = refresh_open_tickets(session, [site.id], now, "cli", "site's customer changed")
+            site_name = site.name
+    finally:
+        database.dispose()
+    under = f"customer {customer.name!r}" if customer is not None else "no customer"
+    print(
+        f"site {site_name!r} is under {under}; {moved} open tickets' deadlines moved",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
 def _cmd_site_reenroll(args: argparse.Namespace, settings: Settings) -> int:
     ttl = _ttl(args)
     database = dbmod.Database(_existing(settings))
@@ -633,6 +670,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "site":
         if args.site_command == "reenroll":
             return _cmd_site_reenroll(args, settings)
+        if args.site_command == "customer":
+            return _cmd_site_customer(args, settings)
         return _cmd_site_add(args, settings)
     if args.command == "user":
         if args.user_command == "passwd":

@@ -18,7 +18,6 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Connection, select, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -26,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from hq_server.alarms import deadman
 from hq_server.core.clock import Clock
-from hq_server.core.domain import SYSTEM_ACTOR, TicketAction
+from hq_server.core.domain import SYSTEM_ACTOR
 from hq_server.core.settings import Settings
 from hq_server.store.db import Database
 from hq_server.store.models import Ticket
@@ -34,7 +33,6 @@ from hq_server.tickets import escalation, maintenance, notify
 from hq_server.tickets.book import ticket_for_active_alarm
 from hq_server.tickets.deadlines import ticket_clock
 from hq_server.tickets.escalation import TimerKind, TimerOutcome
-from hq_server.tickets.history import history
 from hq_server.tickets.policy import TicketPolicy
 from hq_server.tickets.records import find_open_ticket
 
@@ -213,62 +211,7 @@ class Scheduler:
         self, session: Session, ticket: Ticket, kind: TimerKind, level_index: int, now: datetime
     ) -> None:
         """Record one escalation step on the ticket and queue its notifications."""
-        levels = escalation.levels_of(ticket)
-        fallback: dict[str, Any] = {"name": f"level {level_index + 1}", "contacts": []}
-        level = levels[level_index] if level_index < len(levels) else fallback
-        deadline = escalation.deadline_of(ticket, kind)
-        what = "acknowledged" if kind is TimerKind.ACK else "restored"
-        contacts = level.get("contacts", [])
-        names = ", ".join(c.get("name", "?") for c in contacts) or "no contacts"
-        detail = (
-            f"not {what} by {deadline.isoformat() if deadline else '?'}: escalated to level "
-            f"{level_index + 1} ({level.get('name')}): {names}"
-        )
-        history(
-            session,
-            ticket,
-            now,
-            SYSTEM_ACTOR,
-            TicketAction.ESCALATED,
-            detail,
-            kind=kind.value,
-            level=level_index + 1,
-            level_name=level.get("name"),
-            contacts=[c.get("name") for c in contacts],
-        )
-        payload = {
-            "event": "escalation",
-            "subject": f"[StationWatch] {ticket.number} grade {ticket.grade} not {what}: "
-            f"level {level_index + 1} ({level.get('name')})",
-            "text": f"{ticket.number} {ticket.title}\nsite {ticket.site.name}\n{detail}\n",
-            "ticket": {
-                "id": ticket.id,
-                "number": ticket.number,
-                "title": ticket.title,
-                "site": ticket.site.name,
-                "grade": ticket.grade,
-                "status": ticket.status,
-                "ack_due_at": _iso(ticket.ack_due_at),
-                "restore_due_at": _iso(ticket.restore_due_at),
-            },
-            "kind": kind.value,
-            "level": level_index + 1,
-            "level_name": level.get("name"),
-            "at": now.isoformat(),
-        }
-        for index, contact in enumerate(contacts):
-            key = f"escalation:{ticket.id}:{kind.value}:{level_index}:{index}"
-            notify.notify_contact(
-                session,
-                ticket,
-                contact,
-                {**payload, "contact": contact.get("name")},
-                key,
-                now,
-                self.settings,
-                contact_at=(level_index, index),
-            )
-        logger.warning("ticket %s: %s", ticket.number, detail)
+        escalation.escalate_step(session, ticket, kind, level_index, now, self.settings)
 
     # ---- the loop ------------------------------------------------------------------------
 
@@ -295,7 +238,3 @@ class Scheduler:
         """Ask `run()` to finish after the current step."""
         if self._stopping is not None:
             self._stopping.set()
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None

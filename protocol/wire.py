@@ -95,6 +95,12 @@ class FaultEvent(_Wire):
     component: str = Field(default="", max_length=_COMPONENT_MAX)
     grade: GradeInt
     title: CleanText = Field(max_length=200)
+    title_zh: CleanText = Field(
+        default="",
+        max_length=200,
+        description="The title in Simplified Chinese, when the profile gives one; left out of "
+        "the JSON while empty (added within v1)",
+    )
     detail: CleanText = Field(default="", max_length=2000)
     observed_at: datetime = Field(
         description="When the agent saw the change, with its UTC offset; HQ refuses one before "
@@ -115,6 +121,12 @@ class FaultEvent(_Wire):
         if v and not re.fullmatch(r"[\x20-\x7e]+", v):
             raise ValueError("component must be printable ASCII")
         return v
+
+
+def unused_fields(event: FaultEvent) -> set[str]:
+    """The fields of `event` added within v1 that it does not use: left out of its JSON, so an
+    older HQ (whose models refuse fields they do not know) accepts it."""
+    return set() if event.title_zh else {"title_zh"}
 
 
 class EventBatch(_Wire):
@@ -164,6 +176,16 @@ class DeviceState(StrEnum):
     UNKNOWN = "unknown"
 
 
+class DeviceInfo(_Wire):
+    """What the agent says about one of its devices beside its state."""
+
+    device_class: CleanText = Field(max_length=32)
+    profile: CleanText = Field(
+        max_length=64,
+        description='The profile polling it ("auto" while the device is not identified yet)',
+    )
+
+
 class Heartbeat(_Wire):
     """Sent at least every 60 s; HQ raises "site unreachable" when they stop."""
 
@@ -182,6 +204,11 @@ class Heartbeat(_Wire):
         default_factory=dict,
         max_length=MAX_HOST_FIGURES,
         description="Figures about the agent and its host (CPU, memory, suppressed traps...)",
+    )
+    device_info: dict[Ident, DeviceInfo] = Field(
+        default_factory=dict,
+        max_length=MAX_HEARTBEAT_DEVICES,
+        description="Each device's class and profile (added within v1; left out while empty)",
     )
 
 

@@ -115,6 +115,17 @@ def set_password(
     return revoked
 
 
+def set_role(user: User, role: Role) -> None:
+    """Give the user another role (its API tokens keep the role they were made with)."""
+    user.role = role.value
+    logger.info("user %s: role %s", user.username, role.value)
+
+
+def list_users(session: Session) -> list[User]:
+    """Every user, by name."""
+    return list(session.scalars(select(User).order_by(User.username)))
+
+
 def set_disabled(session: Session, user: User, disabled: bool, now: datetime) -> int:
     """Disable or enable a user; disabling revokes all the user's API tokens (how many)."""
     user.disabled = disabled

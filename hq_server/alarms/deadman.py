@@ -16,13 +16,14 @@ from sqlalchemy.orm import Session
 from hq_server.store.models import Agent, Alarm, Site, UTCDateTime
 from hq_server.tickets.book import apply_transition
 from hq_server.tickets.policy import AlarmTransition, TicketPolicy, TransitionKind
+from protocol import faults
 from protocol.faults import SITE_UNREACHABLE
 
 logger = logging.getLogger(__name__)
 
 FAULT_KEY = "hq:site_unreachable"
 ACTOR = "hq:deadman"
-TITLE = "Site unreachable: no heartbeat from its agents"
+TITLE = faults.title(SITE_UNREACHABLE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,7 @@ def _raise(
             component="",
             grade=1,
             title=TITLE,
+            title_zh=faults.title_zh(SITE_UNREACHABLE),
             active=True,
             first_raised_at=now,
             last_change_at=now,

@@ -347,6 +347,7 @@ def _apply(
             "component": ev.component,
             "grade": ev.grade,
             "title": ev.title,
+            "title_zh": ev.title_zh,
             "active": True,
             "first_raised_at": observed,
             "last_change_at": observed,
@@ -373,6 +374,7 @@ def _apply(
         last_change_at=observed,
         grade=ev.grade,
         title=ev.title,
+        title_zh=ev.title_zh,
         device_class=ev.device_class,
     )
     return alarm

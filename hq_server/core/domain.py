@@ -61,6 +61,9 @@ class TicketAction(StrEnum):
     FLAPPING_STARTED = "flapping_started"
     FLAPPING_STOPPED = "flapping_stopped"
     ALARM_GROUPED = "alarm_grouped"
+    DISPATCH = "dispatch"
+    PLAN_CHANGED = "plan_changed"
+    CUSTOMER_CONFIRMED = "customer_confirmed"
 
 
 SYSTEM_ACTOR = "system"

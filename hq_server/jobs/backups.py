@@ -180,3 +180,75 @@ def diff_versions(
     added = sum(1 for ln in lines if ln.startswith("+") and not ln.startswith("+++"))
     removed = sum(1 for ln in lines if ln.startswith("-") and not ln.startswith("---"))
     return ConfigDiff(from_version, to_version, text, added, removed)
+
+
+@dataclass(frozen=True, slots=True)
+class DiffRow:
+    """One row of a side-by-side diff: a line of the old version beside one of the new.
+
+    kind: "same", "changed", "removed" (old line only), "added" (new line only), or "gap"
+    (unchanged lines left out; `old_no` and `new_no` are where they resume).
+    """
+
+    kind: str
+    old_no: int | None
+    old: str
+    new_no: int | None
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class SideBySide:
+    """Two versions of a device's config side by side, changed lines with their context."""
+
+    from_version: int
+    to_version: int
+    rows: list[DiffRow]
+    added: int
+    removed: int
+
+
+def side_by_side(
+    session: Session,
+    site_id: int,
+    device_id: str,
+    old: int | None,
+    new: int | None,
+    *,
+    context: int = 3,
+) -> SideBySide:
+    """The versions' changed lines beside each other, with `context` unchanged lines around
+    each change (default versions: the previous one against the latest, as diff_versions)."""
+    unified = diff_versions(session, site_id, device_id, old, new)
+    before = get_version(session, site_id, device_id, unified.from_version).text.splitlines()
+    after = get_version(session, site_id, device_id, unified.to_version).text.splitlines()
+    rows: list[DiffRow] = []
+    matcher = difflib.SequenceMatcher(a=before, b=after, autojunk=False)
+    for group in matcher.get_grouped_opcodes(context):
+        first = group[0]
+        if first[1] or first[3]:  # unchanged lines left out before this hunk
+            rows.append(DiffRow("gap", first[1] + 1, "", first[3] + 1, ""))
+        for tag, i1, i2, j1, j2 in group:
+            if tag == "equal":
+                rows.extend(
+                    DiffRow("same", i + 1, before[i], j + 1, after[j])
+                    for i, j in zip(range(i1, i2), range(j1, j2), strict=True)
+                )
+                continue
+            for k in range(max(i2 - i1, j2 - j1)):
+                i, j = i1 + k, j1 + k
+                left = i < i2
+                right = j < j2
+                kind = "changed" if left and right else ("removed" if left else "added")
+                rows.append(
+                    DiffRow(
+                        kind,
+                        i + 1 if left else None,
+                        before[i] if left else "",
+                        j + 1 if right else None,
+                        after[j] if right else "",
+                    )
+                )
+    return SideBySide(
+        unified.from_version, unified.to_version, rows, unified.added, unified.removed
+    )

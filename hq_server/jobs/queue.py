@@ -21,6 +21,7 @@ import math
 import re
 import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -242,6 +243,7 @@ def _insert(
     )
     session.add(row)
     session.flush()
+    mark(session, Topic.JOBS, str(row.id))  # watchers see it queued once this commits
     logger.info(
         "site=%s job %s queued: %s %s device=%s by %s",
         site_id,
@@ -262,6 +264,40 @@ def get_job(session: Session, job_id: uuid.UUID, *, for_update: bool = False) ->
     return row
 
 
+def find_jobs(
+    session: Session,
+    *,
+    site_id: int | None = None,
+    site: str | None = None,
+    device_id: str | None = None,
+    status: Sequence[JobState] = (),
+    kind: Sequence[JobKind] = (),
+    limit: int = 200,
+) -> list[JobRecord]:
+    """Jobs matching every criterion given, newest first."""
+    stmt = select(JobRecord)
+    if site_id is not None:
+        stmt = stmt.where(JobRecord.site_id == site_id)
+    if site is not None:
+        stmt = stmt.join(Site, Site.id == JobRecord.site_id).where(Site.name == site)
+    if device_id is not None:
+        stmt = stmt.where(JobRecord.device_id == device_id)
+    if status:
+        stmt = stmt.where(JobRecord.status.in_([s.value for s in status]))
+    if kind:
+        stmt = stmt.where(JobRecord.kind.in_([k.value for k in kind]))
+    stmt = stmt.order_by(JobRecord.created_at.desc(), JobRecord.id).limit(limit)
+    return list(session.scalars(stmt))
+
+
+def job_items(session: Session, job_id: uuid.UUID) -> list[JobItemRecord]:
+    """The items of a job's result, in the agent's order."""
+    stmt = (
+        select(JobItemRecord).where(JobItemRecord.job_id == job_id).order_by(JobItemRecord.position)
+    )
+    return list(session.scalars(stmt))
+
+
 def cancel_job(session: Session, job_id: uuid.UUID, *, who: str, now: datetime) -> JobRecord:
     """Cancel a queued job at once; ask the agent to cancel a dispatched one (idempotent)."""
     row = get_job(session, job_id, for_update=True)
@@ -277,6 +313,7 @@ def cancel_job(session: Session, job_id: uuid.UUID, *, who: str, now: datetime) 
     elif state is not JobState.CANCEL_REQUESTED:
         raise JobConflict(f"job {job_id} is {state.value}: nothing to cancel")
     session.flush()
+    mark(session, Topic.JOBS, str(row.id))
     logger.info("site=%s job %s: cancel by %s -> %s", row.site_id, row.id, who, row.status)
     return row
 
@@ -381,6 +418,8 @@ def take_work(
             row.cancel_sent_at = now
             fresh = True
     session.flush()
+    if jobs:
+        mark(session, Topic.JOBS, *(str(row.id) for row in jobs))
     for row in jobs:
         logger.info("site=%s job %s dispatched to agent %s", row.site_id, row.id, agent.agent_id)
     return JobPoll(jobs=[to_wire(r) for r in jobs], cancel=[r.id for r in cancels]), fresh

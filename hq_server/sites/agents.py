@@ -126,18 +126,22 @@ def record_heartbeat(
     """Record that the agent is alive (version, queue state, device states, figures) and clear
     its site's "site unreachable" alarm; AuthError if the agent was revoked meanwhile."""
     row = active_agent(session, agent_id)
-    if (row.outbox_depth, row.dropped_events, row.version) != (
+    states = {name: state.value for name, state in heartbeat.devices.items()}
+    health = health_figures(heartbeat)
+    if (row.outbox_depth, row.dropped_events, row.version, row.device_states) != (
         heartbeat.outbox_depth,
         heartbeat.dropped_events,
         heartbeat.agent_version,
-    ):  # what the console shows of a site changed
+        states,
+    ) or (row.health or {}).get("device_info") != health.get("device_info"):
+        # what the console shows of a site (or of its devices) changed
         mark(session, Topic.SITES, row.site_id)
     row.last_seen_at = now
     row.version = heartbeat.agent_version
     row.outbox_depth = heartbeat.outbox_depth
     row.dropped_events = heartbeat.dropped_events
     row.reported_seq = heartbeat.last_seq
-    row.device_states = {name: state.value for name, state in heartbeat.devices.items()}
-    row.health = health_figures(heartbeat)
+    row.device_states = states
+    row.health = health
     row.health_at = now
     deadman.heard_from(session, row.site_id, now, policy)

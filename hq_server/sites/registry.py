@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hq_server.core.errors import ConfigError, InvalidInput, NotFound
+from hq_server.customers.records import find_customer, set_site_customer
 from hq_server.store.models import Agent, Site
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,10 @@ def ensure_site(
         timezone=check_timezone(timezone),
         created_at=now,
     )
+    # A customer with a record of that name: the site is under its contract.
+    record = find_customer(session, customer) if customer else None
+    if record is not None:
+        set_site_customer(session, site, record)
     session.add(site)
     session.flush()
     logger.info("created site %s (id %s)", name, site.id)

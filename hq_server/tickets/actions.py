@@ -1,6 +1,9 @@
 """What engineers do to tickets: acknowledge, assign, comment, change status, resolve, close,
-reopen. Each action checks the status it starts from (InvalidTransition -> 409) and leaves a
-history entry; the SLA clock and escalation timers follow (pending customer pauses the clock).
+reopen; and the service desk's records: regrade with a reason, escalate at once at the
+customer's request, on-site dispatch, the promised fix date and plan, the customer's
+confirmation of the fix. Each action checks the status it starts from (InvalidTransition ->
+409) and leaves a history entry; the SLA clock and escalation timers follow (pending customer
+pauses the clock).
 
     new ──ack──> acknowledged ──start──> in_progress <──back── pending_customer
      └──────────────start──────────────────┘ └──pending──────────────┘
@@ -17,9 +20,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from hq_server.core.domain import DONE_STATUSES, TicketAction, TicketStatus
-from hq_server.core.errors import Conflict, InvalidTransition, NotFound
+from hq_server.core.errors import Conflict, InvalidInput, InvalidTransition, NotFound
+from hq_server.core.settings import Settings
+from hq_server.customers.policies import contract_for_site
 from hq_server.store.models import Ticket
-from hq_server.tickets import deadlines, escalation
+from hq_server.tickets import customer_notify, deadlines, escalation
 from hq_server.tickets.escalation import TimerKind
 from hq_server.tickets.history import history
 from hq_server.tickets.records import find_open_ticket
@@ -91,6 +96,7 @@ def _mark_acknowledged(session: Session, ticket: Ticket, now: datetime) -> None:
     if ticket.acknowledged_at is None:
         ticket.acknowledged_at = now
         escalation.stop(ticket, TimerKind.ACK)
+        customer_notify.tell_customer(session, ticket, "acknowledged", now)
 
 
 def assign(
@@ -191,6 +197,10 @@ class Resolution:
     faq: bool
     faq_text: str
     time_spent_minutes: int
+    # Who at the customer confirmed the fix, when, and what they said of it.
+    confirmed_by: str = ""
+    confirmed_at: datetime | None = None
+    customer_opinion: str = ""
 
     def as_json(self) -> dict[str, Any]:
         """The stored form."""
@@ -201,12 +211,23 @@ class Resolution:
             "confirmed_by_customer": self.confirmed_by_customer,
             "faq": self.faq,
             "faq_text": self.faq_text,
+        } | self.confirmation()
+
+    def confirmation(self) -> dict[str, Any]:
+        """Who at the customer confirmed the fix, when, their opinion (what was given)."""
+        if not (self.confirmed_by or self.confirmed_at or self.customer_opinion):
+            return {}
+        return {
+            "confirmed_by": self.confirmed_by,
+            "confirmed_at": _iso(self.confirmed_at),
+            "customer_opinion": self.customer_opinion,
         }
 
 
 def resolve(session: Session, ticket: Ticket, now: datetime, who: str, res: Resolution) -> None:
     """Any open status -> resolved, with the resolution; stops every escalation."""
     _require_open(ticket, "resolve")
+    _check_confirmation(ticket, res.confirmed_by, res.confirmed_at, now)
     if ticket.paused_since is not None:
         _resume_clock(session, ticket, now, {})
     ticket.acknowledged_at = ticket.acknowledged_at or now
@@ -227,6 +248,7 @@ def resolve(session: Session, ticket: Ticket, now: datetime, who: str, res: Reso
         minutes=res.time_spent_minutes,
         late=late,
     )
+    customer_notify.tell_customer(session, ticket, "resolved", now)
 
 
 def close(session: Session, ticket: Ticket, now: datetime, who: str, note: str) -> None:
@@ -264,3 +286,198 @@ def reopen(session: Session, ticket: Ticket, now: datetime, who: str, reason: st
     )
     session.flush()
     logger.info("ticket %s reopened by %s", ticket.number, who)
+
+
+def _check_confirmation(ticket: Ticket, by: str, at: datetime | None, now: datetime) -> None:
+    if at is not None and not by:
+        raise InvalidInput("confirmed_by: say who at the customer confirmed", field="confirmed_by")
+    if at is not None and (at > now or at < ticket.opened_at):
+        raise InvalidInput(
+            "confirmed_at: between the ticket's opening and now", field="confirmed_at"
+        )
+
+
+def confirm(
+    session: Session,
+    ticket: Ticket,
+    now: datetime,
+    who: str,
+    by: str,
+    at: datetime | None,
+    opinion: str,
+) -> None:
+    """Record the customer's confirmation of the fix of a resolved (or closed) ticket: who
+    confirmed, when (default now), their opinion."""
+    if _status(ticket) not in DONE_STATUSES:
+        raise _refuse(ticket, "record the customer's confirmation", "resolve it first")
+    at = at or now
+    _check_confirmation(ticket, by, at, now)
+    ticket.resolution = {
+        **(ticket.resolution or {}),
+        "confirmed_by_customer": True,
+        "confirmed_by": by,
+        "confirmed_at": at.isoformat(),
+        "customer_opinion": opinion,
+    }
+    _touch(
+        session,
+        ticket,
+        now,
+        who,
+        TicketAction.CUSTOMER_CONFIRMED,
+        f"fix confirmed by {by} at {at.isoformat()}" + (f": {opinion}" if opinion else ""),
+        confirmed_by=by,
+        confirmed_at=at.isoformat(),
+        customer_opinion=opinion,
+    )
+
+
+def regrade(
+    session: Session,
+    ticket: Ticket,
+    now: datetime,
+    who: str,
+    given: int | str,
+    reason: str,
+    confirmed_at: datetime | None = None,
+) -> None:
+    """A person changes the grade (given in the customer's scheme), with a reason. An upgrade's
+    deadlines count from when the new grade was confirmed (default now); a downgrade keeps the
+    start the deadlines count from."""
+    _require_open(ticket, "regrade")
+    grade, label = contract_for_site(session, ticket.site).grade_of(given)
+    if int(grade) == ticket.grade:
+        raise InvalidInput(f"grade: the ticket is already grade {ticket.grade}", field="grade")
+    confirmed = confirmed_at or now
+    if confirmed > now or confirmed < ticket.opened_at:
+        raise InvalidInput(
+            "confirmed_at: between the ticket's opening and now", field="confirmed_at"
+        )
+    old = ticket.grade
+    upgraded = grade < old
+    if upgraded:
+        ticket.sla_started_at = confirmed
+    ticket.grade = int(grade)
+    ticket.customer_grade = label
+    due = deadlines.refresh(session, ticket)
+    start = deadlines.clock_start(ticket)
+    _touch(
+        session,
+        ticket,
+        now,
+        who,
+        TicketAction.GRADE_CHANGED,
+        f"grade {old} -> {int(grade)} ({label}): {reason}; deadlines count from "
+        f"{start.isoformat()}",
+        old=old,
+        new=int(grade),
+        given=label,
+        reason=reason,
+        upgraded=upgraded,
+        confirmed_at=confirmed.isoformat(),
+        clock_start=start.isoformat(),
+        ack_due_at=_iso(due.ack_due_at),
+        restore_due_at=_iso(due.restore_due_at),
+        onsite_due_at=_iso(ticket.onsite_due_at),
+    )
+
+
+def escalate_now(
+    session: Session, ticket: Ticket, now: datetime, who: str, reason: str, settings: Settings
+) -> None:
+    """Escalate to the next level at once, at the customer's request (recorded, notified)."""
+    _require_open(ticket, "escalate")
+    escalation.escalate_now(
+        session, ticket, now, who, reason, settings, deadlines.ticket_clock(session, ticket)
+    )
+    ticket.updated_at = now
+
+
+DISPATCH_STEPS = ("sent_at", "left_at", "arrived_at", "left_site_at")
+
+
+def dispatch(
+    session: Session,
+    ticket: Ticket,
+    now: datetime,
+    who: str,
+    engineer: str | None,
+    times: dict[str, datetime | None],
+) -> None:
+    """Record the on-site dispatch: the engineer sent, when sent, left for the site, arrived,
+    left the site (each recorded once given; later ones fill in). Sending starts the on-site
+    deadline of the grade (its escalation runs until the engineer arrives)."""
+    _require_open(ticket, "dispatch")
+    current: dict[str, Any] = dict(ticket.dispatch or {})
+    was_sent = bool(current.get("sent_at"))
+    if engineer:
+        current["engineer"] = engineer
+    if not current.get("engineer"):
+        raise InvalidInput("engineer: say who is sent on site", field="engineer")
+    given = {k: v for k, v in times.items() if v is not None}
+    if not was_sent and "sent_at" not in given:
+        given["sent_at"] = now
+    for step, at in given.items():
+        if at > now:
+            raise InvalidInput(f"{step}: not in the future", field=step)
+        if at < ticket.opened_at:
+            raise InvalidInput(f"{step}: before the ticket was opened", field=step)
+        current[step] = at.isoformat()
+    previous: datetime | None = None
+    for step in DISPATCH_STEPS:
+        if not current.get(step):
+            continue
+        at = datetime.fromisoformat(current[step])
+        if previous is not None and at < previous:
+            raise InvalidInput(f"{step}: before the step it follows", field=step)
+        previous = at
+    if not current.get("sent_at") and any(current.get(s) for s in DISPATCH_STEPS[1:]):
+        raise InvalidInput("sent_at: the engineer is sent first", field="sent_at")
+    ticket.dispatch = current
+    data: dict[str, Any] = {**current}
+    if not was_sent:
+        ticket.onsite_due_at = deadlines.onsite_due(session, ticket)
+        ticket.onsite_escalation_level = 0
+        escalation.schedule(ticket, deadlines.ticket_clock(session, ticket), (TimerKind.ONSITE,))
+        data["onsite_due_at"] = _iso(ticket.onsite_due_at)
+    if current.get("arrived_at"):
+        escalation.stop(ticket, TimerKind.ONSITE)
+        arrived = datetime.fromisoformat(current["arrived_at"])
+        data["late"] = ticket.onsite_due_at is not None and arrived > ticket.onsite_due_at
+    steps = ", ".join(f"{k} {v}" for k, v in given.items())
+    _touch(
+        session,
+        ticket,
+        now,
+        who,
+        TicketAction.DISPATCH,
+        f"on site: {current['engineer']}" + (f": {steps}" if steps else ""),
+        **data,
+    )
+
+
+def set_plan(
+    session: Session,
+    ticket: Ticket,
+    now: datetime,
+    who: str,
+    promised_fix_at: datetime | None,
+    plan: str,
+) -> None:
+    """Record the fix date promised to the customer and the plan to get there."""
+    _require_open(ticket, "set the plan of")
+    if promised_fix_at is not None and promised_fix_at < ticket.opened_at:
+        raise InvalidInput("promised_fix_at: before the ticket was opened", field="promised_fix_at")
+    ticket.promised_fix_at = promised_fix_at
+    ticket.plan = plan
+    when = promised_fix_at.isoformat() if promised_fix_at else "no date"
+    _touch(
+        session,
+        ticket,
+        now,
+        who,
+        TicketAction.PLAN_CHANGED,
+        f"fix promised for {when}" + (f": {plan}" if plan else ""),
+        promised_fix_at=_iso(promised_fix_at),
+        plan=plan,
+    )

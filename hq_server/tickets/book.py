@@ -48,6 +48,7 @@ from hq_server.tickets.records import (
     allocate_numbers,
     new_ticket,
     opened_detail,
+    tickets_opened,
 )
 from protocol import faults
 
@@ -162,7 +163,11 @@ class TicketBook:
                     f"alarm raised again (grade {alarm.grade})",
                     grade=alarm.grade,
                 )
-        if alarm.grade != ticket.grade:
+        # A grade a person set (a regrade, recorded with the customer's grade) stands until the
+        # alarm gets worse than it.
+        if alarm.grade != ticket.grade and (
+            not ticket.customer_grade or alarm.grade < ticket.grade
+        ):
             self.change_grade(ticket, alarm.grade, t.who)
         return TicketOutcome(ticket, opened=False)
 
@@ -236,6 +241,8 @@ class TicketBook:
             ack_due_at=due.ack_due_at,
             restore_due_at=due.restore_due_at,
         )
+        if ticket.customer_grade:  # the alarm's grade again, not the one a person gave
+            self._set(ticket, customer_grade="")
         if ticket.id is None:  # still opening: its escalations start from this grade
             escalation.schedule(ticket, deadlines.ticket_clock(self.session, ticket))
         else:
@@ -319,6 +326,7 @@ class TicketBook:
             # (ingest holds it): the transaction is spoiled on PostgreSQL, run it again.
             raise ConcurrentTicket(str(exc.orig)) from exc
         self.opened += len(opening)
+        tickets_opened(session, [o.ticket for o in opening], self.now)
         for o in opening:
             t = o.ticket
             logger.info(
@@ -388,6 +396,8 @@ _TICKET_POLICY_COLUMNS = (
     "acknowledged_at",
     "resolved_at",
     "pauses",
+    "sla_started_at",
+    "customer_grade",
     "ack_escalation_level",
     "restore_escalation_level",
 )
@@ -402,6 +412,7 @@ _ALARM_STATE = (
     "raise_count",
     "grade",
     "title",
+    "title_zh",
     "device_class",
     "state_log",
     "flapping",

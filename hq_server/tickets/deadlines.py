@@ -1,14 +1,20 @@
-"""A ticket's SLA clock: its site's calendar, its pauses, its stored deadlines and timers."""
+"""A ticket's SLA clock: its contract's SLA policy (hq_server.customers.policies; the default
+policy for a site without one), its calendar, its pauses, its stored deadlines and timers.
+
+The deadlines count from `sla_started_at` when set (an upgrade confirmed by a person: the new
+grade's deadlines count from its confirmation), else from `opened_at`; pauses before that start
+do not move them."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hq_server.core.domain import OPEN_STATUSES, TicketAction
+from hq_server.customers.policies import ContractPolicy, contract_for_site
 from hq_server.store.models import Calendar, Site, Ticket
 from hq_server.tickets import escalation
 from hq_server.tickets.history import history
@@ -17,16 +23,23 @@ from hq_server.tickets.sla import (
     Deadlines,
     ResponseClock,
     deadlines_for,
+    paused_time,
     response_clock,
 )
-from protocol.grades import DEFAULT_POLICIES, Grade
+from protocol.grades import Grade
 
 
-def calendar_spec(session: Session, site: Site) -> CalendarSpec:
-    """The calendar a site works on (its own, or the default hours in its timezone)."""
-    if site.calendar_id is None:
+def calendar_spec(
+    session: Session, site: Site, contract: ContractPolicy | None = None
+) -> CalendarSpec:
+    """The calendar a site works on: its contract policy's, else its own, else the default
+    hours in its timezone."""
+    if contract is None:
+        contract = contract_for_site(session, site)
+    calendar_id = contract.calendar_id if contract.calendar_id is not None else site.calendar_id
+    if calendar_id is None:
         return CalendarSpec(timezone=site.timezone)
-    calendar = session.get_one(Calendar, site.calendar_id)
+    calendar = session.get_one(Calendar, calendar_id)
     return spec_of(calendar)
 
 
@@ -55,22 +68,52 @@ def add_pause(ticket: Ticket, start: datetime, end: datetime) -> None:
 
 def ticket_clock(session: Session, ticket: Ticket) -> ResponseClock:
     """The clock the ticket's grade runs on at its site."""
-    policy = DEFAULT_POLICIES[Grade(ticket.grade)]
-    return response_clock(policy, calendar_spec(session, ticket.site))
+    contract = contract_for_site(session, ticket.site)
+    policy = contract.grades[Grade(ticket.grade)]
+    return response_clock(policy, calendar_spec(session, ticket.site, contract))
+
+
+def clock_start(ticket: Ticket) -> datetime:
+    """When the ticket's deadlines start counting."""
+    return ticket.sla_started_at or ticket.opened_at
+
+
+def _pauses_since(ticket: Ticket, start: datetime) -> list[tuple[datetime, datetime]]:
+    return [(max(a, start), b) for a, b in pause_intervals(ticket) if b > start]
 
 
 def compute(session: Session, ticket: Ticket) -> Deadlines:
-    """The ticket's deadlines from opened_at, grade, site calendar and pauses."""
-    spec = calendar_spec(session, ticket.site)
-    return deadlines_for(ticket.grade, ticket.opened_at, spec, pause_intervals(ticket))
+    """The ticket's deadlines from its clock start, grade, contract policy, calendar, pauses."""
+    contract = contract_for_site(session, ticket.site)
+    spec = calendar_spec(session, ticket.site, contract)
+    start = clock_start(ticket)
+    return deadlines_for(ticket.grade, start, spec, _pauses_since(ticket, start), contract.grades)
+
+
+def onsite_due(session: Session, ticket: Ticket) -> datetime | None:
+    """When a dispatched engineer must be on site: the on-site target of the ticket's grade in
+    its contract policy, counted like its other deadlines; None without a target."""
+    contract = contract_for_site(session, ticket.site)
+    minutes = contract.onsite_minutes.get(Grade(ticket.grade))
+    if minutes is None:
+        return None
+    clock = ticket_clock(session, ticket)
+    start = clock_start(ticket)
+    shift = paused_time(clock, _pauses_since(ticket, start))
+    return clock.add(start, timedelta(minutes=minutes) + shift)
 
 
 def refresh(session: Session, ticket: Ticket) -> Deadlines:
-    """Recompute and store the deadlines, and move the escalations' next steps with them."""
+    """Recompute and store the deadlines (the on-site one too while an engineer is on the way),
+    and move the escalations' next steps with them."""
     deadlines = compute(session, ticket)
     ticket.ack_due_at = deadlines.ack_due_at
     ticket.restore_due_at = deadlines.restore_due_at
-    escalation.schedule(ticket, ticket_clock(session, ticket))
+    clock = ticket_clock(session, ticket)
+    escalation.schedule(ticket, clock)
+    if escalation.dispatched(ticket):
+        ticket.onsite_due_at = onsite_due(session, ticket)
+        escalation.schedule(ticket, clock, (escalation.TimerKind.ONSITE,))
     return deadlines
 
 
@@ -105,3 +148,8 @@ def refresh_open_tickets(
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def list_calendars(session: Session) -> list[Calendar]:
+    """Every working-time calendar, by name."""
+    return list(session.scalars(select(Calendar).order_by(Calendar.name)))

@@ -7,12 +7,15 @@ A window matches an alarm when each of its matchers (site, device, fault code) i
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from hq_server.store.models import Alarm, MaintenanceWindow, Ticket
+from hq_server.core.errors import InvalidInput
+from hq_server.store.models import Alarm, MaintenanceWindow, Site, Ticket
 
 logger = logging.getLogger(__name__)
 
@@ -79,3 +82,105 @@ def held_alarms(session: Session, window: MaintenanceWindow) -> list[Alarm]:
     if window.code is not None:
         stmt = stmt.where(Alarm.code == window.code)
     return list(session.scalars(stmt.order_by(Alarm.id)))
+
+
+# ---- planning windows (the API and the console) ----------------------------------------------
+
+REASON_MAX = 4000
+APPROVAL_MAX = 100
+MATCHER_MAX = 64
+
+
+@dataclass(frozen=True, slots=True)
+class WindowPlan:
+    """What a window is to be: its matchers (None matches everything), times, reason, approval."""
+
+    site_id: int | None
+    device_id: str | None
+    code: str | None
+    starts_at: datetime
+    ends_at: datetime
+    reason: str
+    approval_ref: str = ""
+
+
+class WindowOutcome(StrEnum):
+    """What cancelling a window did."""
+
+    DELETED = "deleted"  # it had not started
+    ENDED = "ended"  # it was running: it ends now
+    KEPT = "kept"  # it is over: kept as a record
+
+
+def check_plan(session: Session, plan: WindowPlan) -> None:
+    """InvalidInput naming the field, for a plan that cannot be a window."""
+    if plan.ends_at <= plan.starts_at:
+        raise InvalidInput("ends_at must be after starts_at", field="ends_at")
+    if not plan.reason.strip():
+        raise InvalidInput("reason: required", field="reason")
+    if len(plan.reason) > REASON_MAX:
+        raise InvalidInput(f"reason: at most {REASON_MAX} characters", field="reason")
+    if len(plan.approval_ref) > APPROVAL_MAX:
+        raise InvalidInput(f"approval_ref: at most {APPROVAL_MAX} characters", field="approval_ref")
+    for name in ("device_id", "code"):
+        value = getattr(plan, name)
+        if value is not None and not 1 <= len(value) <= MATCHER_MAX:
+            raise InvalidInput(f"{name}: 1 to {MATCHER_MAX} characters", field=name)
+    if plan.site_id is not None and session.get(Site, plan.site_id) is None:
+        raise InvalidInput(f"no site {plan.site_id}", field="site_id")
+
+
+def _fill(row: MaintenanceWindow, plan: WindowPlan) -> None:
+    row.site_id, row.device_id, row.code = plan.site_id, plan.device_id, plan.code
+    row.starts_at, row.ends_at = plan.starts_at, plan.ends_at
+    row.reason, row.approval_ref = plan.reason, plan.approval_ref
+    # A window moved to end later holds its alarms again until then.
+    row.released_at = None
+
+
+def list_windows(
+    session: Session, now: datetime, *, active: bool | None = None, site_id: int | None = None
+) -> list[MaintenanceWindow]:
+    """Windows (of a site; running now or not), latest start first."""
+    stmt = select(MaintenanceWindow)
+    if site_id is not None:
+        stmt = stmt.where(MaintenanceWindow.site_id == site_id)
+    if active is not None:
+        stmt = stmt.where(_running(now) if active else ~_running(now))
+    return list(session.scalars(stmt.order_by(MaintenanceWindow.starts_at.desc())))
+
+
+def plan_window(
+    session: Session, plan: WindowPlan, author: str, now: datetime
+) -> MaintenanceWindow:
+    """A new window (checked; InvalidInput names the bad field), flushed so it has its id."""
+    check_plan(session, plan)
+    row = MaintenanceWindow(author=author, created_at=now)
+    _fill(row, plan)
+    session.add(row)
+    session.flush()
+    logger.info("maintenance window %s planned by %s: %s", row.id, author, plan.reason[:80])
+    return row
+
+
+def change_window(session: Session, row: MaintenanceWindow, plan: WindowPlan) -> None:
+    """Change a window's matchers, times, reason and approval (checked)."""
+    check_plan(session, plan)
+    _fill(row, plan)
+
+
+def cancel_window(session: Session, row: MaintenanceWindow, now: datetime) -> WindowOutcome:
+    """Cancel a window: one not started yet is deleted, a running one ends now (so the
+    scheduler opens tickets for the alarms it held); a past one stays as a record."""
+    if row.starts_at > now:
+        session.delete(row)
+        return WindowOutcome.DELETED
+    if row.ends_at > now:
+        session.execute(
+            update(MaintenanceWindow)
+            .where(MaintenanceWindow.id == row.id)
+            .values(ends_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return WindowOutcome.ENDED
+    return WindowOutcome.KEPT

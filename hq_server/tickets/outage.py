@@ -107,6 +107,7 @@ def group(
         component="",
         grade=min(a.grade for a in members),
         title=f"Site outage: {len(members)} devices unreachable",
+        title_zh=f"站点停运：{len(members)} 台设备不可达",  # noqa: RUF001
         symptom=", ".join(a.device_id for a in members),
         alarm_id=None,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -44,6 +45,13 @@ class Subject:
     title: str
     symptom: str
     alarm_id: int | None
+    title_zh: str = ""
+    # A ticket opened by a person (hq_server.tickets.manual): how it came in, who reported it,
+    # the customer's contact, the grade as the customer's representative gave it.
+    source: str = "alarm"
+    reporter: str = ""
+    contact_id: int | None = None
+    customer_grade: str = ""
 
     @classmethod
     def of(cls, alarm: Alarm) -> Subject:
@@ -58,6 +66,7 @@ class Subject:
             title=ticket_title(alarm),
             symptom=alarm.title,
             alarm_id=alarm.id,
+            title_zh=ticket_title(alarm, alarm.title_zh) if alarm.title_zh else "",
         )
 
 
@@ -112,9 +121,10 @@ def fold(text: str) -> str:
     return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
 
 
-def ticket_title(alarm: Alarm) -> str:
-    """ "<device_id>: <title>", with the component when there is one."""
-    title = f"{alarm.device_id}: {alarm.title}"
+def ticket_title(alarm: Alarm, title: str | None = None) -> str:
+    """ "<device_id>: <title>", with the component when there is one; `title` instead of the
+    alarm's (its Chinese title) when given."""
+    title = f"{alarm.device_id}: {alarm.title if title is None else title}"
     if alarm.component:
         title += f" ({alarm.component})"
     return title[:_TITLE_MAX]
@@ -149,7 +159,9 @@ def new_ticket(
         "grade": subject.grade,
         "status": TicketStatus.NEW.value,
         "title": subject.title[:_TITLE_MAX],
-        "title_folded": fold(subject.title[:_TITLE_MAX]),
+        "title_zh": subject.title_zh[:_TITLE_MAX],
+        # Both titles are searched: an engineer may look for either.
+        "title_folded": fold("\n".join(filter(None, (subject.title, subject.title_zh)))),
         "symptom": subject.symptom,
         "on_duty": on_duty,
         "assignee": "",
@@ -166,6 +178,17 @@ def new_ticket(
         "pauses": None,
         "ack_escalation_level": 0,
         "restore_escalation_level": 0,
+        "source": subject.source,
+        "reporter": subject.reporter,
+        "contact_id": subject.contact_id,
+        "customer_grade": subject.customer_grade,
+        "sla_started_at": None,
+        "promised_fix_at": None,
+        "plan": "",
+        "dispatch": None,
+        "onsite_due_at": None,
+        "onsite_escalation_level": 0,
+        "onsite_escalation_at": None,
     }
     ticket = rows.detached(Ticket, values)
     due = deadlines.compute(session, ticket)
@@ -175,8 +198,20 @@ def new_ticket(
     return ticket
 
 
+def tickets_opened(session: Session, tickets: Sequence[Ticket], now: datetime) -> None:
+    """Whatever follows a ticket's opening, called once per opening path with the tickets just
+    inserted (ids and numbers set): the batch of the ticket book, and `open_subject` (one
+    ticket: a site outage, a dead man's switch, a manual ticket). The paging of issue 14 hooks
+    in here, so alarms' tickets and the tickets people open page alike; nothing else yet."""
+    del session, tickets, now
+
+
 def opened_detail(subject: Subject) -> str:
     """The history entry of a ticket's opening."""
+    if subject.source != "alarm":
+        given = f" (given as {subject.customer_grade})" if subject.customer_grade else ""
+        reporter = f" by {subject.reporter}" if subject.reporter else ""
+        return f"opened for grade {subject.grade}{given}: reported{reporter} by {subject.source}"
     return f"opened for grade {subject.grade} alarm {subject.fault_key}"
 
 
@@ -209,6 +244,7 @@ def open_subject(
                 escalation_chain=ticket.escalation["name"] if ticket.escalation else None,
             )
             session.flush()
+            tickets_opened(session, [ticket], now)
     except IntegrityError:
         existing = find_open_ticket(session, site.id, subject.fault_key)
         if existing is None:

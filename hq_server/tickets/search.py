@@ -26,6 +26,9 @@ class TicketFilter:
     assignee: str | None = None
     overdue: bool | None = None
     text: str | None = None
+    device_id: str | None = None
+    customer_id: int | None = None  # at this customer's sites
+    source: str | None = None  # alarm, phone, fax, email, web, onsite
 
 
 def overdue_clause(now: datetime) -> ColumnElement[bool]:
@@ -64,6 +67,14 @@ def filtered(stmt: Select[tuple[Ticket]], f: TicketFilter, now: datetime) -> Sel
         stmt = stmt.join(Ticket.site).where(Site.name == f.site)
     if f.grade is not None:
         stmt = stmt.where(Ticket.grade == f.grade)
+    if f.device_id is not None:
+        stmt = stmt.where(Ticket.device_id == f.device_id)
+    if f.customer_id is not None:
+        stmt = stmt.where(
+            Ticket.site_id.in_(select(Site.id).where(Site.customer_id == f.customer_id))
+        )
+    if f.source is not None:
+        stmt = stmt.where(Ticket.source == f.source)
     return stmt
 
 

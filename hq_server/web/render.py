@@ -16,6 +16,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from hq_server.access.sessions import ConsoleUser
 from hq_server.core.domain import Role
 from hq_server.web.i18n import GRADE_NAMES, LANGUAGE_NAMES, LANGUAGES, ROLE_NAMES, Translator
+from hq_server.web.titles import fault_title
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -38,6 +39,12 @@ _env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+
+
+def template_globals(**values: Any) -> None:
+    """Names every template sees (a page module's tables that other pages' templates include,
+    e.g. the service desk's sections of the ticket page)."""
+    _env.globals.update(values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +90,8 @@ def context(
         "static": STATIC_PREFIX,
         "grade_names": GRADE_NAMES,
         "role_names": ROLE_NAMES,
+        # A fault's title in the reader's language (the profile's title_zh in Chinese).
+        "fault_title": lambda row: fault_title(t, row),
         **values,
     }
 

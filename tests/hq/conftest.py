@@ -193,6 +193,7 @@ class HQ:
         component: str = "",
         grade: int = 1,
         title: str = "Transmitter off air",
+        title_zh: str | None = None,
         observed_at: datetime | None = None,
         seq: int | None = None,
     ) -> dict[str, Any]:
@@ -200,7 +201,7 @@ class HQ:
         if seq is None:
             seq = self._seq.get(agent, 0) + 1
         self._seq[agent] = max(seq, self._seq.get(agent, 0))
-        return {
+        event = {
             "event_id": str(uuid.uuid4()),
             "seq": seq,
             "kind": str(EventKind(kind)),
@@ -214,6 +215,9 @@ class HQ:
             "observed_at": (observed_at or self.clock.now()).isoformat(),
             "values": {"forward_power_w": 0.0},
         }
+        if title_zh is not None:  # left out otherwise, as agents before the field send it
+            event["title_zh"] = title_zh
+        return event
 
     def post_events(
         self, token: str, events: list[dict[str, Any]], *, compress: bool = True

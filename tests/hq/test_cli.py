@@ -26,7 +26,7 @@ from hq_server.core.errors import EnrollmentTokenInvalid
 from hq_server.core.security import hash_token
 from hq_server.sites.enrollment import enroll
 from hq_server.store.db import Database
-from hq_server.store.models import Agent, ApiToken, EnrollmentToken, Site
+from hq_server.store.models import Agent, ApiToken, Customer, EnrollmentToken, Site
 from protocol.wire import EnrollRequest
 from tests.peers import free_port
 
@@ -568,5 +568,47 @@ def test_user_passwd_applies_the_policy_and_revokes_tokens(
     try:
         with db.session() as session:
             assert session.scalars(select(ApiToken.revoked_at)).one() is not None
+    finally:
+        db.dispose()
+
+
+def test_site_customer_puts_a_site_under_a_customer_record(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    data = tmp_path / "hq"
+    _upgraded(data, env)
+    env = {**env, "STATIONWATCH_DATA_DIR": str(data)}
+    db = _db(data)
+    try:
+        with db.writer() as session, session.begin():
+            now = datetime.now(UTC)
+            session.add(
+                Customer(
+                    name="Hebei TV",
+                    contract_number="",
+                    language="zh",
+                    timezone="Asia/Shanghai",
+                    notify_acknowledged=False,
+                    notify_resolved=False,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        # A site created for a customer with a record is under it at once.
+        created = hq(["site", "add", "tx-south", "--customer", "Hebei TV"], env)
+        assert created.returncode == 0, created.stderr
+        assert hq(["site", "add", "tx-north"], env).returncode == 0
+        unknown = hq(["site", "customer", "tx-north", "Nobody"], env)
+        assert unknown.returncode == 1 and "no customer 'Nobody'" in unknown.stderr
+        under = hq(["site", "customer", "tx-north", "Hebei TV"], env)
+        assert under.returncode == 0, under.stderr
+        assert "under customer 'Hebei TV'" in under.stderr
+        with db.session() as session:
+            sites = {s.name: (s.customer, s.customer_id) for s in session.scalars(select(Site))}
+        assert sites == {"tx-north": ("Hebei TV", 1), "tx-south": ("Hebei TV", 1)}
+        assert hq(["site", "customer", "tx-north"], env).returncode == 0
+        with db.session() as session:
+            site = session.scalars(select(Site).where(Site.name == "tx-north")).one()
+            assert (site.customer, site.customer_id) == ("", None)
     finally:
         db.dispose()

@@ -43,6 +43,10 @@ EXPECTED_TABLES = {
     "apscheduler_jobs",
     # revision 0006: which key seals the webhook keys
     "hq_facts",
+    # revision 0011: the service desk's records
+    "customers",
+    "contacts",
+    "sla_policies",
 }
 
 

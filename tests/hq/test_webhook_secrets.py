@@ -189,15 +189,17 @@ def _seed_0003(url: str) -> int:
         ],
     }
     with _database(url) as db, db.writer() as session, session.begin():
-        site = Site(name="s", created_at=T0)
-        session.add(site)
-        session.flush()
-        # Core, with the columns of revision 0003 only (the model has later ones).
+        # Core, with the columns of revision 0003 only (the models have later ones).
+        site_id = session.execute(
+            insert(Site.__table__)
+            .values(name="s", customer="", contact="", timezone="UTC", created_at=T0)
+            .returning(Site.__table__.c.id)
+        ).scalar_one()
         ticket_id = session.execute(
             insert(Ticket.__table__)
             .values(
                 number="SW-2026-000001",
-                site_id=site.id,
+                site_id=site_id,
                 fault_key="tx1:off_air",
                 device_id="tx1",
                 code="off_air",

@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 import yaml
 
-from checks.profile_rules import ProfileError, builtin_profiles, load_profile, load_profiles
+from checks.profile_rules import (
+    GradedProfile,
+    ProfileError,
+    builtin_profiles,
+    load_profile,
+    load_profiles,
+)
 from collectors.profiles import PROFILE_DIR, SHARED_DIR, candidates, profile_data
 
 # Each profile that now extends shared blocks, as its file read before it did (kept verbatim).
@@ -37,7 +43,18 @@ def test_a_profile_using_blocks_is_what_its_file_said_before(before: Path) -> No
     """Merged from its blocks, the profile equals the model of its written-out version: every
     reading, check, trap and grade, in the same order."""
     assert _blocks(before.stem), f"{before.stem} extends no shared block"
-    assert builtin_profiles()[before.stem] == load_profile(before)
+    assert _without_title_zh(builtin_profiles()[before.stem]) == load_profile(before)
+
+
+def _without_title_zh(profile: GradedProfile) -> GradedProfile:
+    """The profile without the Chinese titles its rules gained after the written-out versions."""
+    return profile.model_copy(
+        update={
+            "checks": [c.model_copy(update={"title_zh": ""}) for c in profile.checks],
+            "traps": [t.model_copy(update={"title_zh": ""}) for t in profile.traps],
+            "log_patterns": [p.model_copy(update={"title_zh": ""}) for p in profile.log_patterns],
+        }
+    )
 
 
 def test_switches_and_ups_profiles_share_their_common_blocks() -> None:

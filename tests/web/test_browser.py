@@ -3,9 +3,10 @@ HQ, simulator and agent processes, one set for this module. A fault injected in 
 appears on the overview without a reload; an engineer acknowledges, comments on and resolves
 its ticket; the pages switch to Chinese and back with dates in the site's zone; a viewer sees
 no action and a forged one is refused; a form without its CSRF token is refused; an expired
-session keeps what was typed. axe-core (vendored) finds no serious or critical violation on
-the overview, the ticket list and a ticket's page; screenshots of each page in both languages
-go to test-output/console/ for review."""
+session keeps what was typed; a fault reported by phone opens its ticket through the report
+form. axe-core (vendored) finds no serious or critical violation on the overview, the ticket
+list, a ticket's page and the report form; screenshots of each page in both languages go to
+test-output/console/ for review."""
 
 from __future__ import annotations
 
@@ -349,3 +350,31 @@ def test_an_expired_session_returns_to_the_form_with_what_was_typed(
     page.get_by_role("button", name="Send").click()
     expect(page).to_have_url(f"{stack.url}{ticket}")
     expect(page.locator(".timeline")).to_contain_text("Typed before the session ended")
+
+
+def test_a_fault_reported_by_phone_opens_its_ticket(page: Page, stack: Stack) -> None:
+    login(page, "erin")
+    page.get_by_role("link", name="Report a fault").click()
+    page.get_by_label("Reported by").select_option("phone")
+    page.get_by_label("Site").select_option(label=SITE)
+    page.get_by_label("Grade given by the customer").fill("X")
+    page.get_by_label("Symptom").fill("Listeners report hiss on 99.1 MHz")
+    page.get_by_label("Reporter").fill("Mr Zhou")
+    check_accessibility(page, "report form")
+    page.get_by_role("button", name="Open the ticket").click()
+    # Refused next to its field, with what was typed kept.
+    expect(page.locator("#e-report-grade")).to_contain_text("use one of 1, 2, 3, 4, 5")
+    expect(page.get_by_label("Symptom")).to_have_value("Listeners report hiss on 99.1 MHz")
+    screenshot(page, "report-refused-en")
+    page.get_by_label("Grade given by the customer").fill("2")
+    page.get_by_role("button", name="Open the ticket").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("2 Severe")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Listeners report hiss")
+    expect(page.locator("#ticket-source")).to_have_text("phone · Mr Zhou")
+    # The same clocks as an alarm's ticket: grade 2 is acknowledged within 30 minutes.
+    expect(page.locator("#ack-clock .countdown")).to_be_visible()
+    page.get_by_label("Engineer").fill("Zhang Wei")
+    page.get_by_role("button", name="Record").click()
+    expect(page.locator("#dispatch")).to_contain_text("Zhang Wei · sent")
+    check_accessibility(page, "reported ticket")
+    screenshot(page, "reported-ticket-en")

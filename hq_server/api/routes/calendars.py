@@ -1,5 +1,6 @@
 """Working-time calendars (admins change them, everyone reads them); a change recomputes the
-deadlines of open tickets at the sites using the calendar."""
+deadlines of open tickets at the sites using the calendar (their own, or their customer's SLA
+policy's)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from hq_server.api.errors import AUTH_ERRORS, BODY_ERRORS, errors
 from hq_server.api.lookup import flush_unique, get_row
 from hq_server.api.schemas.calendars import CalendarIn, CalendarOut
 from hq_server.core.errors import Conflict
-from hq_server.store.models import Calendar, Site
+from hq_server.store.models import Calendar, Customer, Site, SlaPolicy
 from hq_server.tickets import deadlines
 from protocol.wire import API_PREFIX
 
@@ -29,8 +30,7 @@ router = APIRouter(
 def list_calendars(_user: ViewerDep, db: DbDep) -> list[CalendarOut]:
     """All calendars, by name."""
     with db.session() as session:
-        rows = session.scalars(select(Calendar).order_by(Calendar.name))
-        return [CalendarOut.of(r) for r in rows]
+        return [CalendarOut.of(r) for r in deadlines.list_calendars(session)]
 
 
 @router.get("/calendars/{calendar_id}", response_model=CalendarOut, responses=errors(404))
@@ -63,7 +63,14 @@ def post_calendar(
 
 
 def _sites_of(session: Session, calendar_id: int) -> list[int]:
-    return list(session.scalars(select(Site.id).where(Site.calendar_id == calendar_id)))
+    own = select(Site.id).where(Site.calendar_id == calendar_id)
+    by_contract = (
+        select(Site.id)
+        .join(Customer, Site.customer_id == Customer.id)
+        .join(SlaPolicy, Customer.sla_policy_id == SlaPolicy.id)
+        .where(SlaPolicy.calendar_id == calendar_id)
+    )
+    return sorted(set(session.scalars(own)) | set(session.scalars(by_contract)))
 
 
 @router.put("/calendars/{calendar_id}", response_model=CalendarOut, responses=errors(404, 409))
@@ -95,7 +102,15 @@ def delete_calendar(calendar_id: Id, request: Request, _admin: AdminDep, db: DbD
     """Delete a calendar no site uses."""
     with db.writer() as session, session.begin():
         row = get_row(session, Calendar, calendar_id, "calendar")
-        if _sites_of(session, calendar_id):
+        own = session.scalars(select(Site.id).where(Site.calendar_id == calendar_id)).first()
+        if own is not None:
             raise Conflict(f"calendar {row.name!r} is used by sites: assign them another first")
+        policies = session.scalars(select(SlaPolicy.name).where(SlaPolicy.calendar_id == row.id))
+        used_by = sorted(policies)
+        if used_by:
+            raise Conflict(
+                f"calendar {row.name!r} is used by SLA policies ({', '.join(used_by)}): "
+                "give them another first"
+            )
         audit_note(request, f"delete calendar {row.name}")
         session.delete(row)

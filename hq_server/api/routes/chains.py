@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from sqlalchemy import select
 
 from hq_server.access.secretbox import box_for, has_keys, is_sealed
 from hq_server.api.body import BoundedBodyRoute
@@ -17,6 +16,7 @@ from hq_server.api.schemas.chains import ChainIn, ChainOut
 from hq_server.core.errors import InvalidInput
 from hq_server.core.settings import Settings
 from hq_server.store.models import EscalationChain
+from hq_server.tickets import escalation
 from hq_server.tickets.webhook_targets import ALLOW_SETTING, TargetRefused, check_saved
 from protocol.wire import API_PREFIX
 
@@ -79,10 +79,7 @@ def _keep_keys(
 def list_chains(_user: ViewerDep, db: DbDep) -> list[ChainOut]:
     """All escalation chains, by customer and grade."""
     with db.session() as session:
-        rows = session.scalars(
-            select(EscalationChain).order_by(EscalationChain.customer, EscalationChain.grade)
-        )
-        return [ChainOut.of(r) for r in rows]
+        return [ChainOut.of(r) for r in escalation.list_chains(session)]
 
 
 @router.get("/escalation-chains/{chain_id}", response_model=ChainOut, responses=errors(404))

@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
@@ -48,13 +47,15 @@ from hq_server.jobs.queue import (
     cancel_job,
     create_job,
     expire_jobs,
+    find_jobs,
     get_job,
+    job_items,
     peek,
     store_result,
     take_work,
 )
 from hq_server.store.db import Database
-from hq_server.store.models import JobItemRecord, JobRecord, JobState, Site
+from hq_server.store.models import JobState
 from protocol.wire import API_PREFIX, JobKind, JobPoll, JobResult, JobStatus
 
 logger = logging.getLogger(__name__)
@@ -212,18 +213,16 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many")] = 200,
 ) -> list[JobOut]:
     """Jobs, newest first."""
-    stmt = select(JobRecord)
-    if site_id is not None:
-        stmt = stmt.where(JobRecord.site_id == site_id)
-    if site is not None:
-        stmt = stmt.join(Site, Site.id == JobRecord.site_id).where(Site.name == site)
-    if status:
-        stmt = stmt.where(JobRecord.status.in_([s.value for s in status]))
-    if kind:
-        stmt = stmt.where(JobRecord.kind.in_([k.value for k in kind]))
-    stmt = stmt.order_by(JobRecord.created_at.desc(), JobRecord.id).limit(limit)
     with db.session() as session:
-        return [JobOut.of(r) for r in session.scalars(stmt)]
+        rows = find_jobs(
+            session,
+            site_id=site_id,
+            site=site,
+            status=status or (),
+            kind=kind or (),
+            limit=limit,
+        )
+        return [JobOut.of(r) for r in rows]
 
 
 @router.get("/jobs/{job_id}", response_model=JobDetailOut, tags=["jobs"], responses=JOB_NOT_FOUND)
@@ -231,11 +230,7 @@ def get_one_job(job_id: JobId, _user: ViewerDep, db: DbDep) -> JobDetailOut:
     """One job with the items of its result."""
     with db.session() as session:
         row = get_job(session, job_id)
-        items = session.scalars(
-            select(JobItemRecord)
-            .where(JobItemRecord.job_id == job_id)
-            .order_by(JobItemRecord.position)
-        )
+        items = job_items(session, job_id)
         return JobDetailOut(
             **JobOut.fields_of(row), items=[JobItemOut.model_validate(i) for i in items]
         )

@@ -6,16 +6,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
 
 from hq_server.api.body import BoundedBodyRoute
 from hq_server.api.deps import AdminDep, ClockDep, DbDep, Id, ViewerDep, audit_note
 from hq_server.api.errors import AUTH_ERRORS, BODY_ERRORS, errors
 from hq_server.api.lookup import get_row
 from hq_server.api.schemas.maintenance import WindowIn, WindowOut
-from hq_server.core.errors import InvalidInput
-from hq_server.store.models import MaintenanceWindow, Site
+from hq_server.store.models import MaintenanceWindow
+from hq_server.tickets import maintenance
 from protocol.wire import API_PREFIX
 
 router = APIRouter(
@@ -37,15 +35,8 @@ def list_windows(
     site_id: Annotated[int | None, Query(ge=1, le=2_147_483_647)] = None,
 ) -> list[WindowOut]:
     """Maintenance windows, latest start first."""
-    stmt = select(MaintenanceWindow)
-    if site_id is not None:
-        stmt = stmt.where(MaintenanceWindow.site_id == site_id)
-    if active is not None:
-        now = clock.now()
-        running = (MaintenanceWindow.starts_at <= now) & (MaintenanceWindow.ends_at > now)
-        stmt = stmt.where(running if active else ~running)
     with db.session() as session:
-        rows = session.scalars(stmt.order_by(MaintenanceWindow.starts_at.desc()))
+        rows = maintenance.list_windows(session, clock.now(), active=active, site_id=site_id)
         return [WindowOut.model_validate(r) for r in rows]
 
 
@@ -58,14 +49,16 @@ def get_window(window_id: Id, _user: ViewerDep, db: DbDep) -> WindowOut:
         )
 
 
-def _fill_window(session: Session, row: MaintenanceWindow, body: WindowIn) -> None:
-    if body.site_id is not None and session.get(Site, body.site_id) is None:
-        raise InvalidInput(f"no site {body.site_id}")
-    row.site_id, row.device_id, row.code = body.site_id, body.device_id, body.code
-    row.starts_at, row.ends_at = body.starts_at, body.ends_at
-    row.reason, row.approval_ref = body.reason, body.approval_ref
-    # A window moved to end later holds its alarms again until then.
-    row.released_at = None
+def _plan(body: WindowIn) -> maintenance.WindowPlan:
+    return maintenance.WindowPlan(
+        site_id=body.site_id,
+        device_id=body.device_id,
+        code=body.code,
+        starts_at=body.starts_at,
+        ends_at=body.ends_at,
+        reason=body.reason,
+        approval_ref=body.approval_ref,
+    )
 
 
 @router.post("/maintenance-windows", response_model=WindowOut, status_code=201)
@@ -74,10 +67,7 @@ def post_window(
 ) -> WindowOut:
     """Plan a maintenance window (the caller is its author)."""
     with db.writer() as session, session.begin():
-        row = MaintenanceWindow(author=admin.name, created_at=clock.now())
-        _fill_window(session, row, body)
-        session.add(row)
-        session.flush()
+        row = maintenance.plan_window(session, _plan(body), admin.name, clock.now())
         audit_note(request, f"plan maintenance window: {body.reason[:200]}", window_id=row.id)
         return WindowOut.model_validate(row)
 
@@ -89,9 +79,16 @@ def put_window(
     """Change a window (matchers, times, reason, approval)."""
     with db.writer() as session, session.begin():
         row = get_row(session, MaintenanceWindow, window_id, "maintenance window")
-        _fill_window(session, row, body)
+        maintenance.change_window(session, row, _plan(body))
         audit_note(request, "change maintenance window")
         return WindowOut.model_validate(row)
+
+
+_CANCELLED = {
+    maintenance.WindowOutcome.DELETED: "delete planned maintenance window",
+    maintenance.WindowOutcome.ENDED: "end running maintenance window now",
+    maintenance.WindowOutcome.KEPT: "past maintenance window kept as a record",
+}
 
 
 @router.delete(
@@ -102,19 +99,7 @@ def delete_window(
 ) -> None:
     """Cancel a window: one not started yet is deleted, a running one ends now (so the
     scheduler opens tickets for the alarms it held); a past one stays as a record."""
-    now = clock.now()
     with db.writer() as session, session.begin():
         row = get_row(session, MaintenanceWindow, window_id, "maintenance window")
-        if row.starts_at > now:
-            audit_note(request, "delete planned maintenance window")
-            session.delete(row)
-        elif row.ends_at > now:
-            audit_note(request, "end running maintenance window now")
-            session.execute(
-                update(MaintenanceWindow)
-                .where(MaintenanceWindow.id == row.id)
-                .values(ends_at=now)
-                .execution_options(synchronize_session=False)
-            )
-        else:
-            audit_note(request, "past maintenance window kept as a record")
+        outcome = maintenance.cancel_window(session, row, clock.now())
+        audit_note(request, _CANCELLED[outcome])

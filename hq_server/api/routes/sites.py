@@ -3,8 +3,6 @@ calendar a site works on (its open tickets' deadlines are recomputed)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from sqlalchemy import select
 
@@ -23,8 +21,9 @@ from hq_server.api.lookup import get_row
 from hq_server.api.schemas.calendars import SiteCalendarIn
 from hq_server.api.schemas.sites import DeviceOut, SiteIn, SiteOut
 from hq_server.core.errors import ConfigError, Conflict, InvalidInput, NotFound
+from hq_server.sites import devices
 from hq_server.sites.registry import check_site_name, check_timezone, ensure_site
-from hq_server.store.models import Agent, Alarm, Calendar, Site
+from hq_server.store.models import Agent, Calendar, Site
 from hq_server.tickets import deadlines
 from protocol.wire import API_PREFIX
 
@@ -92,32 +91,18 @@ def get_site(site_id: Id, _user: ViewerDep, db: DbDep) -> SiteOut:
 @router.get("/devices", tags=["user"], response_model=list[DeviceOut])
 def list_devices(_user: ViewerDep, db: DbDep, site: SiteFilter = None) -> list[DeviceOut]:
     """Devices known at each site: from the agents' heartbeats and from alarms, by site and id."""
-    devices: dict[tuple[str, str], dict[str, Any]] = {}
     with db.session() as session:
-        agents = select(Agent, Site.name).join(Site, Site.id == Agent.site_id)
-        alarms = select(Alarm, Site.name).join(Site, Site.id == Alarm.site_id)
-        if site is not None:
-            agents, alarms = agents.where(Site.name == site), alarms.where(Site.name == site)
-        for agent, site_name in session.execute(agents.where(Agent.revoked_at.is_(None))):
-            for device_id, state in agent.device_states.items():
-                entry = devices.setdefault((site_name, device_id), {"classes": set(), "n": 0})
-                entry["state"] = state
-        for alarm, site_name in session.execute(alarms):
-            if alarm.device_class == "site":
-                continue  # HQ's own "site unreachable" alarm is not a device
-            entry = devices.setdefault((site_name, alarm.device_id), {"classes": set(), "n": 0})
-            entry["classes"].add(alarm.device_class)
-            entry["n"] += int(alarm.active)
-    return [
-        DeviceOut(
-            site=site_name,
-            device_id=device_id,
-            device_class=min(entry["classes"]) if entry["classes"] else None,
-            state=entry.get("state", "unknown"),
-            active_alarms=entry["n"],
-        )
-        for (site_name, device_id), entry in sorted(devices.items())
-    ]
+        return [
+            DeviceOut(
+                site=d.site,
+                device_id=d.device_id,
+                device_class=d.device_class,
+                profile=d.profile,
+                state=d.state,
+                active_alarms=d.active_alarms,
+            )
+            for d in devices.list_devices(session, site)
+        ]
 
 
 @router.put(

@@ -1,6 +1,8 @@
-"""Tickets: any user token reads them; engineers and admins act on them (acknowledge, assign,
-comment, status, resolve, close, reopen). Each action answers the ticket with its history; a
-status that forbids the action gives 409."""
+"""Tickets: any user token reads them; engineers and admins open them by hand (a fault reported
+by phone, fax, e-mail, the web or on site) and act on them (acknowledge, assign, comment,
+status, resolve, close, reopen; regrade, escalate now, dispatch, plan, the customer's
+confirmation). Each action answers the ticket with its history; a status that forbids the
+action gives 409."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from hq_server.api.deps import (
     GradeFilter,
     Id,
     Limit,
+    SettingsDep,
     SiteFilter,
     ViewerDep,
     audit_note,
@@ -27,7 +30,13 @@ from hq_server.api.errors import AUTH_ERRORS, BODY_ERRORS, error, errors
 from hq_server.api.schemas.tickets import (
     AssignIn,
     CommentIn,
+    ConfirmationIn,
+    DispatchIn,
+    EscalateIn,
+    ManualTicketIn,
     NoteIn,
+    PlanIn,
+    RegradeIn,
     ReopenIn,
     ResolveIn,
     StatusIn,
@@ -37,7 +46,8 @@ from hq_server.api.schemas.tickets import (
 from hq_server.core.domain import TicketStatus
 from hq_server.store.db import Database
 from hq_server.store.models import Ticket, TicketAlarmLink
-from hq_server.tickets import actions
+from hq_server.tickets import actions, manual
+from hq_server.tickets.policy import TicketPolicy
 from hq_server.tickets.search import TicketFilter, find_tickets
 from protocol.wire import API_PREFIX
 
@@ -64,6 +74,13 @@ def list_tickets(
     q: Annotated[
         str | None, Query(max_length=200, description="Text in the title (any case)")
     ] = None,
+    customer_id: Annotated[
+        int | None, Query(ge=1, le=2_147_483_647, description="Only at this customer's sites")
+    ] = None,
+    source: Annotated[
+        str | None,
+        Query(max_length=10, description="Only from this source: alarm, phone, fax, ..."),
+    ] = None,
     limit: Limit = 200,
 ) -> list[TicketOut]:
     """Tickets, newest first."""
@@ -75,6 +92,8 @@ def list_tickets(
         assignee=assignee,
         overdue=overdue,
         text=q,
+        customer_id=customer_id,
+        source=source,
     )
     with db.session() as session:
         return [TicketOut.of(t) for t in find_tickets(session, wanted, clock.now(), limit=limit)]
@@ -237,6 +256,9 @@ def resolve(
         faq=body.faq,
         faq_text=body.faq_text,
         time_spent_minutes=body.time_spent_minutes,
+        confirmed_by=body.confirmed_by,
+        confirmed_at=body.confirmed_at,
+        customer_opinion=body.customer_opinion,
     )
     return _act(
         db,
@@ -293,4 +315,180 @@ def reopen(
         ticket_id,
         "reopen",
         lambda s, t: actions.reopen(s, t, clock.now(), user.name, body.reason),
+    )
+
+
+@router.post(
+    "/tickets",
+    tags=["tickets"],
+    response_model=TicketDetailOut,
+    status_code=201,
+    responses=BODY_ERRORS,
+)
+def open_ticket(
+    body: ManualTicketIn,
+    request: Request,
+    user: EngineerDep,
+    db: DbDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+) -> TicketDetailOut:
+    """Open a ticket for a fault a person reported (phone, fax, e-mail, web, on site): the same
+    SLA clocks, escalation and paging as an alarm's ticket, on the site's customer's policy;
+    the grade is read in the customer's scheme."""
+    report = manual.Report(
+        source=body.source,
+        site_id=body.site_id,
+        grade=body.grade,
+        symptom=body.symptom,
+        reporter=body.reporter,
+        contact_id=body.contact_id,
+        customer_id=body.customer_id,
+        device_id=body.device_id,
+        title=body.title,
+    )
+    with db.writer() as session, session.begin():
+        ticket = manual.open_manual(
+            session, report, clock.now(), user.name, TicketPolicy.of(settings).on_duty
+        )
+        audit_note(
+            request, f"open ticket {ticket.number} ({body.source})", ticket_number=ticket.number
+        )
+        return ticket_detail(session, ticket.id)
+
+
+@router.post(
+    "/tickets/{ticket_id}/regrade",
+    tags=["tickets"],
+    response_model=TicketDetailOut,
+    responses=_ACTION_ERRORS,
+)
+def regrade(
+    ticket_id: Id,
+    body: RegradeIn,
+    request: Request,
+    user: EngineerDep,
+    db: DbDep,
+    clock: ClockDep,
+) -> TicketDetailOut:
+    """Change the grade (in the customer's scheme) with a reason: an upgrade's deadlines count
+    from when the new grade was confirmed, a downgrade keeps the original start."""
+    return _act(
+        db,
+        request,
+        ticket_id,
+        f"regrade to {body.grade}",
+        lambda s, t: actions.regrade(
+            s, t, clock.now(), user.name, body.grade, body.reason, body.confirmed_at
+        ),
+    )
+
+
+@router.post(
+    "/tickets/{ticket_id}/escalate",
+    tags=["tickets"],
+    response_model=TicketDetailOut,
+    responses=_ACTION_ERRORS,
+)
+def escalate(
+    ticket_id: Id,
+    body: EscalateIn,
+    request: Request,
+    user: EngineerDep,
+    db: DbDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+) -> TicketDetailOut:
+    """Escalate to the next level now, at the customer's request (notified, recorded); 409
+    when the escalation has no level left."""
+    return _act(
+        db,
+        request,
+        ticket_id,
+        "escalate",
+        lambda s, t: actions.escalate_now(s, t, clock.now(), user.name, body.reason, settings),
+    )
+
+
+@router.post(
+    "/tickets/{ticket_id}/dispatch",
+    tags=["tickets"],
+    response_model=TicketDetailOut,
+    responses=_ACTION_ERRORS,
+)
+def dispatch(
+    ticket_id: Id,
+    body: DispatchIn,
+    request: Request,
+    user: EngineerDep,
+    db: DbDep,
+    clock: ClockDep,
+) -> TicketDetailOut:
+    """Record the on-site dispatch: engineer sent (starts the on-site deadline of the grade),
+    left, arrived (stops its escalation), left the site."""
+    times = {
+        "sent_at": body.sent_at,
+        "left_at": body.left_at,
+        "arrived_at": body.arrived_at,
+        "left_site_at": body.left_site_at,
+    }
+    return _act(
+        db,
+        request,
+        ticket_id,
+        "dispatch on",
+        lambda s, t: actions.dispatch(s, t, clock.now(), user.name, body.engineer, times),
+    )
+
+
+@router.post(
+    "/tickets/{ticket_id}/plan",
+    tags=["tickets"],
+    response_model=TicketDetailOut,
+    responses=_ACTION_ERRORS,
+)
+def plan(
+    ticket_id: Id,
+    body: PlanIn,
+    request: Request,
+    user: EngineerDep,
+    db: DbDep,
+    clock: ClockDep,
+) -> TicketDetailOut:
+    """Record the fix date promised to the customer and the plan."""
+    return _act(
+        db,
+        request,
+        ticket_id,
+        "set the plan of",
+        lambda s, t: actions.set_plan(
+            s, t, clock.now(), user.name, body.promised_fix_at, body.plan
+        ),
+    )
+
+
+@router.post(
+    "/tickets/{ticket_id}/confirmation",
+    tags=["tickets"],
+    response_model=TicketDetailOut,
+    responses=_ACTION_ERRORS,
+)
+def confirmation(
+    ticket_id: Id,
+    body: ConfirmationIn,
+    request: Request,
+    user: EngineerDep,
+    db: DbDep,
+    clock: ClockDep,
+) -> TicketDetailOut:
+    """Record who at the customer confirmed the fix of a resolved ticket, when, and their
+    opinion."""
+    return _act(
+        db,
+        request,
+        ticket_id,
+        "record the customer's confirmation of",
+        lambda s, t: actions.confirm(
+            s, t, clock.now(), user.name, body.confirmed_by, body.confirmed_at, body.opinion
+        ),
     )

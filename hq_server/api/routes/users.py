@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from sqlalchemy import select
 
-from hq_server.access.users import create_user, get_user, set_disabled, set_password
+from hq_server.access.users import (
+    create_user,
+    get_user,
+    set_disabled,
+    set_password,
+    set_role,
+)
+from hq_server.access.users import (
+    list_users as all_users,
+)
 from hq_server.api.body import BoundedBodyRoute
 from hq_server.api.deps import AdminDep, ClockDep, DbDep, Id, SettingsDep, audit_note
 from hq_server.api.errors import AUTH_ERRORS, BODY_ERRORS, errors
 from hq_server.api.schemas.users import UserIn, UserOut, UserPatch
-from hq_server.store.models import User
 from protocol.wire import API_PREFIX
 
 router = APIRouter(
@@ -25,9 +32,7 @@ router = APIRouter(
 def list_users(_admin: AdminDep, db: DbDep) -> list[UserOut]:
     """All users, by name."""
     with db.session() as session:
-        return [
-            UserOut.model_validate(u) for u in session.scalars(select(User).order_by(User.username))
-        ]
+        return [UserOut.model_validate(u) for u in all_users(session)]
 
 
 @router.post(
@@ -80,7 +85,7 @@ def patch_user(
         changed = []
         revoked = 0
         if body.role is not None:
-            user.role = body.role.value
+            set_role(user, body.role)
             changed.append(f"role={body.role.value}")
         if body.password is not None:
             revoked += set_password(

@@ -25,6 +25,7 @@ class AlarmOut(Out):
     component: str
     grade: int
     title: str
+    title_zh: str = Field(description="The title in Simplified Chinese; empty when unknown")
     active: bool
     flapping: bool
     first_raised_at: datetime
@@ -46,6 +47,7 @@ class AlarmOut(Out):
             component=alarm.component,
             grade=alarm.grade,
             title=alarm.title,
+            title_zh=alarm.title_zh,
             active=alarm.active,
             flapping=alarm.flapping,
             first_raised_at=alarm.first_raised_at,

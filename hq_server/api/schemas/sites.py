@@ -69,6 +69,7 @@ class SiteOut(Out):
     id: int
     name: str
     customer: str
+    customer_id: int | None = Field(description="The customer record whose contract covers it")
     contact: str
     timezone: str
     calendar_id: int | None
@@ -82,6 +83,7 @@ class SiteOut(Out):
             id=site.id,
             name=site.name,
             customer=site.customer,
+            customer_id=site.customer_id,
             contact=site.contact,
             timezone=site.timezone,
             calendar_id=site.calendar_id,
@@ -96,6 +98,9 @@ class DeviceOut(Out):
     site: str
     device_id: str
     device_class: str | None
+    profile: str | None = Field(
+        default=None, description="The profile polling it, from agents that report it"
+    )
     state: str
     active_alarms: int
 

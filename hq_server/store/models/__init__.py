@@ -5,6 +5,7 @@
     sites    sites, agents, enrollment tokens
     access   users, API tokens, console sessions, the audit log, HQ's facts
     alarms   events, alarms
+    customers customers, their contacts, SLA policies of their contracts
     tickets  tickets, their history, numbers and grouped alarms, calendars, escalation chains,
              maintenance windows, notifications
     jobs     jobs, job items, schedules (and APScheduler's table), config backups
@@ -13,6 +14,7 @@
 from hq_server.store.models.access import ApiToken, AuditEntry, HqFact, User, WebSession
 from hq_server.store.models.alarms import Alarm, Event
 from hq_server.store.models.base import NAMING_CONVENTION, Base, BigId, UTCDateTime
+from hq_server.store.models.customers import CUSTOMER_LANGUAGES, Contact, Customer, SlaPolicy
 from hq_server.store.models.jobs import (
     APSCHEDULER_TABLE,
     FINISHED_STATES,
@@ -39,6 +41,7 @@ from hq_server.store.models.tickets import (
 
 __all__ = [
     "APSCHEDULER_TABLE",
+    "CUSTOMER_LANGUAGES",
     "FINISHED_STATES",
     "HELD_STATES",
     "NAMING_CONVENTION",
@@ -51,6 +54,8 @@ __all__ = [
     "BigId",
     "Calendar",
     "ConfigBackupRecord",
+    "Contact",
+    "Customer",
     "EnrollmentToken",
     "EscalationChain",
     "Event",
@@ -62,6 +67,7 @@ __all__ = [
     "MaintenanceWindow",
     "Notification",
     "Site",
+    "SlaPolicy",
     "Ticket",
     "TicketAlarmLink",
     "TicketCounter",

@@ -19,6 +19,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     false,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -96,6 +97,10 @@ class Alarm(Base):
     flapping: Mapped[bool] = mapped_column(Boolean, server_default=false())
     state_log: Mapped[str] = mapped_column(
         String(32), default="", comment="last states, 1=raised 0=cleared, newest last"
+    )
+    # Added by revision 0010.
+    title_zh: Mapped[str] = mapped_column(
+        String(200), server_default=text("''"), comment="the title in Simplified Chinese, or ''"
     )
 
     site: Mapped[Site] = relationship(lazy="joined", innerjoin=True)

@@ -25,6 +25,10 @@ class Site(Base):
     calendar_id: Mapped[int | None] = mapped_column(
         ForeignKey("calendars.id"), comment="business hours; none: Mon-Fri 08:30-17:30 local"
     )
+    # Added by revision 0011: the customer record (hq_server.customers); `customer` keeps its name.
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id"), index=True, comment="the customer whose contract covers it"
+    )
 
 
 class Agent(Base):

@@ -103,6 +103,44 @@ class Ticket(Base):
         server_default=text("''"),
         comment="the title case-folded (NFKC, casefold), for search",
     )
+    # Added by revision 0010.
+    title_zh: Mapped[str] = mapped_column(
+        String(300), server_default=text("''"), comment="the title in Simplified Chinese, or ''"
+    )
+
+    # Added by revision 0011: the service desk's records (manual tickets, regrades, dispatch,
+    # the promised fix). Manual tickets: how they came in, who reported them, the grade as the
+    # customer's representative gave it.
+    source: Mapped[str] = mapped_column(
+        String(10), server_default="alarm", comment="alarm, phone, fax, email, web or onsite"
+    )
+    reporter: Mapped[str] = mapped_column(String(200), server_default=text("''"))
+    contact_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contacts.id"), comment="the customer's contact who reported it"
+    )
+    customer_grade: Mapped[str] = mapped_column(
+        String(20),
+        server_default=text("''"),
+        comment="the grade in the customer's scheme, as given",
+    )
+    sla_started_at: Mapped[datetime | None] = mapped_column(
+        comment="when the deadlines start counting: an upgrade's confirmation; null: opened_at"
+    )
+    promised_fix_at: Mapped[datetime | None]
+    plan: Mapped[str] = mapped_column(Text, server_default=text("''"))
+    dispatch: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON,
+        comment='{"engineer": ..., "sent_at", "left_at", "arrived_at", "left_site_at": ISO}',
+    )
+    onsite_due_at: Mapped[datetime | None] = mapped_column(
+        comment="when the dispatched engineer must be on site"
+    )
+    onsite_escalation_level: Mapped[int] = mapped_column(
+        SmallInteger, server_default="0", comment="on-site escalation levels reached so far"
+    )
+    onsite_escalation_at: Mapped[datetime | None] = mapped_column(
+        index=True, comment="when the next on-site escalation level is due; null: not running"
+    )
 
     site: Mapped[Site] = relationship(lazy="joined", innerjoin=True)
     history: Mapped[list[TicketEvent]] = relationship(

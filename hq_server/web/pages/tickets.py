@@ -285,6 +285,21 @@ def _ticket_page(
         )
 
 
+def ticket_page_again(
+    request: Request,
+    visit: Visit,
+    ticket_id: int,
+    status_code: int,
+    form: str,
+    typed: dict[str, str],
+    **kw: Any,
+) -> Response:
+    """The ticket's page again after a form of it was refused (errors or a message)."""
+    return _ticket_page(
+        request, visit, ticket_id, status_code=status_code, form=form, typed=typed, **kw
+    )
+
+
 @router.get("/tickets/{ticket_id}")
 async def ticket_page(request: Request, ticket_id: int, visit: Viewer) -> Response:
     """A ticket with its timeline, clocks and the actions the user may take."""

@@ -38,14 +38,23 @@
       }, 1000);
     }
   }
+  // Parts marked data-live-catchup (a job that may end any moment) are fetched again once the
+  // stream is open: a change between the page's rendering and the stream's start is not lost.
+  function catchUp() {
+    document.querySelectorAll("[data-live-catchup]").forEach(function (el) {
+      if (window.htmx) { window.htmx.trigger(el, "sw-refresh"); }
+    });
+  }
   function connect(url) {
     var banner = document.getElementById("live-status");
     var source = new EventSource(url);
-    var lost = false;
+    var lost = false, first = true;
     source.onopen = function () {
       if (banner) { banner.hidden = true; }
       document.body.dataset.live = "connected";
       if (lost) { lost = false; refresh(null); }  // what happened meanwhile
+      else if (first) { catchUp(); }
+      first = false;
     };
     source.onerror = function () {
       if (source.readyState === EventSource.CLOSED) {
