@@ -110,8 +110,11 @@ def _columns(model: type[Any]) -> tuple[str, ...]:
 
 
 def _insert(session: Session, model: type[Any], values: Sequence[dict[str, Any]]) -> None:
-    """INSERT dicts holding every column but the id, in chunks (one executemany each)."""
-    columns = _columns(model)
+    """INSERT dicts, in chunks (one executemany each); columns the dicts leave out (added to
+    the table since this seed was written) take their defaults."""
+    if not values:
+        return
+    columns = tuple(c for c in _columns(model) if c in values[0])
     table = rows.table_of(model)
     for start in range(0, len(values), 5000):
         chunk = values[start : start + 5000]
