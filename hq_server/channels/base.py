@@ -53,6 +53,7 @@ class EventKind(StrEnum):
     DIGEST = "digest"  # several tickets in one message (`Page.items`)
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
+    UNDELIVERED = "undelivered"  # a page to someone else that no channel delivered
 
 
 class _Frozen(BaseModel):

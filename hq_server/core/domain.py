@@ -61,6 +61,7 @@ class TicketAction(StrEnum):
     FLAPPING_STARTED = "flapping_started"
     FLAPPING_STOPPED = "flapping_stopped"
     ALARM_GROUPED = "alarm_grouped"
+    PAGED = "paged"
 
 
 SYSTEM_ACTOR = "system"

@@ -1,5 +1,13 @@
 """Notifications: an outbox table, filled in the transaction that decides to notify, and sent
-by the scheduler. Webhooks are JSON POSTs signed with HMAC-SHA256; e-mails go through SMTP.
+by the scheduler. Webhooks are JSON POSTs signed with HMAC-SHA256; e-mails go through SMTP;
+pages (channel `page`, target a user name; hq_server.tickets.paging) go through the user's
+contact channels in order (hq_server.channels, hq_server.oncall.contacts), a failed channel
+falling back to the next.
+
+A transaction that queues a notification rings the outbox's bell when it commits
+(`BELL`): the scheduler's delivery loop wakes at once instead of at its next step, so a page
+leaves HQ within moments of the ticket opening. Claimed notifications are sent concurrently,
+each attempt bounded by timeouts, so a slow or dead endpoint never holds back the others.
 
 Webhook signing keys are not copied into the outbox: a row names where its key is found
 (`secret_ref`: the contact's place in the ticket's escalation chain, or `url` for
@@ -18,22 +26,32 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import smtplib
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from email.utils import make_msgid
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
-from sqlalchemy import select
+from pydantic import ValidationError
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from hq_server.access.secretbox import SecretUnavailable, box_for, key_file
+from hq_server.channels import Channel, ChannelError, DigestItem, EventKind, Page, Prepared
+from hq_server.channels import DeliveryError as ChannelDeliveryError
 from hq_server.channels import webhook as webhook_format
+from hq_server.channels.base import ChannelConfig, Timeouts
+from hq_server.channels.catalogue import message
+from hq_server.channels.deliver import Attempt, DeliveryOutcome, attempt
 from hq_server.core.domain import SYSTEM_ACTOR, TicketAction
-from hq_server.core.errors import ConfigError
+from hq_server.core.errors import ConfigError, HQError
 from hq_server.core.settings import Settings
+from hq_server.oncall import contacts
 from hq_server.store.db import Database, insert_ignoring_conflict
 from hq_server.store.models import Notification, Ticket
 from hq_server.tickets.history import history
@@ -52,6 +70,17 @@ BATCH = 20
 # or the key of the target URL in settings.webhook_secrets.
 CONTACT_REF = "contact"
 URL_REF = "url"
+PAGE = "page"
+# Notifications sent at once (threads); each attempt bounded by the channels' timeouts.
+SEND_WORKERS = 16
+# Rung after a transaction that queued notifications commits (see the module doc).
+BELL = threading.Event()
+_RING = "notify_ring"
+
+
+def _ring(session: Session) -> None:
+    session.info.pop(_RING, None)
+    BELL.set()
 
 
 class DeliveryError(Exception):
@@ -87,6 +116,9 @@ def enqueue(
     dialect = session.get_bind().dialect.name
     stmt = insert_ignoring_conflict(dialect, Notification, values, ["idempotency_key"])
     inserted = session.execute(stmt.returning(Notification.id)).scalar_one_or_none()
+    if inserted is not None and not session.info.get(_RING):
+        session.info[_RING] = True
+        event.listen(session, "after_commit", _ring, once=True)
     return inserted is not None
 
 
@@ -198,6 +230,9 @@ class Claimed:
     key: str
     attempt: int
     unsendable: str | None = None  # why this attempt fails without sending (a missing key)
+    page: Page | None = None  # a page: what it says, in the contact's language
+    channels: tuple[Channel, ...] = field(default=(), repr=False)  # a page: the contact's
+    user_id: int | None = None  # a page: the contact's user id
 
 
 def _claim(db: Database, now: datetime, settings: Settings) -> list[Claimed]:
@@ -215,7 +250,21 @@ def _claim(db: Database, now: datetime, settings: Settings) -> list[Claimed]:
             row.attempts += 1
             row.next_attempt_at = now + LEASE
             secret, unsendable = None, None
-            if row.secret_ref is not None:
+            page: Page | None = None
+            channels: tuple[Channel, ...] = ()
+            user_id: int | None = None
+            if row.channel == PAGE:
+                try:
+                    page, channels, user_id = _page_of(session, row, settings)
+                except (
+                    DeliveryError,
+                    ChannelError,
+                    HQError,
+                    SecretUnavailable,
+                    ValidationError,
+                ) as exc:
+                    unsendable = f"{type(exc).__name__}: {exc}"
+            elif row.secret_ref is not None:
                 try:
                     secret = resolve_secret(
                         session, row.ticket_id, row.target, row.secret_ref, settings
@@ -233,6 +282,9 @@ def _claim(db: Database, now: datetime, settings: Settings) -> list[Claimed]:
                     key=row.idempotency_key,
                     attempt=row.attempts,
                     unsendable=unsendable,
+                    page=page,
+                    channels=channels,
+                    user_id=user_id,
                 )
             )
         return claimed
@@ -275,6 +327,12 @@ def send_webhook(n: Claimed, timeout: float, *, allow_private: bool = False) -> 
         raise DeliveryError(f"HTTP {response.status_code}")
 
 
+def stable_message_id(key: str, domain: str) -> str:
+    """The Message-ID of a notification: the same for every attempt (email.utils.make_msgid
+    adds the time and a random number, so a repeat would not be recognised)."""
+    return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}.stationwatch@{domain}>"
+
+
 def send_email(n: Claimed, settings: Settings) -> None:
     """Send the notification as a plain-text e-mail through the configured SMTP server."""
     message = EmailMessage()
@@ -283,9 +341,7 @@ def send_email(n: Claimed, settings: Settings) -> None:
     message["Subject"] = str(n.payload.get("subject", "StationWatch notification"))
     # The same Message-ID on every attempt lets mail systems drop a repeat.
     domain = settings.smtp_sender.rpartition("@")[2] or "stationwatch"
-    message["Message-ID"] = make_msgid(
-        idstring=hashlib.sha256(n.key.encode()).hexdigest()[:32], domain=domain
-    )
+    message["Message-ID"] = stable_message_id(n.key, domain)
     message[IDEMPOTENCY_HEADER] = n.key
     message.set_content(str(n.payload.get("text", json.dumps(n.payload, indent=2))))
     try:
@@ -297,13 +353,22 @@ def send_email(n: Claimed, settings: Settings) -> None:
         raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
 
 
-def _record(db: Database, n: Claimed, error: str | None, now: datetime, settings: Settings) -> str:
+def _record(
+    db: Database,
+    n: Claimed,
+    error: str | None,
+    now: datetime,
+    settings: Settings,
+    *,
+    retryable: bool = True,
+    pages: DeliveryOutcome | None = None,
+) -> str:
     with db.writer() as session, session.begin():
         row = session.get_one(Notification, n.id)
         if error is None:
             row.status, row.sent_at, row.last_error = "sent", now, ""
             outcome = "sent"
-        elif n.attempt >= settings.notify_max_attempts:
+        elif n.attempt >= settings.notify_max_attempts or not retryable:
             row.status, row.last_error = "failed", error[:2000]
             outcome = f"failed for good ({error})"
         else:
@@ -311,48 +376,230 @@ def _record(db: Database, n: Claimed, error: str | None, now: datetime, settings
             row.next_attempt_at = now + delay
             row.last_error = error[:2000]
             outcome = f"failed ({error}), retry at {row.next_attempt_at.isoformat()}"
+        if pages is not None and n.user_id is not None:
+            contacts.record(session, n.user_id, pages.attempts, now)
         if n.ticket_id is not None:
             ticket = session.get_one(Ticket, n.ticket_id)
+            what = "page" if n.channel == PAGE else n.channel
+            detail = f"{what} to {n.target}, attempt {n.attempt}: " + (
+                f"sent by {pages.delivered_by.target}" if pages and pages.delivered_by else outcome
+            )
             history(
                 session,
                 ticket,
                 now,
                 SYSTEM_ACTOR,
                 TicketAction.NOTIFICATION,
-                f"{n.channel} to {n.target}, attempt {n.attempt}: {outcome}",
+                detail,
                 notification_id=n.id,
                 channel=n.channel,
                 target=n.target,
                 attempt=n.attempt,
                 ok=error is None,
+                kind=n.page.kind.value if n.page else None,
+                attempts=[
+                    {"kind": a.kind, "target": a.target, "ok": a.ok, "error": a.error}
+                    for a in (pages.attempts if pages else ())
+                ],
             )
         return row.status
 
 
-def deliver_due(db: Database, now: datetime, settings: Settings) -> int:
-    """Send every notification due at `now` once; returns how many attempts were made."""
+class _Guarded:
+    """A contact's channel whose HTTP requests go only where HQ's webhooks may go (no
+    loopback or private networks unless allowed; see hq_server.tickets.webhook_targets)."""
+
+    kind: ClassVar[str] = "guarded"
+    config_model: ClassVar[type[ChannelConfig]] = ChannelConfig
+
+    def __init__(self, channel: Channel, allow_private: bool) -> None:
+        self.channel = channel
+        self.allow_private = allow_private
+
+    @property
+    def config(self) -> ChannelConfig:
+        return self.channel.config
+
+    @property
+    def target(self) -> str:
+        return self.channel.target
+
+    def render(self, page: Page, now: datetime | None = None) -> Prepared:
+        return self.channel.render(page, now)
+
+    def send(self, prepared: Prepared, timeouts: Timeouts) -> None:
+        if prepared.url.startswith(("http://", "https://")):
+            try:
+                pin(prepared.url, allow_private=self.allow_private)
+            except TargetRefused as exc:
+                raise ChannelDeliveryError(
+                    f"not sent: {exc} (set {ALLOW_SETTING} to allow it)", retryable=False
+                ) from None
+        self.channel.send(prepared, timeouts)
+
+
+def send_page(n: Claimed, settings: Settings, now: datetime) -> DeliveryOutcome:
+    """Try the contact's channels in order until one delivers the page."""
+    assert n.page is not None
+    timeouts = Timeouts(settings.page_connect_timeout, settings.page_read_timeout)
+    attempts: list[Attempt] = []
+    for channel in n.channels:
+        guarded = _Guarded(channel, settings.allow_private_webhooks)
+        result = replace(attempt(guarded, n.page, timeouts, now), kind=channel.kind)
+        attempts.append(result)
+        if result.ok:
+            break
+    return DeliveryOutcome(tuple(attempts))
+
+
+def _send_one(db: Database, n: Claimed, settings: Settings, now: Callable[[], datetime]) -> None:
+    pages: DeliveryOutcome | None = None
+    retryable = True
+    try:
+        if n.unsendable is not None:
+            raise DeliveryError(n.unsendable)
+        if n.channel == PAGE:
+            pages = send_page(n, settings, now())
+            if not n.channels:
+                raise DeliveryError("the contact has no channel")
+            if not pages.delivered:
+                retryable = pages.retryable
+                raise DeliveryError(pages.summary())
+        elif n.channel == "webhook":
+            send_webhook(n, settings.webhook_timeout, allow_private=settings.allow_private_webhooks)
+        else:
+            send_email(n, settings)
+        error = None
+    except DeliveryError as exc:
+        error = str(exc)
+    status = _record(db, n, error, now(), settings, retryable=retryable, pages=pages)
+    logger.info(
+        "notification %s (%s to %s) attempt %d: %s",
+        n.id,
+        n.channel,
+        n.target,
+        n.attempt,
+        status if error is None else f"{status}: {error}",
+    )
+
+
+def deliver_due(
+    db: Database,
+    now: datetime,
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] | None = None,
+) -> int:
+    """Send every notification due at `now` once, at the same time in threads; returns how
+    many attempts were made. `clock` gives the time outcomes are recorded at (default `now`)."""
     attempts = 0
-    for n in _claim(db, now, settings):
-        try:
-            if n.unsendable is not None:
-                raise DeliveryError(n.unsendable)
-            if n.channel == "webhook":
-                send_webhook(
-                    n, settings.webhook_timeout, allow_private=settings.allow_private_webhooks
-                )
-            else:
-                send_email(n, settings)
-            error = None
-        except DeliveryError as exc:
-            error = str(exc)
-        status = _record(db, n, error, now, settings)
-        logger.info(
-            "notification %s (%s to %s) attempt %d: %s",
-            n.id,
-            n.channel,
-            n.target,
-            n.attempt,
-            status if error is None else f"{status}: {error}",
+    while True:
+        claimed = _claim(db, now, settings)
+        if not claimed:
+            return attempts
+        when = clock or (lambda: now)
+        with ThreadPoolExecutor(max_workers=min(SEND_WORKERS, len(claimed))) as pool:
+            for future in [pool.submit(_send_one, db, n, settings, when) for n in claimed]:
+                future.result()
+        attempts += len(claimed)
+        if len(claimed) < BATCH:
+            return attempts
+
+
+# ---- pages ----------------------------------------------------------------------------------
+
+_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+
+def page_language(payload: dict[str, Any], contact_language: str) -> str:
+    """The language of a page: the policy's, else the contact's."""
+    language = payload.get("language") or contact_language
+    return language if language in ("zh-CN", "en") else "zh-CN"
+
+
+def _when(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+
+
+def ticket_link(settings: Settings, ticket_id: int | None) -> str:
+    """The ticket (or, without one, the ticket list) in the console."""
+    base = settings.console_url.rstrip("/")
+    return f"{base}/tickets/{ticket_id}" if ticket_id is not None else f"{base}/tickets"
+
+
+def build_page(payload: dict[str, Any], language: str, key: str, settings: Settings) -> Page:
+    """The Page a stored page notification describes, in `language`."""
+    facts = payload.get("page", {})
+    kind = EventKind(facts.get("kind", "opened"))
+    idem = key if _KEY.match(key) else "sw-" + hashlib.sha256(key.encode()).hexdigest()[:40]
+    zone = facts.get("zone") or "UTC"
+    if kind is EventKind.DIGEST:
+        items = tuple(
+            DigestItem(
+                ticket_id=i["ticket_id"],
+                ticket_number=i["ticket_number"],
+                grade=i["grade"],
+                site=i["site"],
+                device=i.get("device"),
+                title=i["title"],
+                deadline=_when(i.get("deadline")),
+                link=ticket_link(settings, i["ticket_id"]),
+            )
+            for i in facts.get("items", [])
         )
-        attempts += 1
-    return attempts
+        sites = ", ".join(facts.get("sites", []))[:300] or "-"
+        return Page(
+            kind=kind,
+            language=language,
+            idempotency_key=idem,
+            grade=facts.get("grade", 5),
+            title=message(language, "digest.title", count=facts.get("count", len(items)),
+                          sites=sites),
+            zone=zone,
+            link=ticket_link(settings, None),
+            items=items,
+        )  # fmt: skip
+    detail = ""
+    if kind is EventKind.UNDELIVERED:
+        detail = message(
+            language,
+            "undelivered.detail",
+            user=facts.get("undelivered_to", "?"),
+            error=facts.get("error", ""),
+        )
+    return Page(
+        kind=kind,
+        language=language,
+        idempotency_key=idem,
+        ticket_id=facts.get("ticket_id"),
+        ticket_number=facts.get("ticket_number"),
+        grade=facts.get("grade", 1),
+        site=facts.get("site", ""),
+        device=facts.get("device"),
+        title=(facts.get("title") or "?")[:500],
+        detail=detail[:4000],
+        deadline=_when(facts.get("deadline")),
+        deadline_kind=facts.get("deadline_kind", "ack"),
+        zone=zone,
+        link=ticket_link(settings, facts.get("ticket_id")),
+    )
+
+
+def _page_of(
+    session: Session, row: Notification, settings: Settings
+) -> tuple[Page, tuple[Channel, ...], int | None]:
+    """A claimed page's message and the contact's channels (the policy's kinds, if named)."""
+    reach = contacts.reach(session, row.target, settings)
+    if reach is None:
+        raise DeliveryError(f"user {row.target!r} has no contact methods")
+    language = page_language(row.payload, reach.language)
+    channels = reach.channels
+    kinds = row.payload.get("channels") or []
+    if kinds:
+        channels = tuple(c for c in channels if c.kind in kinds)
+    return build_page(row.payload, language, row.idempotency_key, settings), channels, reach.user_id
+
+
+def now_utc() -> datetime:
+    """The wall clock (the time pages' outcomes are recorded at by the delivery loop)."""
+    return datetime.now(UTC)

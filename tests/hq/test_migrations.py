@@ -42,6 +42,14 @@ EXPECTED_TABLES = {
     "apscheduler_jobs",
     # revision 0006: which key seals the webhook keys
     "hq_facts",
+    # revision 0012: paging
+    "oncall_teams",
+    "oncall_rotations",
+    "oncall_overrides",
+    "engineer_contacts",
+    "paging_policies",
+    "ticket_paging",
+    "page_digest_items",
 }
 
 

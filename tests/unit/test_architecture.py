@@ -38,6 +38,7 @@ HQ_LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"core", "channels"}),
     frozenset({"store"}),
     frozenset({"access"}),
+    frozenset({"oncall"}),
     frozenset({"tickets"}),
     frozenset({"alarms", "jobs"}),
     frozenset({"sites"}),

@@ -8,6 +8,8 @@
     tickets  tickets, their history, numbers and grouped alarms, calendars, escalation chains,
              maintenance windows, notifications
     jobs     jobs, job items, schedules (and APScheduler's table), config backups
+    oncall   on-call teams, rotations, overrides, engineers' contact methods, paging policies,
+             tickets' paging state, digest items
 """
 
 from hq_server.store.models.access import ApiToken, AuditEntry, HqFact, User
@@ -23,6 +25,15 @@ from hq_server.store.models.jobs import (
     JobSchedule,
     JobState,
     apscheduler_jobs,
+)
+from hq_server.store.models.oncall import (
+    EngineerContact,
+    OncallOverride,
+    OncallRotation,
+    OncallTeam,
+    PageDigestItem,
+    PagingPolicy,
+    TicketPaging,
 )
 from hq_server.store.models.sites import Agent, EnrollmentToken, Site
 from hq_server.store.models.tickets import (
@@ -51,6 +62,7 @@ __all__ = [
     "BigId",
     "Calendar",
     "ConfigBackupRecord",
+    "EngineerContact",
     "EnrollmentToken",
     "EscalationChain",
     "Event",
@@ -61,11 +73,17 @@ __all__ = [
     "JobState",
     "MaintenanceWindow",
     "Notification",
+    "OncallOverride",
+    "OncallRotation",
+    "OncallTeam",
+    "PageDigestItem",
+    "PagingPolicy",
     "Site",
     "Ticket",
     "TicketAlarmLink",
     "TicketCounter",
     "TicketEvent",
+    "TicketPaging",
     "UTCDateTime",
     "User",
     "apscheduler_jobs",

@@ -200,11 +200,12 @@ class MaintenanceWindow(Base):
 
 
 class Notification(Base):
-    """The outbox of webhook and e-mail notifications, sent and retried by the scheduler."""
+    """The outbox of notifications, sent and retried by the scheduler: webhooks and e-mails of
+    escalation chains, pages to engineers through their contact channels (channel `page`)."""
 
     __tablename__ = "notifications"
     __table_args__ = (
-        CheckConstraint("channel IN ('webhook', 'email')", name="channel_known"),
+        CheckConstraint("channel IN ('webhook', 'email', 'page')", name="channel_known"),
         CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status_known"),
         Index(None, "status", "next_attempt_at"),
     )
