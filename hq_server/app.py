@@ -37,6 +37,7 @@ from hq_server.api.routes import (
     health,
     jobs,
     maintenance,
+    oncall,
     reports,
     schedules,
     sites,
@@ -141,6 +142,7 @@ def create_app(
         schedules,
         reports,
         backups,
+        oncall,
     ):
         app.include_router(routes.router)
     app.add_middleware(AuditMiddleware)

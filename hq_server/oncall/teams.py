@@ -6,12 +6,17 @@ customer; otherwise by the team that names neither sites nor a customer (the cat
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hq_server.access.users import find_user
+from hq_server.core.errors import InvalidInput
 from hq_server.oncall.rota import Duty, Override, Period, Role, Rotation, overrides_for
 from hq_server.store.models import OncallOverride, OncallRotation, OncallTeam, Site
 
@@ -161,3 +166,98 @@ def all_gaps(
     """Every team with the gaps of its primary duty in [start, end) (teams without gaps too)."""
     teams = session.scalars(select(OncallTeam).order_by(OncallTeam.name)).all()
     return [(team, load_team(session, team, start).gaps(start, end)) for team in teams]
+
+
+# ---- changing teams ---------------------------------------------------------------------------
+
+
+def check_users(session: Session, names: Iterable[tuple[str, str]]) -> None:
+    """InvalidInput naming the field of the first (field, user name) that is not an HQ user."""
+    for field, name in names:
+        if name and find_user(session, name) is None:
+            raise InvalidInput(f"{field}: no HQ user {name!r}", loc=tuple(field.split(".")))
+
+
+def check_zone(zone: str) -> str:
+    """`zone` if it is an IANA time zone name."""
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(
+            "timezone: expected an IANA time zone name such as Asia/Shanghai", field="timezone"
+        ) from None
+    return zone
+
+
+def gaps_ahead(
+    session: Session, team: OncallTeam, now: datetime
+) -> list[tuple[datetime, datetime]]:
+    """The gaps of a team's primary duty from `now` over GAP_HORIZON (as saved now)."""
+    session.flush()
+    return load_team(session, team, now).gaps(now, now + GAP_HORIZON)
+
+
+def save_rotation(
+    session: Session,
+    team: OncallTeam,
+    role: Role,
+    values: dict[str, Any],
+    now: datetime,
+) -> OncallRotation:
+    """Create or replace the rotation of one role of a team; user names checked."""
+    members = list(values["members"])
+    check_users(
+        session,
+        [*((f"members.{i}", m) for i, m in enumerate(members)),
+         ("holiday_cover", values.get("holiday_cover", ""))],
+    )  # fmt: skip
+    row = session.scalars(
+        select(OncallRotation).where(
+            OncallRotation.team_id == team.id, OncallRotation.role == role.value
+        )
+    ).one_or_none()
+    if row is None:
+        row = OncallRotation(team_id=team.id, role=role.value)
+        session.add(row)
+    row.period = Period(values["period"]).value
+    row.handover = values["handover"]
+    row.weekday = int(values.get("weekday", 0))
+    row.starts_on = values["starts_on"]
+    row.members = {"members": members}
+    row.holidays = {"dates": sorted({d.isoformat() for d in values.get("holidays", [])})}
+    row.holiday_cover = values.get("holiday_cover", "")
+    row.updated_at = now
+    team.updated_at = now
+    forget(session)
+    return row
+
+
+def add_override(
+    session: Session,
+    team: OncallTeam,
+    role: Role,
+    username: str,
+    starts_at: datetime,
+    ends_at: datetime,
+    reason: str,
+    who: str,
+    now: datetime,
+) -> OncallOverride:
+    """Put `username` on duty from `starts_at` to `ends_at` in place of the rota."""
+    if ends_at <= starts_at:
+        raise InvalidInput("ends_at: must be after starts_at", field="ends_at")
+    check_users(session, [("username", username)])
+    row = OncallOverride(
+        team_id=team.id,
+        role=role.value,
+        username=username,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        reason=reason,
+        created_by=who,
+        created_at=now,
+    )
+    session.add(row)
+    team.updated_at = now
+    forget(session)
+    return row

@@ -459,7 +459,9 @@ def _send_one(db: Database, n: Claimed, settings: Settings, now: Callable[[], da
         if n.unsendable is not None:
             raise DeliveryError(n.unsendable)
         if n.channel == PAGE:
-            pages = send_page(n, settings, now())
+            # Vendors check a signed request's timestamp against their own clock: the wall
+            # clock, whatever clock HQ runs on.
+            pages = send_page(n, settings, now_utc())
             if not n.channels:
                 raise DeliveryError("the contact has no channel")
             if not pages.delivered:
