@@ -55,6 +55,7 @@ ENV_TUNABLES = (
     "page_read_timeout",
     "page_undelivered_after",
     "contact_unreachable_after",
+    "clock_offset_file",
     "login_max_failures",
     "login_failure_window",
     "login_lockout",
@@ -282,6 +283,12 @@ class Settings(BaseModel):
     )
     contact_unreachable_after: int = Field(
         default=3, ge=1, description="Failures in a row that show a contact's channel failing"
+    )
+
+    clock_offset_file: Path | None = Field(
+        default=None,
+        description="Tests only: HQ's clock runs this many seconds (read from the file at each "
+        "reading) ahead of the wall clock",
     )
 
     @field_validator("channel_extra_hosts", mode="before")

@@ -438,14 +438,25 @@ class _Guarded:
         self.channel.send(prepared, timeouts)
 
 
-def send_page(n: Claimed, settings: Settings, now: datetime) -> DeliveryOutcome:
-    """Try the contact's channels in order until one delivers the page."""
-    assert n.page is not None
+def send_page(
+    n: Claimed, settings: Settings, now: datetime, *, every: bool = False
+) -> DeliveryOutcome:
+    """Try the contact's channels in order until one delivers the page; `every`: send on
+    all of them at once (a policy asking for every channel), delivered if one accepted it."""
+    page = n.page
+    assert page is not None
     timeouts = Timeouts(settings.page_connect_timeout, settings.page_read_timeout)
+
+    def one(channel: Channel) -> Attempt:
+        guarded = _Guarded(channel, settings.allow_private_webhooks)
+        return replace(attempt(guarded, page, timeouts, now), kind=channel.kind)
+
+    if every and len(n.channels) > 1:
+        with ThreadPoolExecutor(max_workers=len(n.channels)) as pool:
+            return DeliveryOutcome(tuple(pool.map(one, n.channels)))
     attempts: list[Attempt] = []
     for channel in n.channels:
-        guarded = _Guarded(channel, settings.allow_private_webhooks)
-        result = replace(attempt(guarded, n.page, timeouts, now), kind=channel.kind)
+        result = one(channel)
         attempts.append(result)
         if result.ok:
             break
@@ -461,7 +472,7 @@ def _send_one(db: Database, n: Claimed, settings: Settings, now: Callable[[], da
         if n.channel == PAGE:
             # Vendors check a signed request's timestamp against their own clock: the wall
             # clock, whatever clock HQ runs on.
-            pages = send_page(n, settings, now_utc())
+            pages = send_page(n, settings, now_utc(), every=bool(n.payload.get("all_channels")))
             if not n.channels:
                 raise DeliveryError("the contact has no channel")
             if not pages.delivered:
@@ -550,13 +561,16 @@ def build_page(payload: dict[str, Any], language: str, key: str, settings: Setti
             for i in facts.get("items", [])
         )
         sites = ", ".join(facts.get("sites", []))[:300] or "-"
+        count = int(facts.get("count", len(items)))
+        more = count > len(items)
         return Page(
             kind=kind,
             language=language,
             idempotency_key=idem,
             grade=facts.get("grade", 5),
-            title=message(language, "digest.title", count=facts.get("count", len(items)),
-                          sites=sites),
+            title=sites,
+            detail=message(language, "digest.more", shown=len(items)) if more else "",
+            total=count,
             zone=zone,
             link=ticket_link(settings, None),
             items=items,

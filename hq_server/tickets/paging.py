@@ -60,6 +60,9 @@ _COUNTS = "paging_counts"
 _POLICIES = "paging_policies"
 # At most this many repeats, digests or undelivered pages handled per scheduler step.
 BATCH = 200
+# A digest lists this many tickets, the worst first, and counts the rest (chat robots refuse
+# long messages: WeCom's markdown ends at 4096 bytes).
+DIGEST_ITEMS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +214,7 @@ def page(
         "user": user,
         "team_id": team_id,
         "channels": (policy.channels.get("kinds", []) if policy is not None else []),
+        "all_channels": bool(policy.channels.get("all")) if policy is not None else False,
         "language": policy.language if policy is not None else "",
     }
     new = notify.enqueue(
@@ -423,7 +427,7 @@ def digests_due(session: Session, now: datetime) -> int:
                     **page_facts(t, t.site, EventKind.DIGEST),
                     "kind": None,
                 }
-                for t in tickets[:200]
+                for t in tickets[:DIGEST_ITEMS]
             ],
             "count": len(tickets),
         }

@@ -53,6 +53,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     answer: Any = None
+    at: float = field(default_factory=time.time)  # wall-clock arrival (latency checks)
 
     def json(self) -> Any:
         """The request body as JSON."""

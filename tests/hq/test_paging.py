@@ -20,6 +20,7 @@ from hq_server.core.clock import ManualClock
 from hq_server.core.domain import Role
 from hq_server.store.models import Notification, PageDigestItem
 from hq_server.tickets.notify import stable_message_id
+from hq_server.tickets.paging import DIGEST_ITEMS
 from tests.channels.conftest import (
     DINGTALK_SECRET,
     DINGTALK_SIGNED,
@@ -349,7 +350,8 @@ def test_an_outage_sends_each_contact_a_handful_of_pages_and_one_digest(
     assert report.digests == 2
     assert len(vendors.of("webhook")) == limit + 1
     digest = vendors.of("webhook")[-1].json()
-    assert digest["event"] == "digest" and len(digest["items"]) == 60 - limit
+    assert digest["event"] == "digest" and len(digest["items"]) == DIGEST_ITEMS
+    assert "共55张工单" in digest["subject"]  # li reads Chinese
     with phq.db.session() as session:
         left = session.scalars(select(PageDigestItem).where(PageDigestItem.sent_at.is_(None)))
         assert list(left) == []

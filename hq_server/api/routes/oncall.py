@@ -332,6 +332,7 @@ def _policy_out(row: PagingPolicy) -> PolicyOut:
         repeat_minutes=row.repeat_minutes,
         digest=row.digest,
         channels=row.channels.get("kinds", []),
+        all_channels=bool(row.channels.get("all")),
         language=row.language,
         updated_at=row.updated_at,
     )
@@ -372,7 +373,7 @@ def put_policy(
         row.on_raise = {"who": list(dict.fromkeys(body.on_raise))}
         row.repeat_minutes = body.repeat_minutes
         row.digest = body.digest
-        row.channels = {"kinds": body.channels}
+        row.channels = {"kinds": body.channels, "all": body.all_channels}
         row.language = body.language
         row.updated_at = clock.now()
         audit_note(request, f"set the paging policy of grade {grade}")

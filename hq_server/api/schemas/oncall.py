@@ -164,7 +164,15 @@ class PolicyIn(In):
     on_raise: list[Who] = Field(default_factory=list, max_length=3)
     repeat_minutes: int | None = Field(default=None, ge=1, le=1440)
     digest: bool = False
-    channels: list[str] = Field(default_factory=list, max_length=10)
+    channels: list[str] = Field(
+        default_factory=list,
+        max_length=10,
+        description="the kinds of contact channels used, in the contact's order; empty: all",
+    )
+    all_channels: bool = Field(
+        default=False,
+        description="send on every channel at once instead of falling back channel by channel",
+    )
     language: Literal["", "zh-CN", "en"] = ""
 
 
@@ -177,5 +185,6 @@ class PolicyOut(Out):
     repeat_minutes: int | None
     digest: bool
     channels: list[str]
+    all_channels: bool
     language: str
     updated_at: datetime
