@@ -212,7 +212,9 @@ def test_off_air_pages_on_duty_on_two_channels_repeats_stops_and_hands_over_at_m
         p.call("PUT", "/api/v1/paging/policies/1", {
             "on_open": ["on_duty"], "on_raise": ["on_duty"], "repeat_minutes": 5,
         })  # fmt: skip
-        assert control.post("/devices/tx1/conditions", json={"condition": "reflected_high"}).is_success
+        assert control.post(
+            "/devices/tx1/conditions", json={"condition": "reflected_high"}
+        ).is_success
         second = wait(
             "a second ticket",
             lambda: next((t for t in p.hq.tickets() if t["id"] != ticket["id"]), None),
