@@ -194,7 +194,11 @@ def hq_samples(
         body = gzip_body([event])
         t0 = time.time()
         agent.post(body, 1)
-        from_post.append(receiver.wait(device) - t0)
+        try:
+            from_post.append(receiver.wait(device) - t0)
+        except RuntimeError:
+            print(hq.proc.tail(40), flush=True)
+            raise
     # opened_at of each sample's ticket, through the API.
     api = httpx.Client(
         base_url=hq.url, timeout=30, trust_env=False,

@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -295,22 +297,23 @@ class Scheduler:
 
     # ---- the loop ------------------------------------------------------------------------
 
-    async def _deliver_loop(self, stopping: asyncio.Event) -> None:
-        """Send notifications as soon as the bell rings (or every interval); several rounds
-        may run at once, so a round held by a slow endpoint does not hold back the next."""
+    def _deliver_loop(self, stopping: threading.Event) -> None:
+        """Send notifications as soon as the bell rings (or every interval), in a thread of its
+        own; up to MAX_DELIVERY_ROUNDS rounds run at once, so a round held by a slow endpoint
+        does not hold back the next."""
         interval = self.settings.scheduler_interval
-        rounds: set[asyncio.Task[int]] = set()
-        while not stopping.is_set():
-            await asyncio.to_thread(notify.BELL.wait, interval)
-            notify.BELL.clear()
-            if stopping.is_set():
-                break
-            if len(rounds) < MAX_DELIVERY_ROUNDS:
-                task = asyncio.create_task(asyncio.to_thread(self._deliver_round))
-                rounds.add(task)
-                task.add_done_callback(rounds.discard)
-        if rounds:
-            await asyncio.wait(rounds)
+        running = threading.BoundedSemaphore(MAX_DELIVERY_ROUNDS)
+        with ThreadPoolExecutor(MAX_DELIVERY_ROUNDS, thread_name_prefix="deliver") as pool:
+            while not stopping.is_set():
+                notify.BELL.wait(interval)
+                if stopping.is_set():
+                    break
+                # A ring while every round is busy is kept for the first round to finish.
+                if not running.acquire(timeout=interval):
+                    continue
+                notify.BELL.clear()
+                future = pool.submit(self._deliver_round)
+                future.add_done_callback(lambda _f: running.release())
 
     def _deliver_round(self) -> int:
         try:
@@ -323,7 +326,11 @@ class Scheduler:
         """Step every `scheduler_interval` seconds until `stop()`; then give up leadership."""
         interval = self.settings.scheduler_interval
         self._stopping = asyncio.Event()
-        delivery = asyncio.create_task(self._deliver_loop(self._stopping))
+        stop_delivery = threading.Event()
+        delivery = threading.Thread(
+            target=self._deliver_loop, args=(stop_delivery,), name="delivery", daemon=True
+        )
+        delivery.start()
         try:
             while not self._stopping.is_set():
                 try:
@@ -335,8 +342,9 @@ class Scheduler:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=interval)
         finally:
+            stop_delivery.set()
             notify.BELL.set()  # wakes the delivery loop to see it is stopping
-            await delivery
+            await asyncio.to_thread(delivery.join)
             # Not cancelled mid-step (stop() lets the step finish), so no thread is left
             # holding a connection when the leader lock is released.
             await asyncio.to_thread(self.close)
