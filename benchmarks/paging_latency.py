@@ -5,7 +5,9 @@ Alertmanager (Debian `prometheus-alertmanager`): new alert -> webhook with `grou
 HQ: a real `stationwatch hq serve` (SQLite in a temp dir; PostgreSQL in a fresh schema of the
 `test` database, dropped afterwards) with one engineer on duty for the sample site, whose
 contact method is a signed generic webhook to a receiver on 127.0.0.1. A sample is a RAISE of a
-new fingerprint POSTed alone as an agent does (gzip); the receiver notes when the page about
+new fingerprint POSTed alone as an agent does (gzip), at one of 60 sample sites in turn, each
+with its own engineer on duty (the default rate limit, 5 pages per contact per 10 minutes,
+holds for everyone); the receiver notes when the page about
 that device arrives. Reported: from sending the POST, and from the ticket's `opened_at` (HQ's
 clock, the same machine's) to arrival. During the storm a second agent posts 500-event batches
 back to back at another site covered by another team (its pages rate-limited as configured).
@@ -30,6 +32,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -144,23 +147,22 @@ def hq_env(receiver: Receiver) -> dict[str, str]:
         "STATIONWATCH_ALLOW_PRIVATE_WEBHOOKS": "true",
         "STATIONWATCH_CHANNEL_ALLOW_INSECURE": "true",
         "STATIONWATCH_CHANNEL_EXTRA_HOSTS": "127.0.0.1",
-        # At most 20 pages a second per contact: the sampled engineer (a page every ~0.1 s
-        # or slower) is never held back, the storm's engineer is (the rest go to digests).
-        "STATIONWATCH_PAGE_RATE_LIMIT": "20",
-        "STATIONWATCH_PAGE_RATE_WINDOW": "1",
+        # The default rate limit (5 pages per contact per 10 minutes): the storm's engineer
+        # gets 5 pages and a digest; the samples go to many engineers, a few each.
         "STATIONWATCH_CONSOLE_URL": "https://console.example.net",
     }
 
 
-def setup_paging(hq: Hq, receiver: Receiver) -> None:
-    """Two engineers, two teams (sample site, storm site), grade 1 pages the on-duty engineer
-    once (no repeats) through a signed webhook to the receiver."""
+def setup_paging(hq: Hq, receiver: Receiver, contacts: int) -> None:
+    """An engineer and a team per sample site, one for the storm site; grade 1 pages the
+    on-duty engineer once (no repeats) through a signed webhook to the receiver."""
     api = httpx.Client(
         base_url=hq.url, timeout=30, trust_env=False,
         headers={"Authorization": f"Bearer {hq.admin_token}"},
     )  # fmt: skip
     try:
-        for name, site in (("sample", SAMPLE_SITE), ("storm", STORM_SITE)):
+        sites = [(f"sample{k:03d}", f"{SAMPLE_SITE}-{k:03d}") for k in range(contacts)]
+        for name, site in [*sites, ("storm", STORM_SITE)]:
             body = {"username": name, "role": "engineer", "password": PASSWORD}
             api.post("/api/v1/users", json=body).raise_for_status()
             contact = {"channels": [{"kind": "webhook", "url": receiver.url, "secret": "k" * 16}]}
@@ -181,16 +183,33 @@ def setup_paging(hq: Hq, receiver: Receiver) -> None:
         api.close()
 
 
-def hq_samples(
-    hq: Hq, agent: AgentClient, receiver: Receiver, n: int, tag: str, agent_seq: Iterator[int]
-) -> Results:
+@dataclass
+class Sampler:
+    """The sample sites' agents, used in turn, each with its own seq."""
+
+    agents: list[tuple[str, AgentClient, Iterator[int]]]
+    turn: Iterator[int] = field(default_factory=itertools.count)
+
+    def next(self) -> tuple[str, AgentClient, int]:
+        site, agent, seq = self.agents[next(self.turn) % len(self.agents)]
+        return site, agent, next(seq)
+
+    def close(self) -> None:
+        for _, agent, _ in self.agents:
+            agent.close()
+
+
+def hq_samples(hq: Hq, sampler: Sampler, receiver: Receiver, n: int, tag: str) -> Results:
     """n tickets opened one after another; POST -> page and opened_at -> page."""
     from_post: list[float] = []
     devices = []
+    sites = set()
     for i in range(n):
+        site, agent, seq = sampler.next()
+        sites.add(site)
         device = f"{tag}-{i:04d}-{uuid.uuid4().hex[:6]}"
         devices.append(device)
-        event = _event(next(agent_seq), "raise", device, "off_air", 1, datetime.now(UTC))
+        event = _event(seq, "raise", device, "off_air", 1, datetime.now(UTC))
         body = gzip_body([event])
         t0 = time.time()
         agent.post(body, 1)
@@ -205,7 +224,11 @@ def hq_samples(
         headers={"Authorization": f"Bearer {hq.admin_token}"},
     )  # fmt: skip
     try:
-        tickets = api.get("/api/v1/tickets", params={"site": SAMPLE_SITE, "limit": 500}).json()
+        tickets = [
+            t
+            for site in sorted(sites)
+            for t in api.get("/api/v1/tickets", params={"site": site, "limit": 500}).json()
+        ]
     finally:
         api.close()
     opened = {t["device_id"]: datetime.fromisoformat(t["opened_at"]).timestamp() for t in tickets}
@@ -244,24 +267,28 @@ def run_hq(backend: str, work: Path, args: argparse.Namespace) -> Results:
 
         def body(db_url: str | None) -> Results:
             with hq_server(work / backend, db_url, env=hq_env(receiver)) as hq:
-                setup_paging(hq, receiver)
-                agent = AgentClient(hq, hq.enroll(SAMPLE_SITE, "sampler"))
+                setup_paging(hq, receiver, args.contacts)
+                sampler = Sampler(
+                    [
+                        (site, AgentClient(hq, hq.enroll(site, "sampler")), itertools.count(1))
+                        for site in (f"{SAMPLE_SITE}-{k:03d}" for k in range(args.contacts))
+                    ]
+                )
                 storm_agent = AgentClient(hq, hq.enroll(STORM_SITE, "stormer"))
-                seq = itertools.count(1)
                 try:
-                    hq_samples(hq, agent, receiver, 3, "warmup", seq)
-                    idle = hq_samples(hq, agent, receiver, args.samples, "idle", seq)
+                    hq_samples(hq, sampler, receiver, 3, "warmup")
+                    idle = hq_samples(hq, sampler, receiver, args.samples, "idle")
                     print(f"[hq {backend}] idle {idle}; load {loadavg()}", flush=True)
                     stream = storm_stream(STORM_SITE, 10**6, 1000, datetime.now(UTC))
                     batches = iter(stream.batches())
                     with storm(lambda: storm_agent.post(gzip_body(next(batches)), 500),
                                "hq") as counts:  # fmt: skip
-                        stormy = hq_samples(hq, agent, receiver, args.samples, "storm", seq)
+                        stormy = hq_samples(hq, sampler, receiver, args.samples, "storm")
                     counts["events"] = counts["batches"] * 500
                     print(f"[hq {backend}] storm {stormy} ({counts}); load {loadavg()}", flush=True)
                     return {"idle": idle, "storm": stormy, "storm_load": counts}
                 finally:
-                    agent.close()
+                    sampler.close()
                     storm_agent.close()
 
         if backend == "postgresql":
@@ -374,6 +401,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument(
+        "--contacts",
+        type=int,
+        default=60,
+        help="sample sites, each with its own on-duty engineer (the rate limit is per contact)",
+    )
     parser.add_argument("--no-alertmanager", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()

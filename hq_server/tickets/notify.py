@@ -354,7 +354,7 @@ def send_email(n: Claimed, settings: Settings) -> None:
 
 
 def _record(
-    db: Database,
+    session: Session,
     n: Claimed,
     error: str | None,
     now: datetime,
@@ -363,46 +363,51 @@ def _record(
     retryable: bool = True,
     pages: DeliveryOutcome | None = None,
 ) -> str:
-    with db.writer() as session, session.begin():
-        row = session.get_one(Notification, n.id)
-        if error is None:
-            row.status, row.sent_at, row.last_error = "sent", now, ""
-            outcome = "sent"
-        elif n.attempt >= settings.notify_max_attempts or not retryable:
-            row.status, row.last_error = "failed", error[:2000]
-            outcome = f"failed for good ({error})"
-        else:
-            delay = settings.notify_backoff * (2 ** (n.attempt - 1))
-            row.next_attempt_at = now + delay
-            row.last_error = error[:2000]
-            outcome = f"failed ({error}), retry at {row.next_attempt_at.isoformat()}"
-        if pages is not None and n.user_id is not None:
-            contacts.record(session, n.user_id, pages.attempts, now)
-        if n.ticket_id is not None:
-            ticket = session.get_one(Ticket, n.ticket_id)
-            what = "page" if n.channel == PAGE else n.channel
-            detail = f"{what} to {n.target}, attempt {n.attempt}: " + (
-                f"sent by {pages.delivered_by.target}" if pages and pages.delivered_by else outcome
-            )
-            history(
-                session,
-                ticket,
-                now,
-                SYSTEM_ACTOR,
-                TicketAction.NOTIFICATION,
-                detail,
-                notification_id=n.id,
-                channel=n.channel,
-                target=n.target,
-                attempt=n.attempt,
-                ok=error is None,
-                kind=n.page.kind.value if n.page else None,
-                attempts=[
-                    {"kind": a.kind, "target": a.target, "ok": a.ok, "error": a.error}
-                    for a in (pages.attempts if pages else ())
-                ],
-            )
-        return row.status
+    row = session.get_one(Notification, n.id)
+    if error is None:
+        row.status, row.sent_at, row.last_error = "sent", now, ""
+        outcome = "sent"
+    elif n.attempt >= settings.notify_max_attempts or not retryable:
+        row.status, row.last_error = "failed", error[:2000]
+        outcome = f"failed for good ({error})"
+    else:
+        delay = settings.notify_backoff * (2 ** (n.attempt - 1))
+        row.next_attempt_at = now + delay
+        row.last_error = error[:2000]
+        outcome = f"failed ({error}), retry at {row.next_attempt_at.isoformat()}"
+    if pages is not None and n.user_id is not None:
+        contacts.record(session, n.user_id, pages.attempts, now)
+    if n.ticket_id is not None:
+        ticket = session.get_one(Ticket, n.ticket_id)
+        what = "page" if n.channel == PAGE else n.channel
+        detail = f"{what} to {n.target}, attempt {n.attempt}: " + (
+            f"sent by {pages.delivered_by.target}" if pages and pages.delivered_by else outcome
+        )
+        history(
+            session,
+            ticket,
+            now,
+            SYSTEM_ACTOR,
+            TicketAction.NOTIFICATION,
+            detail,
+            notification_id=n.id,
+            channel=n.channel,
+            target=n.target,
+            attempt=n.attempt,
+            ok=error is None,
+            kind=n.page.kind.value if n.page else None,
+            attempts=[
+                {
+                    "kind": a.kind,
+                    "target": a.target,
+                    "ok": a.ok,
+                    "error": a.error,
+                    "seconds": round(a.seconds, 3),
+                }
+                for a in (pages.attempts if pages else ())
+            ],
+        )
+    return row.status
 
 
 class _Guarded:
@@ -463,7 +468,62 @@ def send_page(
     return DeliveryOutcome(tuple(attempts))
 
 
-def _send_one(db: Database, n: Claimed, settings: Settings, now: Callable[[], datetime]) -> None:
+@dataclass(slots=True)
+class _Outcome:
+    n: Claimed
+    error: str | None
+    at: datetime
+    retryable: bool
+    pages: DeliveryOutcome | None
+
+
+class _Recorder:
+    """Records outcomes as sends finish, several in one transaction (group commit): while one
+    thread waits for the database writer (behind an ingest batch, say), the outcomes finishing
+    meanwhile pile up and go into its next transaction, not one transaction each."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self._pending: list[_Outcome] = []
+        self._pending_lock = threading.Lock()
+        self._writing = threading.Lock()
+
+    def add(self, outcome: _Outcome) -> None:
+        with self._pending_lock:
+            self._pending.append(outcome)
+        with self._writing:
+            with self._pending_lock:
+                batch, self._pending = self._pending, []
+            if not batch:
+                return  # another thread recorded it with its own
+            with self.db.writer() as session, session.begin():
+                statuses = [
+                    _record(
+                        session,
+                        o.n,
+                        o.error,
+                        o.at,
+                        self.settings,
+                        retryable=o.retryable,
+                        pages=o.pages,
+                    )
+                    for o in batch
+                ]
+        for o, status in zip(batch, statuses, strict=True):
+            logger.info(
+                "notification %s (%s to %s) attempt %d: %s",
+                o.n.id,
+                o.n.channel,
+                o.n.target,
+                o.n.attempt,
+                status if o.error is None else f"{status}: {o.error}",
+            )
+
+
+def _send_one(
+    recorder: _Recorder, n: Claimed, settings: Settings, now: Callable[[], datetime]
+) -> None:
     pages: DeliveryOutcome | None = None
     retryable = True
     try:
@@ -485,15 +545,7 @@ def _send_one(db: Database, n: Claimed, settings: Settings, now: Callable[[], da
         error = None
     except DeliveryError as exc:
         error = str(exc)
-    status = _record(db, n, error, now(), settings, retryable=retryable, pages=pages)
-    logger.info(
-        "notification %s (%s to %s) attempt %d: %s",
-        n.id,
-        n.channel,
-        n.target,
-        n.attempt,
-        status if error is None else f"{status}: {error}",
-    )
+    recorder.add(_Outcome(n, error, now(), retryable, pages))
 
 
 def deliver_due(
@@ -511,8 +563,9 @@ def deliver_due(
         if not claimed:
             return attempts
         when = clock or (lambda: now)
+        recorder = _Recorder(db, settings)
         with ThreadPoolExecutor(max_workers=min(SEND_WORKERS, len(claimed))) as pool:
-            for future in [pool.submit(_send_one, db, n, settings, when) for n in claimed]:
+            for future in [pool.submit(_send_one, recorder, n, settings, when) for n in claimed]:
                 future.result()
         attempts += len(claimed)
         if len(claimed) < BATCH:

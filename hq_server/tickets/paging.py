@@ -306,7 +306,11 @@ def ticket_opened(
             limits, rota, policy,
         )  # fmt: skip
         queued += len(out["paged"])
-        repeat = policy.repeat_minutes if who and not policy.digest else None
+        if not who:  # nobody to page: no paging state (installations without teams pay nothing)
+            if rota is not None and policy.on_open.get("who"):
+                _note(session, ticket, now, "ticket opened", out)
+            continue
+        repeat = policy.repeat_minutes if not policy.digest else None
         session.add(
             TicketPaging(
                 ticket_id=ticket.id,
@@ -317,9 +321,7 @@ def ticket_opened(
                 repeats=0,
             )
         )
-        if who or (rota is not None and policy.on_open.get("who")):
-            # With a team but nobody to page, the gap is recorded on the ticket.
-            _note(session, ticket, now, "ticket opened", out)
+        _note(session, ticket, now, "ticket opened", out)
     return queued
 
 

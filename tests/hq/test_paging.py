@@ -361,6 +361,29 @@ def test_an_outage_sends_each_contact_a_handful_of_pages_and_one_digest(
     assert len(vendors.of("webhook")) <= 2 * limit + 2
 
 
+def test_a_slow_endpoint_does_not_delay_the_page_to_another_contact(
+    phq: HQ,
+    vendors: Vendors,  # noqa: F811
+) -> None:
+    admin = phq.user_token(Role.ADMIN)
+    add_users(phq, "li", "wang")
+    # li's webhook holds every request (longer than the page read timeout of 2 s).
+    slow = {"kind": "webhook", "url": f"{vendors.base}/slow/hook", "secret": WEBHOOK_SECRET}
+    set_contact(phq, admin, "li", [slow])
+    set_contact(phq, admin, "wang", [wecom(vendors)])
+    make_team(phq, admin, ["li"], ["wang"])
+    ticket = open_ticket(phq, phq.enroll("site-a"), grade=1)
+    phq.step()
+    [held] = vendors.of("webhook")
+    [fast] = vendors.of("wecom")
+    # wang's page arrived before li's attempt could have timed out (sent side by side).
+    assert fast.at < held.at + 2.0
+    history = phq.get(admin, f"/api/v1/tickets/{ticket['id']}").json()["history"]
+    to_li = next(h for h in history if h["what"] == "notification" and h["data"]["target"] == "li")
+    [attempt] = to_li["data"]["attempts"]
+    assert attempt["ok"] is False and attempt["seconds"] >= 2.0
+
+
 def test_a_grade_raised_pages_by_the_new_grades_policy(
     phq: HQ,
     vendors: Vendors,  # noqa: F811
