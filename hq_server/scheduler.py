@@ -32,6 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from hq_server.alarms import deadman
+from hq_server.channels import EventKind
 from hq_server.core.clock import Clock
 from hq_server.core.domain import SYSTEM_ACTOR, TicketAction
 from hq_server.core.settings import Settings
@@ -283,6 +284,15 @@ class Scheduler:
         }
         for index, contact in enumerate(contacts):
             key = f"escalation:{ticket.id}:{kind.value}:{level_index}:{index}"
+            user = contact.get("user")
+            if user:  # an HQ user: paged through their contact methods
+                name = ticket.on_duty if user == paging.ON_DUTY_USER else str(user)
+                if name:
+                    facts = paging.page_facts(ticket, ticket.site, EventKind.ESCALATED)
+                    paging.page(
+                        session, name, facts, f"{key}:page", now, self.policy.paging,
+                        team_id=None,
+                    )  # fmt: skip
             notify.notify_contact(
                 session,
                 ticket,

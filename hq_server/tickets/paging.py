@@ -56,6 +56,8 @@ logger = logging.getLogger(__name__)
 PAGE = "page"
 ON_DUTY, BACKUP, SERVICE_MANAGER = "on_duty", "backup", "service_manager"
 WHO = (ON_DUTY, BACKUP, SERVICE_MANAGER)
+# An escalation chain's contact naming this user pages the ticket's on-duty engineer.
+ON_DUTY_USER = "@on_duty"
 _COUNTS = "paging_counts"
 _POLICIES = "paging_policies"
 # At most this many repeats, digests or undelivered pages handled per scheduler step.

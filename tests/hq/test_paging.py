@@ -457,6 +457,40 @@ def test_the_rota_hands_over_at_midnight_shanghai_and_the_next_ticket_pages_the_
     assert len(vendors.of("wecom")) == 1
 
 
+def test_an_escalation_chain_contact_can_be_the_on_duty_engineer_paged_on_their_channels(
+    phq: HQ,
+    vendors: Vendors,  # noqa: F811
+) -> None:
+    admin = phq.user_token(Role.ADMIN)
+    add_users(phq, "li", "boss")
+    set_contact(phq, admin, "li", [webhook(vendors)])
+    set_contact(phq, admin, "boss", [wecom(vendors)], language="en")
+    make_team(phq, admin, ["li"])
+    chain = {
+        "name": "paging",
+        "levels": [
+            {"name": "on duty", "delay_minutes": 0, "delay_clock": "wall",
+             "contacts": [{"name": "on duty", "user": "@on_duty"}]},
+            {"name": "manager", "delay_minutes": 30, "delay_clock": "wall",
+             "contacts": [{"name": "boss", "user": "boss"}]},
+        ],
+    }  # fmt: skip
+    response = phq.post(admin, "/api/v1/escalation-chains", chain)
+    assert response.status_code == 201, response.text
+    assert response.json()["levels"][0]["contacts"][0]["user"] == "@on_duty"
+    open_ticket(phq, phq.enroll("site-a"), grade=3)  # grade 3: paged once, no repeats
+    phq.step()
+    assert [r.json()["event"] for r in vendors.of("webhook")] == ["opened"]
+    # Grade 3: acknowledge within 2 working hours (from 08:30 on the default calendar).
+    phq.clock.advance(timedelta(hours=3))
+    phq.step()
+    assert [r.json()["event"] for r in vendors.of("webhook")] == ["opened", "escalated"]
+    phq.clock.advance(timedelta(minutes=30))
+    phq.step()
+    [to_boss] = vendors.of("wecom")
+    assert "Fault escalated" in to_boss.json()["markdown"]["content"]
+
+
 def test_e_mail_message_id_is_stable_per_notification() -> None:
     one = stable_message_id("page:7:opened:li", "example.net")
     assert one == stable_message_id("page:7:opened:li", "example.net")
