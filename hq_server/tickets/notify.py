@@ -97,8 +97,11 @@ def enqueue(
     payload: dict[str, Any],
     key: str,
     now: datetime,
+    priority: int = 3,
 ) -> bool:
-    """Add a notification to the outbox once per idempotency key; True if it is new."""
+    """Add a notification to the outbox once per idempotency key; True if it is new.
+
+    `priority`: the ticket's grade; due notifications are claimed lowest first."""
     values = {
         "ticket_id": ticket_id,
         "channel": channel,
@@ -112,6 +115,7 @@ def enqueue(
         "last_error": "",
         "created_at": now,
         "sent_at": None,
+        "priority": priority,
     }
     dialect = session.get_bind().dialect.name
     stmt = insert_ignoring_conflict(dialect, Notification, values, ["idempotency_key"])
@@ -164,6 +168,7 @@ def notify_contact(
             payload=payload,
             key=f"{key}:email",
             now=now,
+            priority=ticket.grade,
         )
     url = contact.get("webhook_url")
     if url:
@@ -176,6 +181,7 @@ def notify_contact(
             payload=payload,
             key=f"{key}:webhook",
             now=now,
+            priority=ticket.grade,
         )
     return count
 
@@ -240,7 +246,7 @@ def _claim(db: Database, now: datetime, settings: Settings) -> list[Claimed]:
         stmt = (
             select(Notification)
             .where(Notification.status == "pending", Notification.next_attempt_at <= now)
-            .order_by(Notification.next_attempt_at, Notification.id)
+            .order_by(Notification.priority, Notification.next_attempt_at, Notification.id)
             .limit(BATCH)
         )
         if db.dialect == "postgresql":

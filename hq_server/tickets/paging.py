@@ -228,6 +228,8 @@ def page(
         payload=payload,
         key=key,
         now=now,
+        # An undelivered page is as urgent as a major fault, whatever the ticket's grade.
+        priority=1 if facts.get("kind") == EventKind.UNDELIVERED.value else int(facts["grade"]),
     )
     if new:
         counts: dict[str, int] = session.info.setdefault(_COUNTS, {})
@@ -421,9 +423,10 @@ def digests_due(session: Session, now: datetime) -> int:
         tickets = list(dict.fromkeys(t for _, t in items))
         for item, _ in items:
             item.sent_at = now
+        worst = min(t.grade for t in tickets)
         facts = {
             "kind": EventKind.DIGEST.value,
-            "grade": min(t.grade for t in tickets),
+            "grade": worst,
             "zone": tickets[0].site.timezone or "UTC",
             "sites": sorted({t.site.name for t in tickets})[:20],
             "items": [
@@ -445,6 +448,7 @@ def digests_due(session: Session, now: datetime) -> int:
                      "language": ""},
             key=f"digest:{user}:{first.id}",
             now=now,
+            priority=worst,
         )  # fmt: skip
         sent += 1
         logger.info("digest of %d tickets queued for %s", len(tickets), user)

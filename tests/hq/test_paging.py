@@ -491,6 +491,21 @@ def test_an_escalation_chain_contact_can_be_the_on_duty_engineer_paged_on_their_
     assert "Fault escalated" in to_boss.json()["markdown"]["content"]
 
 
+def test_due_notifications_are_claimed_most_urgent_first(phq: HQ) -> None:
+    from hq_server.tickets import notify
+
+    now = phq.clock.now()
+    with phq.db.writer() as session, session.begin():
+        for key, priority in (("minor", 4), ("major", 1), ("general", 3)):
+            notify.enqueue(
+                session, ticket_id=None, channel="page", target="nobody", secret_ref=None,
+                payload={}, key=key, now=now, priority=priority,
+            )  # fmt: skip
+    settings = phq.client.app.state.settings  # type: ignore[attr-defined]
+    claimed = notify._claim(phq.db, now, settings)
+    assert [n.key for n in claimed] == ["major", "general", "minor"]
+
+
 def test_e_mail_message_id_is_stable_per_notification() -> None:
     one = stable_message_id("page:7:opened:li", "example.net")
     assert one == stable_message_id("page:7:opened:li", "example.net")

@@ -229,3 +229,9 @@ class Notification(Base):
     last_error: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+    # Added by revision 0012: due notifications are claimed most urgent first.
+    priority: Mapped[int] = mapped_column(
+        SmallInteger,
+        server_default="3",
+        comment="claimed lowest first: the ticket's grade (1 most urgent)",
+    )

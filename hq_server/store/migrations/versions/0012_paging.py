@@ -12,7 +12,9 @@ Create Date: 2026-12-05
   again every 5 minutes until acknowledged; 2: on-duty engineer, every 15 minutes; 3: on-duty
   engineer once; 4: a daily digest; 5: nobody).
 - ticket_paging: whom a ticket paged and when it pages them again; page_digest_items.
-- notifications.channel may be 'page' (a page to an engineer through their contact channels).
+- notifications.channel may be 'page' (a page to an engineer through their contact channels);
+  notifications.priority (the ticket's grade; due notifications are claimed lowest first, so a
+  flood of pages about minor faults does not hold back a page about a major one).
 
 Downgrade drops the new tables and the outbox's pages (the old schema cannot hold them).
 
@@ -286,6 +288,15 @@ def upgrade() -> None:
         batch.create_check_constraint(
             "ck_notifications_channel_known", "channel IN ('webhook', 'email', 'page')"
         )
+        batch.add_column(
+            sa.Column(
+                "priority",
+                sa.SmallInteger(),
+                server_default="3",
+                nullable=False,
+                comment="claimed lowest first: the ticket's grade (1 most urgent)",
+            )
+        )
     now = datetime.now(UTC)
     if op.get_bind().dialect.name == "sqlite":
         now = now.replace(tzinfo=None)
@@ -319,6 +330,7 @@ def downgrade() -> None:
         batch.create_check_constraint(
             "ck_notifications_channel_known", "channel IN ('webhook', 'email')"
         )
+        batch.drop_column("priority")
     op.drop_index("ix_page_digest_items_sent_at_due_at", table_name="page_digest_items")
     op.drop_table("page_digest_items")
     op.drop_index("ix_ticket_paging_next_repeat_at", table_name="ticket_paging")
