@@ -307,6 +307,13 @@ def test_grade_1_pages_on_duty_and_backup_at_once_repeats_and_stops_when_acknowl
     history = phq.get(admin, f"/api/v1/tickets/{ticket['id']}").json()["history"]
     assert any(h["what"] == "paged" and "li" in h["detail"] for h in history)
     assert any(h["what"] == "notification" and h["data"]["kind"] == "repeat" for h in history)
+    sent = phq.get(admin, f"/api/v1/tickets/{ticket['id']}/notifications").json()
+    assert [(n["target"], n["kind"], n["status"]) for n in sent] == [
+        ("li", "opened", "sent"),
+        ("wang", "opened", "sent"),
+        ("li", "repeat", "sent"),
+        ("wang", "repeat", "sent"),
+    ]
 
 
 def test_a_failed_channel_falls_back_to_the_next(

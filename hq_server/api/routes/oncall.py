@@ -31,6 +31,7 @@ from hq_server.api.schemas.oncall import (
     ContactOut,
     DutyOut,
     Gap,
+    NotificationOut,
     OverrideIn,
     OverrideOut,
     PolicyIn,
@@ -46,7 +47,14 @@ from hq_server.core.domain import Role as UserRole
 from hq_server.core.errors import InvalidInput, NotFound, PermissionDenied
 from hq_server.oncall import contacts, teams
 from hq_server.oncall.rota import Role
-from hq_server.store.models import OncallOverride, OncallRotation, OncallTeam, PagingPolicy
+from hq_server.store.models import (
+    Notification,
+    OncallOverride,
+    OncallRotation,
+    OncallTeam,
+    PagingPolicy,
+    Ticket,
+)
 from protocol.wire import API_PREFIX
 
 router = APIRouter(
@@ -378,3 +386,37 @@ def put_policy(
         row.updated_at = clock.now()
         audit_note(request, f"set the paging policy of grade {grade}")
         return _policy_out(row)
+
+
+# ---- a ticket's notifications ---------------------------------------------------------------
+
+
+@router.get(
+    "/tickets/{ticket_id}/notifications",
+    response_model=list[NotificationOut],
+    responses=errors(404),
+)
+def ticket_notifications(ticket_id: Id, _user: ViewerDep, db: DbDep) -> list[NotificationOut]:
+    """The pages and other notifications of a ticket, oldest first, with their outcome (each
+    attempt is also in the ticket's history)."""
+    with db.session() as session:
+        get_row(session, Ticket, ticket_id, "ticket")
+        rows = session.scalars(
+            select(Notification)
+            .where(Notification.ticket_id == ticket_id)
+            .order_by(Notification.id)
+        )
+        return [
+            NotificationOut(
+                id=n.id,
+                channel=n.channel,
+                target=n.target,
+                kind=(n.payload.get("page") or {}).get("kind") or n.payload.get("event"),
+                status=n.status,
+                attempts=n.attempts,
+                created_at=n.created_at,
+                sent_at=n.sent_at,
+                last_error=n.last_error,
+            )
+            for n in rows
+        ]

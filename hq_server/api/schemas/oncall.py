@@ -188,3 +188,17 @@ class PolicyOut(Out):
     all_channels: bool
     language: str
     updated_at: datetime
+
+
+class NotificationOut(Out):
+    """A notification of a ticket: a page to an engineer, or an escalation e-mail or webhook."""
+
+    id: int
+    channel: str
+    target: str
+    kind: str | None = Field(description="a page: opened, repeat, regraded, escalated, ...")
+    status: str
+    attempts: int
+    created_at: datetime
+    sent_at: datetime | None
+    last_error: str
