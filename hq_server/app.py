@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from hq_server.access import secretbox
+from hq_server.access.throttle import LoginThrottle
 from hq_server.api.audit import AuditMiddleware
 from hq_server.api.errors import install_error_handlers
 from hq_server.api.forwarded import ForwardedMiddleware
@@ -50,6 +51,7 @@ from hq_server.core.settings import Settings
 from hq_server.jobs.schedules import start_schedules
 from hq_server.scheduler import Scheduler
 from hq_server.store.db import Database, safe_url
+from hq_server.web.console import install_console
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +124,10 @@ def create_app(
     app.state.db = db
     app.state.clock = the_clock
     app.state.scheduler = scheduler
+    # One login throttle for the API and the console (hq_server.access.throttle).
+    app.state.login_throttle = LoginThrottle.of(
+        settings.login_max_failures, settings.login_failure_window, settings.login_lockout
+    )
     install_error_handlers(app)
     for routes in (
         health,
@@ -145,6 +151,7 @@ def create_app(
         oncall,
     ):
         app.include_router(routes.router)
+    install_console(app)
     app.add_middleware(AuditMiddleware)
     # Outermost, so that the audit row and the login throttle see the client it names.
     app.add_middleware(ForwardedMiddleware, trusted=settings.trusted_proxies)

@@ -24,6 +24,7 @@ import logging
 import resource
 import time
 from collections.abc import Callable, Iterable
+from types import FrameType
 from typing import Any
 
 import h11
@@ -31,6 +32,7 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from hq_server.core.changes import feed
 from hq_server.core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -229,9 +231,19 @@ def server_config(app: FastAPI, settings: Settings, log_level: str) -> uvicorn.C
     return config
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, ending the console's live streams (hq_server.core.changes) as soon as
+    it is told to stop: it waits for open responses, and those would never end."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """Close the change feed, then stop as uvicorn does."""
+        feed.close()
+        super().handle_exit(sig, frame)
+
+
 def serve(config: uvicorn.Config) -> int:
     """Run the server until it is stopped; its exit status."""
-    server = uvicorn.Server(config)
+    server = _Server(config)
     try:
         server.run()
     except SystemExit as exc:  # uvicorn exits this way when it cannot bind

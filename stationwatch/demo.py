@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shlex
 import signal
 import subprocess
@@ -140,6 +141,20 @@ def run(argv: list[str]) -> int:
             )
             token_file.chmod(0o600)
         admin = token_file.read_text().strip()
+        # The console's login: user "admin" with a password made here, kept beside the token.
+        password_file = data / "admin.password"
+        if not password_file.exists():
+            password = secrets.token_urlsafe(12)
+            subprocess.run(
+                [*_cmd(), "hq", "user", "add", "admin", "--role", "admin", *hq_opts],
+                input=password + "\n",
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            password_file.write_text(password + "\n")
+            password_file.chmod(0o600)
+        password = password_file.read_text().strip()
         enroll: str | None = None
         if not (agent_dir / "state" / "agent.token").exists():
             new_site = ["Demo FM station", "--customer", "Demo Broadcasting Co.", *hq_opts]
@@ -186,10 +201,12 @@ def run(argv: list[str]) -> int:
             f"""
 StationWatch demo is running (Ctrl-C stops it; state is kept in {data}).
 
-  HQ:           {hq_url}   (API docs: {hq_url}/docs)
+  console:      {hq_url}/   log in as admin, password {password}
+  HQ API:       {hq_url}/api/v1   (API docs: {hq_url}/docs)
   admin token:  {admin}
 
-Inject a fault on the simulated transmitter and watch the grade-1 ticket open:
+Inject a fault on the simulated transmitter and watch the grade-1 ticket open (the console's
+overview shows it without a reload):
   {q(sw[0])} sim set tx1 off_air
   {curl} {hq_url}/api/v1/tickets | python3 -m json.tool
   {curl} '{hq_url}/api/v1/alarms?active=true' | python3 -m json.tool

@@ -164,6 +164,11 @@ class LoginThrottle:
             if not self._states[key].in_progress:
                 del self._states[key]
 
+    @classmethod
+    def of(cls, max_failures: int, window: timedelta, lockout: timedelta) -> LoginThrottle:
+        """A throttle with this policy."""
+        return cls(ThrottlePolicy(max_failures=max_failures, window=window, lockout=lockout))
+
     def tracked(self) -> int:
         """How many user names and addresses have state (tests, diagnostics)."""
         with self._lock:

@@ -11,7 +11,7 @@ import logging
 import re
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from hq_server.access.auth import create_api_token, revoke_user_tokens
@@ -23,7 +23,7 @@ from hq_server.core.passwords import (
     policy_problem,
     verify_password,
 )
-from hq_server.store.models import User
+from hq_server.store.models import User, WebSession
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +109,8 @@ def set_password(
     check_password(password, user.username, min_length, field)
     user.password_hash = hash_password(password)
     revoked = revoke_user_tokens(session, user.id, now)
+    # Console sessions end too (hq_server.access.sessions).
+    session.execute(delete(WebSession).where(WebSession.user_id == user.id))
     logger.info("user %s: password changed, %d tokens revoked", user.username, revoked)
     return revoked
 
@@ -121,6 +123,11 @@ def set_disabled(session: Session, user: User, disabled: bool, now: datetime) ->
     revoked = revoke_user_tokens(session, user.id, now)
     logger.info("user %s disabled, %d tokens revoked", user.username, revoked)
     return revoked
+
+
+def login_user(session: Session, username: str, password: str) -> User:
+    """The enabled user with this name and password; AuthError otherwise (a console login)."""
+    return _check_login(session, username, password)
 
 
 def _check_login(session: Session, username: str, password: str) -> User:

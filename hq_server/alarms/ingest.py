@@ -34,10 +34,12 @@ from hq_server.access.auth import AgentPrincipal, active_agent
 from hq_server.alarms import intake
 from hq_server.alarms.flapping import observe
 from hq_server.alarms.rules import AlarmView, Decision, aware, decide
+from hq_server.core.changes import Topic
 from hq_server.core.clock import Clock
 from hq_server.core.domain import TicketAction, agent_actor
 from hq_server.core.settings import Settings
 from hq_server.store import rows as rows_of
+from hq_server.store.changes import mark
 from hq_server.store.db import Database, is_retryable
 from hq_server.store.models import Agent, Alarm, Event
 from hq_server.tickets.book import TicketBook
@@ -223,6 +225,10 @@ def ingest_batch(
     )
     agent.last_seen_at = now
     session.flush()
+    if result.transitions:  # watchers (the console) hear of it once the batch commits
+        mark(session, Topic.ALARMS, agent.site_id)
+        mark(session, Topic.TICKETS)
+    mark(session, Topic.SITES, agent.site_id)
     logger.info(
         "agent=%s site=%s batch: %d new, %d duplicate, %d stale, %d rejected, %d transitions, "
         "%d tickets opened",

@@ -1,4 +1,5 @@
-"""ASGI middleware writing an audit row for every mutating call under /api/v1.
+"""ASGI middleware writing an audit row for every mutating call under /api/v1, and for every
+form the console (hq_server.web) posts: each is the action of an API call, audited alike.
 
 Done once here, not per route: authentication (hq_server.api.deps) leaves the principal in the
 request state, routes may add a summary and target ids (`deps.audit_note`); the status is taken
@@ -33,7 +34,10 @@ def _audited(scope: Scope) -> bool:
     if scope["type"] != "http" or scope["method"] not in MUTATING:
         return False
     path: str = scope["path"]
-    return path.startswith(API_PREFIX + "/") and path not in AGENT_PATHS
+    if path.startswith(API_PREFIX + "/"):
+        return path not in AGENT_PATHS
+    # The console's forms; its sessions leave a UserPrincipal (token_id 0) like a token does.
+    return True
 
 
 class AuditMiddleware:

@@ -92,6 +92,11 @@ class ForwardedMiddleware:
                 elif name == b"x-real-ip":
                     real_ip = value.decode("latin-1")
             host = self.proxies.client(str(client[0]), forwarded, real_ip)
+            if self.proxies.trusts(str(client[0])):
+                # TLS ended at the proxy: the console's cookies must still be Secure.
+                for name, value in scope.get("headers", ()):
+                    if name == b"x-forwarded-proto" and value.strip().lower() == b"https":
+                        scope["scheme"] = "https"
             if host != client[0]:
                 scope["client"] = (host, 0)
         await self.app(scope, receive, send)

@@ -74,6 +74,9 @@ ENV_TUNABLES = (
     "password_min_length",
     "heartbeat_max_devices",
     "event_max_ahead",
+    "console_idle_timeout",
+    "console_session_lifetime",
+    "console_live_poll",
 )
 
 
@@ -181,6 +184,24 @@ class Settings(BaseModel):
         ge=LOWEST_MIN_LENGTH,
         le=MAX_LENGTH,
         description="Shortest password accepted (for every role)",
+    )
+    # The console (hq_server.web): login sessions kept server side (hq_server.access.sessions).
+    console_idle_timeout: timedelta = Field(
+        default=timedelta(hours=2),
+        gt=timedelta(0),
+        description="A console session unused this long ends (watching live updates does not "
+        "count as use); the next page asks for the password again",
+    )
+    console_session_lifetime: timedelta = Field(
+        default=timedelta(hours=12),
+        gt=timedelta(0),
+        description="A console session ends this long after its login, however busy",
+    )
+    console_live_poll: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds between the console's looks at PostgreSQL for changes made by "
+        "other HQ replicas (live updates); SQLite has one HQ process and is not polled",
     )
     heartbeat_max_devices: int = Field(
         default=MAX_HEARTBEAT_DEVICES,

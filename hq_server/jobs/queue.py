@@ -30,7 +30,9 @@ from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from hq_server.access.auth import active_agent
+from hq_server.core.changes import Topic
 from hq_server.core.errors import HQError, NotFound, PermissionDenied
+from hq_server.store.changes import mark
 from hq_server.store.models import (
     FINISHED_STATES,
     HELD_STATES,
@@ -455,6 +457,7 @@ def store_result(
         agent.agent_id,
         " (late)" if late else "",
     )
+    mark(session, Topic.JOBS, str(row.id))
     return row, False
 
 

@@ -18,8 +18,10 @@ from sqlalchemy.orm import Session
 
 from hq_server.access.auth import active_agent
 from hq_server.alarms import deadman
+from hq_server.core.changes import Topic
 from hq_server.core.errors import NotFound
 from hq_server.jobs.queue import release_agent_jobs
+from hq_server.store.changes import mark
 from hq_server.store.models import Agent
 from hq_server.tickets.policy import TicketPolicy
 from protocol.wire import Heartbeat
@@ -124,6 +126,12 @@ def record_heartbeat(
     """Record that the agent is alive (version, queue state, device states, figures) and clear
     its site's "site unreachable" alarm; AuthError if the agent was revoked meanwhile."""
     row = active_agent(session, agent_id)
+    if (row.outbox_depth, row.dropped_events, row.version) != (
+        heartbeat.outbox_depth,
+        heartbeat.dropped_events,
+        heartbeat.agent_version,
+    ):  # what the console shows of a site changed
+        mark(session, Topic.SITES, row.site_id)
     row.last_seen_at = now
     row.version = heartbeat.agent_version
     row.outbox_depth = heartbeat.outbox_depth

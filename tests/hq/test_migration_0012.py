@@ -7,10 +7,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from hq_server.store.db import upgrade
+from hq_server.store.db import alembic_config, upgrade
 from hq_server.store.models import (
     EngineerContact,
     Notification,
@@ -113,8 +114,16 @@ def _seed(url: str) -> None:
         session.execute(insert(Notification).values(ticket_id=ticket_id, **_outbox("w", "webhook")))
 
 
+def _before_0012() -> str:
+    """The revision 0012 follows (re-chained when branches are merged)."""
+    down = ScriptDirectory.from_config(alembic_config()).get_revision("0012").down_revision
+    assert isinstance(down, str)
+    return down
+
+
 def test_revision_0012_adds_paging_and_goes_back_with_rows_present(db_url: str) -> None:
-    upgrade(db_url, "0008")
+    before = _before_0012()
+    upgrade(db_url, before)
     upgrade(db_url)
     with _database(db_url) as db:
         db.check_schema()
@@ -127,7 +136,7 @@ def test_revision_0012_adds_paging_and_goes_back_with_rows_present(db_url: str) 
     assert policies[5].on_open == {"who": []}
 
     _seed(db_url)
-    _downgrade(db_url, "0008")
+    _downgrade(db_url, before)
     with _database(db_url) as db, db.engine.connect() as conn:
         assert not NEW_TABLES & set(inspect(conn).get_table_names())
         outbox = conn.execute(text("SELECT channel FROM notifications")).scalars().all()

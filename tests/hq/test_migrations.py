@@ -29,6 +29,7 @@ EXPECTED_TABLES = {
     "alembic_version",
     "users",
     "audit_log",
+    "web_sessions",
     "calendars",
     "escalation_chains",
     "notifications",

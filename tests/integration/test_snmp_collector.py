@@ -152,7 +152,8 @@ async def test_v3_auth_priv(
         auth_key="authpass1",
         priv_protocol=priv,
         priv_key="privpass1",
-        timeout_s=1,
+        # Localising a SHA-512 key is slow pure Python: on a loaded machine 1 s is not enough.
+        timeout_s=10,
         retries=0,
     )
     client = SnmpClient(target, engine)
@@ -184,7 +185,7 @@ async def test_one_v3_user_name_with_different_keys_on_two_agents(
                     auth_key=auth,
                     priv_protocol="AES",
                     priv_key=priv,
-                    timeout_s=1,
+                    timeout_s=10,
                     retries=0,
                 ),
                 engine,

@@ -5,11 +5,10 @@ status that forbids the action gives 409."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import ColumnElement, and_, not_, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hq_server.api.body import BoundedBodyRoute
@@ -35,11 +34,11 @@ from hq_server.api.schemas.tickets import (
     TicketDetailOut,
     TicketOut,
 )
-from hq_server.core.domain import DONE_STATUSES, OPEN_STATUSES, TicketStatus
+from hq_server.core.domain import TicketStatus
 from hq_server.store.db import Database
-from hq_server.store.models import Site, Ticket, TicketAlarmLink
+from hq_server.store.models import Ticket, TicketAlarmLink
 from hq_server.tickets import actions
-from hq_server.tickets.records import fold
+from hq_server.tickets.search import TicketFilter, find_tickets
 from protocol.wire import API_PREFIX
 
 router = APIRouter(prefix=API_PREFIX, route_class=BoundedBodyRoute, responses=AUTH_ERRORS)
@@ -68,28 +67,17 @@ def list_tickets(
     limit: Limit = 200,
 ) -> list[TicketOut]:
     """Tickets, newest first."""
-    stmt = select(Ticket)
-    if assignee is not None:
-        stmt = stmt.where(Ticket.assignee == assignee)
-    if q:
-        # Against the title folded when the ticket opened (SQLite's lower() folds ASCII only).
-        folded = fold(q)
-        escaped = folded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        stmt = stmt.where(Ticket.title_folded.like(f"%{escaped}%", escape="\\"))
-    if overdue is not None:
-        late = overdue_clause(clock.now())
-        stmt = stmt.where(late if overdue else not_(late))
-    if status:
-        stmt = stmt.where(Ticket.status.in_([s.value for s in status]))
-    if open is not None:
-        stmt = stmt.where(Ticket.status.in_(OPEN_STATUSES if open else DONE_STATUSES))
-    if site is not None:
-        stmt = stmt.join(Ticket.site).where(Site.name == site)
-    if grade is not None:
-        stmt = stmt.where(Ticket.grade == grade)
-    stmt = stmt.order_by(Ticket.opened_at.desc(), Ticket.id.desc()).limit(limit)
+    wanted = TicketFilter(
+        status=status or (),
+        open=open,
+        site=site,
+        grade=grade,
+        assignee=assignee,
+        overdue=overdue,
+        text=q,
+    )
     with db.session() as session:
-        return [TicketOut.of(t) for t in session.scalars(stmt)]
+        return [TicketOut.of(t) for t in find_tickets(session, wanted, clock.now(), limit=limit)]
 
 
 @router.get(
@@ -102,23 +90,6 @@ def get_ticket(ticket_id: Id, _user: ViewerDep, db: DbDep) -> TicketDetailOut:
     """One ticket with its history, escalation chain and grouped alarms."""
     with db.session() as session:
         return ticket_detail(session, ticket_id)
-
-
-def overdue_clause(now: datetime) -> ColumnElement[bool]:
-    """Open and past the acknowledge deadline unacknowledged, or past the restore deadline."""
-    return and_(
-        Ticket.status.in_(OPEN_STATUSES),
-        Ticket.paused_since.is_(None),
-        # The IS NOT NULL guards keep the clause two-valued, so NOT(...) works for overdue=false.
-        or_(
-            and_(
-                Ticket.acknowledged_at.is_(None),
-                Ticket.ack_due_at.is_not(None),
-                Ticket.ack_due_at < now,
-            ),
-            and_(Ticket.restore_due_at.is_not(None), Ticket.restore_due_at < now),
-        ),
-    )
 
 
 def ticket_detail(session: Session, ticket_id: int) -> TicketDetailOut:

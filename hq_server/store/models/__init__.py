@@ -3,7 +3,7 @@
 
     base     the declarative base, naming convention, UTC datetimes
     sites    sites, agents, enrollment tokens
-    access   users, API tokens, the audit log, HQ's facts
+    access   users, API tokens, console sessions, the audit log, HQ's facts
     alarms   events, alarms
     tickets  tickets, their history, numbers and grouped alarms, calendars, escalation chains,
              maintenance windows, notifications
@@ -12,7 +12,7 @@
              tickets' paging state, digest items
 """
 
-from hq_server.store.models.access import ApiToken, AuditEntry, HqFact, User
+from hq_server.store.models.access import ApiToken, AuditEntry, HqFact, User, WebSession
 from hq_server.store.models.alarms import Alarm, Event
 from hq_server.store.models.base import NAMING_CONVENTION, Base, BigId, UTCDateTime
 from hq_server.store.models.jobs import (
@@ -86,5 +86,6 @@ __all__ = [
     "TicketPaging",
     "UTCDateTime",
     "User",
+    "WebSession",
     "apscheduler_jobs",
 ]

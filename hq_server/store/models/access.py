@@ -34,6 +34,10 @@ class User(Base):
         unique=True,
         comment="the user name in lower case: names are unique regardless of case",
     )
+    # Added by revision 0009: the console's language the user chose (None: from the browser).
+    language: Mapped[str | None] = mapped_column(
+        String(16), comment="the console language the user chose (zh_CN, en); null: the browser's"
+    )
 
 
 class ApiToken(Base):
@@ -54,6 +58,21 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None]
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     expires_at: Mapped[datetime]  # added by revision 0008
+
+
+class WebSession(Base):
+    """A console login (revision 0009): the cookie's sha256 hash, its user and CSRF token."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (Index(None, "last_seen_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, comment="sha256 of the cookie")
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime] = mapped_column(comment="the idle timeout counts from here")
+    expires_at: Mapped[datetime] = mapped_column(comment="the end, however busy the session")
+    client: Mapped[str] = mapped_column(String(100), comment="the address it logged in from")
 
 
 class AuditEntry(Base):

@@ -2,7 +2,7 @@
 per grade, the paging state of tickets, digest items; the outbox takes pages.
 
 Revision ID: 0012
-Revises: 0008
+Revises: 0009 (0008 before the merge of main; the lead re-chains)
 Create Date: 2026-12-05
 
 - oncall_teams, oncall_rotations (one per team and role: primary, backup), oncall_overrides.
@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

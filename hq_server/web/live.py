@@ -1,0 +1,95 @@
+"""Live updates: one server-sent-events stream (GET /live) every console page subscribes to.
+
+Each event names a topic (alarms, tickets, jobs, sites) and, when known, the ids that changed;
+the page then fetches again the parts of it that show that topic (static/console.js). Changes
+come from this process's services (hq_server.core.changes). On PostgreSQL, where other HQ
+replicas change the same database, the stream also looks at the database every
+`console_live_poll` seconds and reports a topic whose newest change moved. When HQ stops, the
+streams end (hq_server.serving closes the feed) rather than hold the shutdown. A comment line is
+sent when nothing happened for KEEPALIVE_S, so that proxies keep the stream open and a broken
+connection is noticed; the browser reconnects by itself (retry:), and the page shows
+"connection lost, retrying" meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+from sqlalchemy import func, select
+from starlette.concurrency import run_in_threadpool
+
+from hq_server.core.changes import Change, Topic, feed
+from hq_server.store.db import Database
+from hq_server.store.models import Agent, Alarm, JobRecord, Ticket
+from hq_server.web.auth import LIVE_PATH, Viewer, app_state
+
+router = APIRouter(include_in_schema=False)
+
+KEEPALIVE_S = 15.0
+RETRY_MS = 3000
+# The newest change per topic, as the database knows it (for changes made elsewhere).
+_WATERMARKS: dict[Topic, Any] = {
+    Topic.TICKETS: func.max(Ticket.updated_at),
+    Topic.ALARMS: func.max(Alarm.last_change_at),
+    Topic.JOBS: func.max(JobRecord.finished_at),
+    Topic.SITES: func.max(Agent.health_at),
+}
+
+
+def watermarks(db: Database) -> dict[Topic, datetime | None]:
+    """The newest change of each topic in the database."""
+    with db.session() as session:
+        return {topic: session.scalar(select(column)) for topic, column in _WATERMARKS.items()}
+
+
+def frame(change: Change) -> str:
+    """One server-sent event."""
+    data = json.dumps({"topic": change.topic.value, "ids": list(change.ids)})
+    return f"event: change\ndata: {data}\n\n"
+
+
+async def _events(request: Request) -> AsyncIterator[str]:
+    db, _clock, settings = app_state(request)
+    poll = db.dialect == "postgresql"
+    wait = min(settings.console_live_poll, KEEPALIVE_S) if poll else KEEPALIVE_S
+    sub = feed.subscribe()
+    try:
+        yield f"retry: {RETRY_MS}\n: connected\n\n"
+        seen = await run_in_threadpool(watermarks, db) if poll else {}
+        while not await request.is_disconnected():
+            try:
+                change = await asyncio.wait_for(sub.queue.get(), timeout=wait)
+            except TimeoutError:
+                pass
+            else:
+                if change is None:  # HQ is stopping; the browser reconnects to whoever serves
+                    return
+                yield frame(change)
+                continue
+            if poll:
+                now = await run_in_threadpool(watermarks, db)
+                moved = [topic for topic in now if now[topic] != seen.get(topic)]
+                seen = now
+                for topic in moved:
+                    yield frame(Change(topic))
+                if moved:
+                    continue
+            yield ": keepalive\n\n"
+    finally:
+        feed.unsubscribe(sub)
+
+
+@router.get(LIVE_PATH)
+async def live(request: Request, visit: Viewer) -> Response:
+    """The stream of changes (text/event-stream)."""
+    return StreamingResponse(
+        _events(request),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
