@@ -8,11 +8,11 @@ from fastapi.staticfiles import StaticFiles
 
 from hq_server.web import live
 from hq_server.web.auth import LoginRequired, Refused, on_login_required, on_refused
-from hq_server.web.pages import account, overview, tickets
+from hq_server.web.pages import account, oncall, overview, tickets
 from hq_server.web.render import STATIC_DIR, STATIC_PREFIX
 
 # Page modules in the order their routes are tried (docs/console.md: adding a page).
-PAGES = (account, overview, tickets)
+PAGES = (account, overview, tickets, oncall)
 
 
 def install_console(app: FastAPI) -> None:
