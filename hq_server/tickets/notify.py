@@ -678,3 +678,22 @@ def _page_of(
 def now_utc() -> datetime:
     """The wall clock (the time pages' outcomes are recorded at by the delivery loop)."""
     return datetime.now(UTC)
+
+
+def of_ticket(session: Session, ticket_id: int) -> list[Notification]:
+    """A ticket's notifications (pages, escalation e-mails and webhooks), oldest first."""
+    return list(
+        session.scalars(
+            select(Notification)
+            .where(Notification.ticket_id == ticket_id)
+            .order_by(Notification.id)
+        )
+    )
+
+
+def kind_of(notification: Notification) -> str | None:
+    """What a notification was about: a page's kind (opened, repeat, ...) or the event of an
+    escalation notification."""
+    page = notification.payload.get("page") or {}
+    kind = page.get("kind") or notification.payload.get("event")
+    return str(kind) if kind else None

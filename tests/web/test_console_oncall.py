@@ -72,3 +72,20 @@ def test_oncall_page_lists_unreachable_contacts(console: Console) -> None:
     console.as_user("vera", Role.VIEWER)
     html = console.get("/oncall").text
     assert "Unreachable contacts" in html and "connection refused" in html
+
+
+def test_ticket_page_lists_the_notifications_sent(console: Console) -> None:
+    hq = console.hq
+    console.add_user("li", Role.ENGINEER)
+    admin = hq.user_token(Role.ADMIN)
+    _team(hq, admin, ["li"], "2026-03-01")
+    agent = hq.enroll("site-a")
+    assert hq.post_events(agent, [hq.event(grade=1)]).status_code == 200
+    [ticket] = hq.tickets(admin)
+    console.as_user("vera", Role.VIEWER)
+    html = console.get(f"/tickets/{ticket['id']}").text
+    # li has no contact methods: the page is queued, and fails when the outbox sends it.
+    assert "Notifications sent" in html and "new fault" in html and "li" in html
+    hq.step()
+    html = console.get(f"/tickets/{ticket['id']}").text
+    assert "notification pending" in html and "no contact methods" in html  # retried later

@@ -48,13 +48,13 @@ from hq_server.core.errors import InvalidInput, NotFound, PermissionDenied
 from hq_server.oncall import contacts, teams
 from hq_server.oncall.rota import Role
 from hq_server.store.models import (
-    Notification,
     OncallOverride,
     OncallRotation,
     OncallTeam,
     PagingPolicy,
     Ticket,
 )
+from hq_server.tickets import notify
 from protocol.wire import API_PREFIX
 
 router = APIRouter(
@@ -401,22 +401,17 @@ def ticket_notifications(ticket_id: Id, _user: ViewerDep, db: DbDep) -> list[Not
     attempt is also in the ticket's history)."""
     with db.session() as session:
         get_row(session, Ticket, ticket_id, "ticket")
-        rows = session.scalars(
-            select(Notification)
-            .where(Notification.ticket_id == ticket_id)
-            .order_by(Notification.id)
-        )
         return [
             NotificationOut(
                 id=n.id,
                 channel=n.channel,
                 target=n.target,
-                kind=(n.payload.get("page") or {}).get("kind") or n.payload.get("event"),
+                kind=notify.kind_of(n),
                 status=n.status,
                 attempts=n.attempts,
                 created_at=n.created_at,
                 sent_at=n.sent_at,
                 last_error=n.last_error,
             )
-            for n in rows
+            for n in notify.of_ticket(session, ticket_id)
         ]
