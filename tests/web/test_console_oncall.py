@@ -89,3 +89,33 @@ def test_ticket_page_lists_the_notifications_sent(console: Console) -> None:
     hq.step()
     html = console.get(f"/tickets/{ticket['id']}").text
     assert "notification pending" in html and "no contact methods" in html  # retried later
+
+
+def test_an_engineer_covers_a_shift_through_the_form(console: Console) -> None:
+    hq = console.hq
+    console.add_user("li", Role.ENGINEER)
+    admin = hq.user_token(Role.ADMIN)
+    team = _team(hq, admin, ["li"], "2026-03-01")
+    console.as_user("wang", Role.ENGINEER)
+    action = f"/oncall/{team['id']}/overrides"
+    # Tuesday night, 3 March 2026, 18:00 to 08:00 in Shanghai (10:00 to 00:00 UTC).
+    typed = {"username": "wang", "role": "primary", "starts_at": "2026-03-03T18:00",
+             "ends_at": "2026-03-04T08:00", "reason": "I cover Tuesday night"}  # fmt: skip
+    bad = console.post_form("/oncall", action, typed | {"ends_at": "2026-03-03T17:00"})
+    assert bad.status_code == 422
+    assert "The end must come after the start." in bad.text
+    assert 'value="I cover Tuesday night"' in bad.text  # what was typed is kept
+    nobody = console.post_form("/oncall", action, typed | {"username": "zhao"})
+    assert nobody.status_code == 422 and "There is no HQ user of that name." in nobody.text
+    no_csrf = console.post_form("/oncall", action, typed, csrf=False)
+    assert no_csrf.status_code == 403
+    done = console.post_form("/oncall", action, typed)
+    assert done.status_code == 303, done.text
+    duty = hq.get(admin, "/api/v1/oncall/duty", at="2026-03-03T12:00:00Z").json()
+    primary = next(d for d in duty if d["role"] == "primary")
+    assert primary["now"] == "wang" and primary["next"] == "li"
+    assert "I cover Tuesday night" in console.get("/oncall").text
+    # A viewer sees no form.
+    console.client.cookies.clear()
+    console.as_user("vera", Role.VIEWER)
+    assert f'action="{action}"' not in console.get("/oncall").text
