@@ -80,7 +80,7 @@ def _env(clean_env: dict[str, str], offset_file: Path, smtp_port: int) -> dict[s
         "STATIONWATCH_SMTP_PORT": str(smtp_port),
         "STATIONWATCH_SMTP_SENDER": "hq@example.net",
         "STATIONWATCH_SCHEDULER_INTERVAL": "0.5",
-        "STATIONWATCH_PAGE_CONNECT_TIMEOUT": "1",
+        "STATIONWATCH_PAGE_CONNECT_TIMEOUT": "3",
         "STATIONWATCH_PAGE_READ_TIMEOUT": "2",
         "STATIONWATCH_CLOCK_OFFSET_FILE": str(offset_file),
         # The clock jumps minutes ahead: heartbeats are not what this test is about.

@@ -52,7 +52,7 @@ def paging_settings(smtp_port: int) -> dict[str, Any]:
         "smtp_host": "127.0.0.1",
         "smtp_port": smtp_port,
         "smtp_sender": "hq@example.net",
-        "page_connect_timeout": 1.0,
+        "page_connect_timeout": 3.0,
         "page_read_timeout": 2.0,
     }
 
