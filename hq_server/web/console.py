@@ -15,13 +15,14 @@ from hq_server.web.pages import (
     desk,
     devices,
     maintenance,
+    oncall,
     overview,
     tickets,
 )
 from hq_server.web.render import STATIC_DIR, STATIC_PREFIX
 
 # Page modules in the order their routes are tried (docs/console.md: adding a page).
-PAGES = (account, overview, tickets, desk, alarms, devices, maintenance, admin)
+PAGES = (account, overview, tickets, desk, oncall, alarms, devices, maintenance, admin)
 
 
 def install_console(app: FastAPI) -> None:

@@ -151,8 +151,9 @@ def _number(fields: Fields, name: str, *, required: bool = False) -> int | None:
 def _open_reported(request: Request, visit: Visit, report: manual.Report) -> int:
     db, clock, settings = app_state(request)
     with db.writer() as session, session.begin():
+        policy = TicketPolicy.of(settings)
         ticket = manual.open_manual(
-            session, report, clock.now(), visit.who.username, TicketPolicy.of(settings).on_duty
+            session, report, clock.now(), visit.who.username, policy.on_duty, policy.paging
         )
         request.state.audit_summary = f"open ticket {ticket.number} ({report.source})"
         request.state.audit_targets = {"ticket_number": ticket.number}

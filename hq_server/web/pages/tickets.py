@@ -23,8 +23,8 @@ from starlette.concurrency import run_in_threadpool
 
 from hq_server.core.domain import OPEN_STATUSES, TicketStatus
 from hq_server.core.errors import Conflict, InvalidTransition, NotFound
-from hq_server.store.models import Ticket
-from hq_server.tickets import actions
+from hq_server.store.models import Notification, Ticket
+from hq_server.tickets import actions, notify
 from hq_server.tickets.search import TicketFilter, count_tickets, find_tickets, next_deadline
 from hq_server.tickets.timeline import TimelineEntry, timeline
 from hq_server.web.auth import Engineer, Refused, Viewer, Visit, app_state
@@ -72,6 +72,16 @@ WHAT_NAMES = {
     "pending": N_("notification pending"),
     "sent": N_("notification sent"),
     "failed": N_("notification failed"),
+}
+# What a page or notification was about (hq_server.channels.EventKind, escalation events).
+PAGE_KINDS = {
+    "opened": N_("new fault"),
+    "regraded": N_("grade raised"),
+    "repeat": N_("still not acknowledged"),
+    "escalated": N_("escalated"),
+    "digest": N_("digest"),
+    "undelivered": N_("page not delivered"),
+    "escalation": N_("escalated"),
 }
 KIND_NAMES = {
     "event": N_("Alarm event"),
@@ -183,6 +193,7 @@ class TicketView:
     version: str
     ack_due: datetime | None
     restore_due: datetime | None
+    notifications: list[Notification]
 
 
 def _read_ticket(session: Session, ticket_id: int) -> TicketView:
@@ -194,6 +205,7 @@ def _read_ticket(session: Session, ticket_id: int) -> TicketView:
         version=version_of(ticket),
         ack_due=ticket.ack_due_at if running and ticket.acknowledged_at is None else None,
         restore_due=ticket.restore_due_at if running else None,
+        notifications=notify.of_ticket(session, ticket.id),
     )
 
 
@@ -239,6 +251,8 @@ def _ticket_page(
             status_names=STATUS_NAMES,
             what_names=WHAT_NAMES,
             kind_names=KIND_NAMES,
+            page_kinds=PAGE_KINDS,
+            kind_of=notify.kind_of,
             zone=view.ticket.site.timezone,
         )
 
