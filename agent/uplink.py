@@ -21,6 +21,7 @@ from agent import __version__
 from agent.errors import ContentRefused, EnrollError, UplinkError, UplinkRejected
 from protocol.wire import (
     API_PREFIX,
+    HEARTBEAT_ADDED_IN_V1,
     BackupAck,
     BatchAck,
     ConfigBackup,
@@ -100,6 +101,7 @@ class Uplink:
     ) -> None:
         headers = {"User-Agent": f"stationwatch-agent/{__version__}"}
         self._token = token
+        self._older_hq = False  # refused a heartbeat field added within v1
         self._client = httpx.AsyncClient(
             base_url=base_url,
             headers=headers,
@@ -167,10 +169,31 @@ class Uplink:
         return await self._post("/events", EventBatch(events=events), BatchAck, gzip_body=True)
 
     async def heartbeat(self, hb: Heartbeat) -> HeartbeatAck:
-        """Report in. A figure newer than some HQ versions is left out while it is 0 (their
-        wire models refuse fields they do not know)."""
-        exclude = {"set_aside_events"} if hb.set_aside_events == 0 else None
-        return await self._post("/heartbeat", hb, HeartbeatAck, gzip_body=False, exclude=exclude)
+        """Report in. The fields added within v1 (HEARTBEAT_ADDED_IN_V1) are left out while they
+        hold their defaults; an older HQ that refuses one (422: its wire model forbids fields it
+        does not know) gets the heartbeat again without them, and from then on only that (said
+        once, at WARNING): its dead man's switch must not fire for a figure it cannot read."""
+        added = HEARTBEAT_ADDED_IN_V1
+        if self._older_hq:
+            exclude = set(added)
+        else:
+            exclude = {f for f in added if getattr(hb, f) == Heartbeat.model_fields[f].default}
+        try:
+            return await self._post(
+                "/heartbeat", hb, HeartbeatAck, gzip_body=False, exclude=exclude or None
+            )
+        except ContentRefused as exc:
+            refused = {f for f in added - exclude if exc.status == 422 and f in exc.reason}
+            if not refused:
+                raise
+        ack = await self._post("/heartbeat", hb, HeartbeatAck, gzip_body=False, exclude=set(added))
+        self._older_hq = True
+        logger.warning(
+            "HQ does not know the heartbeat field(s) %s (an older HQ): heartbeats are sent "
+            "without them from now on",
+            ", ".join(sorted(refused)),
+        )
+        return ack
 
     async def enroll(self, token: str, hostname: str) -> EnrollResponse:
         """Trade a one-time enrollment token for an agent token."""

@@ -185,6 +185,11 @@ class Heartbeat(_Wire):
     )
 
 
+# Heartbeat fields added within v1: the agent leaves each out while it holds its default, and
+# sends none of them to an HQ that refused one (an older HQ forbids fields it does not know).
+HEARTBEAT_ADDED_IN_V1 = frozenset({"set_aside_events"})
+
+
 class HeartbeatAck(_Wire):
     """HQ's answer to a heartbeat: its clock, so the agent can report skew."""
 
