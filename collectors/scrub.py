@@ -127,7 +127,8 @@ DEFAULT_SECRETS: tuple[str, ...] = (
     # HTTP credentials: "Authorization: Basic X", "Proxy-Authorization: Bearer X".
     rf"\b(?:proxy-)?authorization[ \t]*:[ \t]*(?:basic|bearer|token|negotiate){_S}{_SECRET}",
     # XML elements (Poly, codecs): "<password>X</password>", "<AdminPassword>X</AdminPassword>".
-    rf"<(?P<tag>{_ASSIGNED})>[ \t]*(?P<secret>[^<\s][^<\n]*?)[ \t]*</(?P=tag)>",
+    # (Not a bare `<key>`: plist and other XML name their keys that way.)
+    rf"<(?!key>)(?P<tag>{_ASSIGNED})>[ \t]*(?P<secret>[^<\s][^<\n]*?)[ \t]*</(?P=tag)>",
     # PINs (voicemail, admin).
     rf"\bpin{_S}(?P<secret>\d+)",
     # IKE keys: "crypto isakmp key X address A".

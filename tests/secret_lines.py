@@ -521,4 +521,6 @@ CLEAN_LINES: tuple[str, ...] = (
     "        server 10.20.0.1 key 1;",
     "    key 0 {",
     " ssh user admin authentication-type password",
+    "    <key>PasswordAuthentication</key>",
+    "standby 1 authentication md5 key-chain HSRP-KEYS",
 )

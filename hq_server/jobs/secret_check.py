@@ -102,7 +102,8 @@ _SECRET_SHAPES: tuple[re.Pattern[str], ...] = tuple(
         r"://[^\s/@:]*:(?!<removed>@)[^\s/@]+@",  # the password of a URL (any user)
         r"^\s*\d+\s*=>\s*(?!<removed>)[-*]?\d+\s*,",  # Asterisk voicemail.conf PIN
         # An XML element of a secret's name holding text: `<AdminPassword>X</AdminPassword>`.
-        r"(?i:<[\w.-]*(?:password|passwd|passphrase|secret|token|apikey|pswd|pwd|psk|pin|key)>"
+        r"(?i:<(?!key>)[\w.-]*(?:password|passwd|passphrase|secret|token|apikey|pswd|pwd|psk|pin"
+        r"|key)>"
         r"(?!\s*<removed>\s*</)\s*[^<\s])",
     )
 )
