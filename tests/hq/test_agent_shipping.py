@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from agent.config import load_config
+from agent.errors import UplinkError, UplinkRejected
 from agent.outbox import Outbox
 from agent.runner import AgentRuntime
 from agent.shipping import ship
@@ -188,3 +189,26 @@ async def test_the_heartbeat_reports_the_set_aside_events(hq: HQ, tmp_path: Path
         assert transport.bodies["/api/v1/heartbeat"][-1]["set_aside_events"] == 1
     finally:
         await runtime.close()
+
+
+async def test_a_408_is_retried_like_a_busy_hq(box: Outbox) -> None:
+    """HQ's 408 (the body did not arrive within body_timeout: a slow link) is no refusal of
+    the batch: the agent tries again later, with the usual backoff, and sets nothing aside."""
+
+    def slow_link(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            408,
+            json={"detail": "request body not received within 60 s (setting body_timeout)"},
+            headers={"Connection": "close"},
+        )
+
+    box.record([change("off_air", 1)], {})
+    uplink = Uplink("http://hq", "sw_agent_x", transport=httpx.MockTransport(slow_link))
+    try:
+        with pytest.raises(UplinkError) as failed:
+            await ship(box, uplink, 100, in_db)
+        assert not isinstance(failed.value, UplinkRejected)
+    finally:
+        await uplink.aclose()
+    assert [e.code for e in await in_db(box.pending)] == ["off_air"]
+    assert box.set_aside_events() == []
