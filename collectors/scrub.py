@@ -187,7 +187,10 @@ class Scrubber:
         return cls(_compile(secrets, re.DOTALL), _compile(noise, 0))
 
     def scrub(self, text: str) -> str:
-        """The text with every secret replaced by <removed>."""
+        """The text with every secret replaced by <removed>, its line ends made LF first: a
+        device printing CRLF (SSH, serial lines) would otherwise hide a line's end from the
+        rules anchored there."""
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
         for rule in self.secrets:
             text = rule.sub(_replace, text)
         return text
