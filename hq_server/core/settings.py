@@ -67,6 +67,7 @@ ENV_TUNABLES = (
     "max_connections",
     "keep_alive_timeout",
     "header_timeout",
+    "body_timeout",
     "max_header_bytes",
     "listen_backlog",
     "user_token_lifetime",
@@ -132,6 +133,12 @@ class Settings(BaseModel):
         gt=0,
         description="Seconds a client has to send a request's headers, from its connection or "
         "its first byte; then the connection is closed",
+    )
+    body_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds a client has to send a request's whole body once its headers are "
+        "in; then it is answered 408 and the connection is closed",
     )
     max_header_bytes: int = Field(
         default=16 * KiB, ge=1024, description="Limit on a request line and its headers"
