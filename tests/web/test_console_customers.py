@@ -187,3 +187,20 @@ def test_a_viewer_sees_no_form_and_a_forged_post_is_refused(console: Console) ->
     assert [c["name"] for c in _customers(hq)[0]["contacts"]] == ["Li Ming"]
     row = _audit(hq)[-1]
     assert (row.actor, row.role, row.status) == ("vera", "viewer", 403)
+
+
+def test_a_new_policy_moves_the_open_tickets_deadlines(console: Console) -> None:
+    ids = _desk(console.hq)
+    hq = console.hq
+    console.as_user("ada", Role.ADMIN)
+    report = {"source": "phone", "site_id": str(ids["site"]), "grade": "A", "symptom": "off air"}
+    opened = console.post_form("/desk/report", "/desk/report", report)
+    assert opened.status_code == 303, opened.text
+    [ticket] = hq.tickets(hq.user_token())
+    page = f"/customers/{ids['customer']}"
+    form = {**CUSTOMER, "name": "Hebei TV", "sla_policy_id": ""}  # back to the default policy
+    changed = console.post_form(page, page, form)
+    assert changed.status_code == 303, changed.text
+    assert _audit(hq)[-1].summary == "change customer Hebei TV; 1 tickets' deadlines moved"
+    [moved] = hq.tickets(hq.user_token())
+    assert moved["ack_due_at"] != ticket["ack_due_at"]
