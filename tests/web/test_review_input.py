@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from hq_server.core.domain import Role
-from tests.web.console import Console
+from tests.web.console import Console, hidden_fields
 
 
 @pytest.fixture
@@ -68,3 +68,28 @@ def test_console_errors_are_pages_in_the_users_language(engineer: Console) -> No
     # The API keeps its JSON.
     api = engineer.client.get("/api/v1/no-such-thing")
     assert api.headers["content-type"].startswith("application/json")
+
+
+@pytest.mark.parametrize("field", ["q", "site", "assignee"])
+def test_a_nul_character_in_a_filter_is_shown_next_to_its_field(
+    engineer: Console, field: str
+) -> None:
+    """PostgreSQL refuses NUL in text: the filter reached the database and the console
+    answered with the API's English JSON ("value refused by the database")."""
+    response = engineer.get("/tickets", **{field: "tx\x00"})
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("text/html")
+
+
+def test_a_nul_character_in_a_user_name_is_a_failed_login(console: Console) -> None:
+    """On PostgreSQL the login's user lookup failed in the database: JSON, and the attempt
+    was not counted by the login throttle (an error that is not a wrong password)."""
+    page = console.client.get("/login")
+    fields = hidden_fields(page.text, "/login")
+    fields.update(username="erin\x00", password="guess")
+    response = console.client.post("/login", data=fields, follow_redirects=False)
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("text/html")
+    # The API's login shares the check (hq_server.access.users): a 401 there too.
+    body = {"username": "erin\x00", "password": "guess"}
+    assert console.hq.post(None, "/api/v1/auth/token", body).status_code == 401

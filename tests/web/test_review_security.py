@@ -11,7 +11,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from hq_server.core.domain import Role
-from hq_server.store.models import WebSession
+from hq_server.store.models import AuditEntry, WebSession
 from hq_server.web.auth import MAX_FORM_BYTES
 from tests.web.console import PASSWORD, Console, hidden_fields
 
@@ -149,3 +149,42 @@ def test_pages_may_not_be_framed(console: Console) -> None:
         assert response.headers.get("X-Frame-Options") == "DENY", path
         assert "frame-ancestors 'none'" in response.headers.get("Content-Security-Policy", "")
         assert response.headers.get("X-Content-Type-Options") == "nosniff"
+
+
+# --- escaping (checked, held: kept as a guard) -------------------------------------------------
+
+PAYLOAD = "</script><script>alert(1)</script>\"'><img src=x onerror=alert(2)>{{7*7}}"
+
+
+def test_text_from_agents_and_users_is_escaped_everywhere(console: Console) -> None:
+    """A fault title from an agent, a site name, comments and an assignee typed by users, in
+    text, attributes and the countdowns' data attributes: never markup."""
+    hq = console.hq
+    agent = hq.enroll(site="s<script>x</script>")
+    assert hq.post_events(agent, [hq.event(title=PAYLOAD, component=PAYLOAD)]).status_code == 200
+    console.as_user("erin", Role.ENGINEER)
+    comment = {"seen": PAYLOAD, "done": PAYLOAD}
+    assert console.post_form("/tickets/1", "/tickets/1/comment", comment).status_code == 303
+    assign = {"assignee": PAYLOAD[:100]}
+    assert console.post_form("/tickets/1", "/tickets/1/assign", assign).status_code == 303
+    bad = {"seen": PAYLOAD, "time_spent_minutes": PAYLOAD}  # shown again with its error
+    again = console.post_form("/tickets/1", "/tickets/1/comment", bad)
+    assert again.status_code == 422
+    pages = [console.get(p).text for p in ("/", "/tickets", "/tickets/1")]
+    pages += [again.text, console.get("/tickets", q=PAYLOAD[:200], site=PAYLOAD[:100]).text]
+    for html in pages:
+        assert "<script>alert" not in html and "<img src=x" not in html
+        assert "'><" not in html and "\"'>" not in html
+    assert "&lt;/script&gt;&lt;script&gt;alert(1)" in pages[2]  # shown, as text
+
+
+def test_a_refused_language_switch_is_audited_as_refused(console: Console) -> None:
+    """Every other form refused for its token says so in the audit log; the language switch
+    left the route's name ("post_language"), as if it had been done."""
+    console.as_user("alice", Role.VIEWER)
+    response = console.post_form("/", "/language", {"language": "zh_CN"}, csrf=False)
+    assert response.status_code == 403
+    with console.hq.db.session() as session:
+        row = session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc())).first()
+    assert row is not None and row.path == "/language"
+    assert row.summary == "refused: form without a valid CSRF token"

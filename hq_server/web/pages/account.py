@@ -161,9 +161,11 @@ async def post_language(request: Request, visit: Anyone) -> Response:
     form, t = visit.form, visit.t
     user = visit.user
     if user is not None:
-        if not sessions.csrf_matches(user.csrf_token, form.get(CSRF_FIELD)):
-            raise Refused(t, 403, N_("This form was refused: it did not carry its security token."))
-    elif not _login_csrf_ok(request, form):
+        token_ok = sessions.csrf_matches(user.csrf_token, form.get(CSRF_FIELD))
+    else:
+        token_ok = _login_csrf_ok(request, form)
+    if not token_ok:
+        request.state.audit_summary = "refused: form without a valid CSRF token"
         raise Refused(t, 403, N_("This form was refused: it did not carry its security token."))
     language = i18n.known(form.get("language"))
     if language is None:

@@ -126,6 +126,9 @@ def _list_query(params: dict[str, str], t: Translator) -> ListQuery:
         if len(values[name]) > limit:
             errors[name] = t.gettext(N_("At most %(count)s characters."), count=limit)
             values[name] = values[name][:limit]
+        if "\x00" in values[name]:  # PostgreSQL refuses it in a query
+            errors[name] = t.gettext(N_("Contains a character that cannot be stored."))
+            values[name] = values[name].replace("\x00", "")
     page = whole(params.get("page", ""), MAX_PAGE) or 1
     wanted = TicketFilter(
         status=status,
