@@ -188,3 +188,26 @@ def test_a_refused_language_switch_is_audited_as_refused(console: Console) -> No
         row = session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc())).first()
     assert row is not None and row.path == "/language"
     assert row.summary == "refused: form without a valid CSRF token"
+
+
+def test_ended_sessions_do_not_pile_up(console: Console) -> None:
+    """sessions.purge existed but nothing called it: every session that idled out or reached
+    its end stayed in web_sessions for ever."""
+    console.as_user("alice", Role.VIEWER)
+    console.client.cookies.clear()
+    console.hq.clock.advance(timedelta(hours=3))  # past console_idle_timeout
+    console.as_user("bob", Role.VIEWER)
+    assert _sessions(console) == 1
+
+
+def test_without_sec_fetch_site_the_origin_decides(console: Console) -> None:
+    """Browsers without Sec-Fetch-Site still send Origin with a form post."""
+    console.add_user("alice", Role.VIEWER)
+    fields = hidden_fields(console.client.get("/login").text, "/login")
+    fields.update(username="alice", password=PASSWORD)
+    foreign = {"Origin": "http://127.0.0.1:9999"}
+    refused = console.client.post("/login", data=fields, headers=foreign, follow_redirects=False)
+    assert refused.status_code == 403
+    own = {"Origin": "http://testserver"}  # TestClient's Host
+    response = console.client.post("/login", data=fields, headers=own, follow_redirects=False)
+    assert response.status_code == 303

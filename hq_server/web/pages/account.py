@@ -74,6 +74,8 @@ def _start(
         )
         if previous is not None:
             sessions.end(session, previous.session_id)
+        # Sessions past their end are of no use to anyone: gone at the next login.
+        sessions.purge(session, now, settings.console_idle_timeout)
         return started
 
 
