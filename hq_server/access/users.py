@@ -142,7 +142,9 @@ def login_user(session: Session, username: str, password: str) -> User:
 
 
 def _check_login(session: Session, username: str, password: str) -> User:
-    user = find_user(session, username)
+    # No user name holds a NUL (PostgreSQL refuses one in a query): a failed login like any
+    # unknown name, counted by the throttle, rather than a database error.
+    user = None if "\x00" in username else find_user(session, username)
     if user is None:
         verify_password(password, _DUMMY_HASH)
         raise AuthError("unknown user or wrong password")

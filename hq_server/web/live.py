@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -24,14 +24,17 @@ from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
+from hq_server.access import sessions
 from hq_server.core.changes import Change, Topic, feed
 from hq_server.store.db import Database
 from hq_server.store.models import Agent, Alarm, JobRecord, Ticket
-from hq_server.web.auth import LIVE_PATH, Viewer, app_state
+from hq_server.web.auth import LIVE_PATH, SESSION_COOKIE, Viewer, app_state
 
 router = APIRouter(include_in_schema=False)
 
 KEEPALIVE_S = 15.0
+# How often a stream checks that its session still lives (at a change or a keepalive).
+SESSION_CHECK = timedelta(seconds=30)
 RETRY_MS = 3000
 # The newest change per topic, as the database knows it (for changes made elsewhere).
 _WATERMARKS: dict[Topic, Any] = {
@@ -48,6 +51,17 @@ def watermarks(db: Database) -> dict[Topic, datetime | None]:
         return {topic: session.scalar(select(column)) for topic, column in _WATERMARKS.items()}
 
 
+def session_lives(request: Request) -> bool:
+    """Whether the session the stream was opened with is still live (does not touch it)."""
+    db, clock, settings = app_state(request)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return False
+    with db.session() as session:
+        found = sessions.find(session, cookie, clock.now(), settings.console_idle_timeout)
+    return found is not None
+
+
 def frame(change: Change) -> str:
     """One server-sent event."""
     data = json.dumps({"topic": change.topic.value, "ids": list(change.ids)})
@@ -55,7 +69,8 @@ def frame(change: Change) -> str:
 
 
 async def _events(request: Request) -> AsyncIterator[str]:
-    db, _clock, settings = app_state(request)
+    db, clock, settings = app_state(request)
+    checked = clock.now()
     poll = db.dialect == "postgresql"
     wait = min(settings.console_live_poll, KEEPALIVE_S) if poll else KEEPALIVE_S
     sub = feed.subscribe()
@@ -63,6 +78,7 @@ async def _events(request: Request) -> AsyncIterator[str]:
         yield f"retry: {RETRY_MS}\n: connected\n\n"
         seen = await run_in_threadpool(watermarks, db) if poll else {}
         while not await request.is_disconnected():
+            change: Change | None = None
             try:
                 change = await asyncio.wait_for(sub.queue.get(), timeout=wait)
             except TimeoutError:
@@ -70,6 +86,13 @@ async def _events(request: Request) -> AsyncIterator[str]:
             else:
                 if change is None:  # HQ is stopping; the browser reconnects to whoever serves
                     return
+            at = clock.now()
+            if at - checked >= SESSION_CHECK:
+                # Logged out, idle too long, user disabled: the stream ends with its session.
+                if not await run_in_threadpool(session_lives, request):
+                    return
+                checked = at
+            if change is not None:
                 yield frame(change)
                 continue
             if poll:

@@ -99,4 +99,10 @@ def render(
     html = _env.get_template(template).render(context(request, t, user, **values))
     response = HTMLResponse(html, status_code=status_code, headers=dict(headers or {}))
     response.headers.setdefault("Cache-Control", "no-store")
+    # Never inside another page's frame: another port of the same host shares the session
+    # cookie and could overlay the console's buttons (clickjacking).
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
     return response
