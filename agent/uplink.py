@@ -165,7 +165,9 @@ class Uplink:
         return self._answer(resp, path, answer)
 
     def _answer(self, resp: httpx.Response, path: str, answer: type[M]) -> M:
-        if resp.status_code in (429, 503) or resp.status_code >= 500:
+        # 408: the body did not reach HQ within its body_timeout (a slow link), busy, down:
+        # the same request may well succeed later.
+        if resp.status_code in (408, 429, 503) or resp.status_code >= 500:
             raise UplinkError(f"HQ answered {resp.status_code}", _retry_after(resp))
         if resp.status_code in (413, 422):
             reason = _refusal(resp)

@@ -109,16 +109,28 @@ def _columns(model: type[Any]) -> tuple[str, ...]:
     return tuple(c.key for c in rows.table_of(model).columns if c.key != "id")
 
 
+def _default(column: Any) -> Any:
+    """A column's Python-side scalar default (None when it has none): columns added by later
+    revisions need not be named by the seed."""
+    default = column.default
+    return default.arg if default is not None and default.is_scalar else None
+
+
 def _insert(session: Session, model: type[Any], values: Sequence[dict[str, Any]]) -> None:
-    """INSERT dicts, in chunks (one executemany each); columns the dicts leave out (added to
-    the table since this seed was written) take their defaults."""
-    if not values:
-        return
-    columns = tuple(c for c in _columns(model) if c in values[0])
+    """INSERT dicts (a column left out takes its default), in chunks (one executemany each)."""
     table = rows.table_of(model)
+    given = values[0].keys() if values else ()
+    # A column the seed leaves out is written with its Python default, or left to the database
+    # when it has a server default.
+    columns = tuple(
+        c for c in _columns(model) if c in given or table.columns[c].server_default is None
+    )
+    defaults = {c: _default(table.columns[c]) for c in columns}
     for start in range(0, len(values), 5000):
         chunk = values[start : start + 5000]
-        rows.insert_rows(session, table, columns, ([v[c] for c in columns] for v in chunk))
+        rows.insert_rows(
+            session, table, columns, ([v.get(c, defaults[c]) for c in columns] for v in chunk)
+        )
 
 
 def _due(opened: datetime, grade: int, minutes_of: str) -> datetime | None:

@@ -228,9 +228,10 @@ def hq_server(
     db_url: str | None = None,
     log_level: str = "warning",
     open_files: tuple[int, int] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Hq]:
     """HQ serving on a free loopback port: SQLite under `work`, or `db_url` (e.g. PostgreSQL);
-    `open_files`: its RLIMIT_NOFILE (soft, hard)."""
+    `open_files`: its RLIMIT_NOFILE (soft, hard); `env`: its environment (settings)."""
     sw = stationwatch_cmd()
     work.mkdir(parents=True, exist_ok=True)
     data_dir = work / "hq"
@@ -241,7 +242,7 @@ def hq_server(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     argv = [*cli, "serve", "--port", str(port), "--log-level", log_level, *db_opts]
-    with child("hq", argv, work, open_files=open_files) as proc:
+    with child("hq", argv, work, env=env, open_files=open_files) as proc:
         wait_until("HQ /healthz", lambda: http_ok(f"{url}/healthz"), 60, proc)
         resolved = db_url or f"sqlite:///{(data_dir / 'hq.sqlite3').resolve()}"
         # `hq` accepts the database options before its subcommand, too.

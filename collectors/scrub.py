@@ -29,7 +29,7 @@ REMOVED = "<removed>"
 
 _M = re.MULTILINE | re.IGNORECASE
 _MODIFIERS = (
-    r"(?:[ \t]+(?:\d{1,2}|cipher|simple|plain|encrypted|irreversible-cipher|hash|sha\d*|md5"
+    r"(?:[ \t]+(?:\d{1,2}|cipher|simple|plain|encrypted|irreversible-cipher|hash|sha\d*|md5|enc"
     r"|role[ \t]+\S+|level[ \t]+\d+))*"
 )
 _S = r"[ \t]+"  # spacing inside one line: a rule must never run on into the next line
@@ -52,14 +52,21 @@ _ASSIGNED = (
     r"|(?:[\w.-]*[_.-])?(?:pwd|pin|psk)|key"
 )
 
+# The body of a block: any text up to (not across) the next marker of a block's begin or end.
+# Written unrolled, so that a failed match is given up in one pass (no backtracking into it).
+_UNTIL_PEM = r"[^-]*(?:-(?!----(?:BEGIN|END) )[^-]*)*"
+_PUBLIC_KEY_LINE = r"(?![ \t]*public-key-code (?:begin|end))[^\n]*"
+_UNTIL_PUBLIC_KEY = rf"{_PUBLIC_KEY_LINE}(?:\n{_PUBLIC_KEY_LINE})*"
+
 # Built-in secret rules, applied in order. Each matches within one line unless it says otherwise.
 DEFAULT_SECRETS: tuple[str, ...] = (
-    # PEM keys and certificates, anywhere (multi-line).
-    r"-----BEGIN [A-Z0-9 ]+-----(?P<secret>.*?)-----END [A-Z0-9 ]+-----",
+    # PEM keys and certificates, anywhere (multi-line). The body never runs past another BEGIN
+    # or END line: text of many BEGINs without an END is read once, not once a BEGIN.
+    rf"-----BEGIN [A-Z0-9 ]+-----(?P<secret>{_UNTIL_PEM})-----END [A-Z0-9 ]+-----",
     # IOS certificate bodies: "certificate ..." then hex lines up to "quit" (multi-line).
     r"^[ \t]*certificate\b[^\n]*\n[ \t]+(?P<secret>[0-9A-Fa-f][0-9A-Fa-f \t\n]*?)\n[ \t]*quit\b",
-    # VRP/Comware public-key blocks (multi-line).
-    r"public-key-code begin[ \t]*\n(?P<secret>.*?)\n[ \t]*public-key-code end",
+    # VRP/Comware public-key blocks (multi-line), read up to the next begin or end line.
+    rf"public-key-code begin[ \t]*\n(?P<secret>{_UNTIL_PUBLIC_KEY})\n[ \t]*public-key-code end",
     # Junos marks every stored secret: `secret "$9$..."; ## SECRET-DATA`.
     # (Anchored at the line start so that a line of many quotes is read once, not once a quote.)
     r"^[^\n]*?(?P<secret>\"[^\"\n]*\")[^\"\n]*##[ \t]*SECRET-DATA",
@@ -78,7 +85,9 @@ DEFAULT_SECRETS: tuple[str, ...] = (
     rf"^[ \t]*wpa-passphrase{_S}(?P<secret>[^\s<][^\n]*?)[ \t]*$",
     # password / secret with optional type or encryption keywords ("password 7 X", "secret 5 X",
     # "password irreversible-cipher X", "password role network-admin hash X").
-    rf"\b(?:password|passwd|secret){_MODIFIERS}{_S}{_POLICY_SETTING}{_SECRET}",
+    # (FortiOS marks stored ones `ENC`; Junos also takes `plain-text-password-value X`.)
+    rf"\b(?:password|passwd|secret|plain-text-password-value){_MODIFIERS}{_S}{_POLICY_SETTING}"
+    rf"{_SECRET}",
     # SNMP communities: IOS "snmp-server community X", Junos "set snmp community X" and its
     # curly form "community X {", VRP/Comware "snmp-agent community read X", net-snmp.
     rf"^[ \t]*(?:snmp-server|(?:set{_S})?snmp){_S}community{_S}{_SECRET}",
@@ -102,8 +111,8 @@ DEFAULT_SECRETS: tuple[str, ...] = (
     rf"^[ \t]*key(?:{_S}\d)?{_S}{_SECRET}[ \t]*$",
     # Pre-shared keys, key strings, authentication keys, Wi-Fi PSKs and passphrases.
     rf"\b(?:pre-shared-key|preshared-key|pre-share-key|key-string|authentication-key|auth-key"
-    rf"|wpa-psk|psk|pass-phrase|passphrase)"
-    rf"(?:{_S}(?:address{_S}\S+(?:{_S}[\d.]+(?={_S}))?|ascii-text|ascii|hexadecimal|hex|local"
+    rf"|wpa-psk|psk|psksecret|pass-phrase|passphrase)"
+    rf"(?:{_S}(?:address{_S}\S+(?:{_S}[\d.]+(?={_S}))?|ascii-text|ascii|hexadecimal|hex|local|enc"
     rf"|remote|key|cipher|simple|plain|pass-phrase|type{_S}\S+|value|\d+|md5))*{_S}{_SECRET}",
     # SNMPv3 keys in VRP/Comware: "authentication-mode sha [cipher] X privacy-mode aes128 Y";
     # VRP OSPF/IS-IS: "authentication-mode md5 1 plain|cipher X".
@@ -111,6 +120,15 @@ DEFAULT_SECRETS: tuple[str, ...] = (
     rf"(?:{_S}\d+(?={_S}(?:cipher|simple|plain)))?(?:{_S}(?:cipher|simple|plain))?{_S}{_SECRET}",
     # md5 keys at the end of a line: IOS "message-digest-key 1 md5 7 X", Junos "md5 1 key X".
     rf"\bmd5(?:{_S}\d+(?:{_S}key)?)?{_S}{_SECRET}[ \t]*$",
+    # HSRP, GLBP and VRRP plain-text authentication: "standby 1 authentication text X",
+    # "vrrp 1 authentication X" (not "authentication md5 key-chain NAME").
+    rf"^[ \t]*(?:standby|glbp|vrrp)(?:{_S}\d+)?{_S}authentication(?:{_S}text)?{_S}"
+    rf"(?!(?:md5|text)\b){_SECRET}[ \t]*$",
+    # HTTP credentials: "Authorization: Basic X", "Proxy-Authorization: Bearer X".
+    rf"\b(?:proxy-)?authorization[ \t]*:[ \t]*(?:basic|bearer|token|negotiate){_S}{_SECRET}",
+    # XML elements (Poly, codecs): "<password>X</password>", "<AdminPassword>X</AdminPassword>".
+    # (Not a bare `<key>`: plist and other XML name their keys that way.)
+    rf"<(?!key>)(?P<tag>{_ASSIGNED})>[ \t]*(?P<secret>[^<\s][^<\n]*?)[ \t]*</(?P=tag)>",
     # PINs (voicemail, admin).
     rf"\bpin{_S}(?P<secret>\d+)",
     # IKE keys: "crypto isakmp key X address A".
@@ -120,25 +138,31 @@ DEFAULT_SECRETS: tuple[str, ...] = (
     # Redis.
     rf"^[ \t]*(?:requirepass|masterauth){_S}{_SECRET}",
     # Credentials in URLs: scheme://user:password@host.
-    r"(?<![\w+.-])[a-z][a-z0-9+.-]*://[^\s/@:]+:(?P<secret>[^\s/@]+)@",
+    r"(?<![\w+.-])[a-z][a-z0-9+.-]*://[^\s/@:]*:(?P<secret>[^\s/@]+)@",  # user may be empty
     # Last: VRP/Comware mark any other stored secret with "cipher" or "simple".
     # Not SSH cipher lists (`ssh server cipher aes256_ctr aes128_ctr`): ciphertext never starts
     # with an algorithm's name.
     rf"(?<![\w-])(?:cipher{_S}(?!(?:aes|3des|des|blowfish|arcfour|chacha|camellia)[\w-]*(?:\s|$))"
     rf"|simple{_S})(?!(?:authentication|privacy)-mode\b){_SECRET}",
+    # Secrets by their shape alone, wherever they stand (`root:$6$salt$hash:19000:...`): crypt
+    # hashes, IOS type 8/9, Junos $9$, Comware $c$/$h$, Huawei ciphertext.
+    r"(?P<secret>\$(?:1|2[aby]?|5|6|7|8|9|y|1[a-d]|[hc]\$\d)\$[./\w]{4,}[^\s\"'<:;,]*"
+    r"|%\^%#\S+?%\^%#|%@%@\S+?%@%@|@%@%\S+?@%@%)",
 )
 
+# A comment mark between blanks: `(?:[!#]\s*)?`, never `[!#]?\s*` after `\s*` (two blank runs
+# side by side are tried in every split of a line of blanks: cubic in its length).
 DEFAULT_NOISE: tuple[str, ...] = (
-    r"^\s*[!#]?\s*Last configuration change\b",
-    r"^\s*[!#]?\s*NVRAM config last updated\b",
-    r"^\s*[!#]?\s*No configuration change since last restart",
+    r"^\s*(?:[!#]\s*)?Last configuration change\b",
+    r"^\s*(?:[!#]\s*)?NVRAM config last updated\b",
+    r"^\s*(?:[!#]\s*)?No configuration change since last restart",
     r"^\s*ntp clock-period\b",
     r"^\s*Building configuration",
     r"^\s*Current configuration\s*:",
-    r"^\s*[!#]?\s*(?:Time|Date|Generated|Written|Saved)\s*[:=]",
-    r"^\s*[!#]?\s*.*\buptime is\b",
-    r"^\s*[!#]?\s*(?:System\s+)?uptime\b",
-    r"^\s*[!#]?\s*Last (?:login|saved|modified)\b",
+    r"^\s*(?:[!#]\s*)?(?:Time|Date|Generated|Written|Saved)\s*[:=]",
+    r"\buptime is\b",
+    r"^\s*(?:[!#]\s*)?(?:System\s+)?uptime\b",
+    r"^\s*(?:[!#]\s*)?Last (?:login|saved|modified)\b",
 )
 
 
@@ -163,7 +187,10 @@ class Scrubber:
         return cls(_compile(secrets, re.DOTALL), _compile(noise, 0))
 
     def scrub(self, text: str) -> str:
-        """The text with every secret replaced by <removed>."""
+        """The text with every secret replaced by <removed>, its line ends made LF first: a
+        device printing CRLF (SSH, serial lines) would otherwise hide a line's end from the
+        rules anchored there."""
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
         for rule in self.secrets:
             text = rule.sub(_replace, text)
         return text
@@ -181,9 +208,14 @@ def _compile(patterns: Iterable[str], extra: int) -> tuple[re.Pattern[str], ...]
     return tuple(re.compile(p, _M | extra) for p in patterns)
 
 
+# Looked for where a match ends, in place: copying the rest of the text once a match would make
+# scrubbing quadratic in the number of secrets.
+_BEFORE_REMOVED = re.compile(rf"[ \t]*{re.escape(REMOVED)}")
+
+
 def _replace(match: re.Match[str]) -> str:
     """The match with its `secret` group (or all of it) replaced by <removed>."""
-    if match.string[match.end() :].lstrip(" \t").startswith(REMOVED):
+    if _BEFORE_REMOVED.match(match.string, match.end()):
         return match.group(0)  # already scrubbed: this "secret" is a keyword before <removed>
     if "secret" not in match.re.groupindex:
         return REMOVED

@@ -9,9 +9,12 @@ lower layers, never a higher one; packages on one layer do not import each other
                      the tables (models/, one module per concept), Alembic revisions
     access           who may call: bearer tokens and principals, users, the login throttle,
                      the audit log, the key sealing webhook keys
+    oncall           on-call duty: rotas over time (rotations, holidays, overrides, gaps), teams
+                     and the team of a site, engineers' contact methods
     tickets          ticket records and history, the ticket book (policy over a batch), actions,
                      SLA calendars and deadlines, escalation, outages, maintenance windows,
-                     notifications (outbox and delivery)
+                     paging (policies, repeats, rate limit, digests), notifications (outbox and
+                     delivery)
     alarms, jobs     event intake and ingest (a service owning its transaction and retries),
                      alarm rules, flapping, the dead man's switch; the job queue, schedules
                      (APScheduler), inspections, config backups
@@ -24,5 +27,6 @@ lower layers, never a higher one; packages on one layer do not import each other
 
 One event batch: api.routes.agent -> alarms.ingest.receive (intake, then ingest_batch in a
 transaction, retried) -> tickets.book (records, deadlines, escalation, outage, maintenance)
--> store.rows. HQ imports nothing of the agent side but the shared `protocol` package.
+-> tickets.paging (pages queued in the same transaction, sent as it commits) -> store.rows.
+HQ imports nothing of the agent side but the shared `protocol` package.
 """

@@ -39,6 +39,7 @@ from hq_server.api.routes import (
     health,
     jobs,
     maintenance,
+    oncall,
     reports,
     schedules,
     sites,
@@ -149,6 +150,7 @@ def create_app(
         schedules,
         reports,
         backups,
+        oncall,
     ):
         app.include_router(routes.router)
     install_console(app)

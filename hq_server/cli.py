@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from hq_server.access import secretbox
 from hq_server.access.auth import create_api_token, list_api_tokens, revoke_api_token
 from hq_server.access.users import create_user, find_user, set_password, token_for_user
-from hq_server.core.clock import SystemClock
+from hq_server.core.clock import OffsetClock, SystemClock
 from hq_server.core.domain import Role
 from hq_server.core.errors import ConfigError, HQError, NotFound
 from hq_server.core.settings import ENV_DATA_DIR, ENV_DB_URL, Settings
@@ -358,7 +358,8 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         establish_key(db, settings, SystemClock())
     finally:
         db.dispose()
-    app = create_app(settings)
+    clock = OffsetClock(settings.clock_offset_file) if settings.clock_offset_file else None
+    app = create_app(settings, clock=clock)
     config = server_config(app, settings, getattr(args, "log_level", "info"))
     # A batch of events allocates many short-lived objects; the default gen-0 threshold (700)
     # runs the cycle collector dozens of times per batch over the whole, long-lived heap of

@@ -1,10 +1,15 @@
 """HQ's scheduler loop: one step every few seconds, run by exactly one HQ process.
 
 A step, in order: release ended maintenance windows, check heartbeats (dead man's switch),
-fire due escalation timers, send due notifications. Each piece of work is one transaction, so
-a restart between two never loses or repeats a step: an escalation step is claimed (the
-ticket's level advanced) in the same transaction that writes its history entry and its
-notifications.
+fire due escalation timers, page again for unacknowledged tickets, send due digests, raise
+alarms about undelivered pages, send due notifications. Besides the steps, a delivery loop
+sends notifications the moment a transaction that queued them commits (the outbox's bell,
+hq_server.tickets.notify): pages do not wait for the next step. It runs in every process
+(claims are exclusive: SKIP LOCKED on PostgreSQL, the writers' queue on SQLite).
+
+Each piece of work is one transaction, so a restart between two never loses or repeats a step:
+an escalation step is claimed (the ticket's level advanced) in the same transaction that
+writes its history entry and its notifications.
 
 Several replicas on PostgreSQL: only the holder of a session advisory lock (pg_try_advisory_lock
 on a dedicated connection) runs the steps; the others keep trying to become leader. SQLite: a
@@ -16,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -29,7 +36,7 @@ from hq_server.core.domain import SYSTEM_ACTOR
 from hq_server.core.settings import Settings
 from hq_server.store.db import Database
 from hq_server.store.models import Ticket
-from hq_server.tickets import escalation, maintenance, notify
+from hq_server.tickets import escalation, maintenance, notify, paging
 from hq_server.tickets.book import ticket_for_active_alarm
 from hq_server.tickets.deadlines import ticket_clock
 from hq_server.tickets.escalation import TimerKind, TimerOutcome
@@ -44,6 +51,8 @@ LEADER_LOCK_KEY = 0x5357_5343  # "SWSC"
 _SCHEMA_KEY = "hashtext(current_schema())"
 # At most this many escalation steps per scheduler step, so one never runs for long.
 MAX_TIMERS_PER_STEP = 500
+# Delivery rounds running at once in the delivery loop.
+MAX_DELIVERY_ROUNDS = 4
 
 
 @dataclass(slots=True)
@@ -58,6 +67,9 @@ class StepReport:
     cancelled: int = 0
     deferred: int = 0
     notification_attempts: int = 0
+    repeated_pages: int = 0
+    digests: int = 0
+    undelivered_alarms: int = 0
 
 
 class Scheduler:
@@ -145,8 +157,21 @@ class Scheduler:
                 report.cancelled += 1
             else:
                 report.deferred += 1
-        report.notification_attempts = notify.deliver_due(self.db, now, self.settings)
+        limits = self.policy.paging
+        with self.db.writer() as session, session.begin():
+            report.repeated_pages = paging.repeat_due(session, now, limits)
+        with self.db.writer() as session, session.begin():
+            report.digests = paging.digests_due(session, now)
+        with self.db.writer() as session, session.begin():
+            report.undelivered_alarms = paging.undelivered_due(session, now, limits)
+        report.notification_attempts = notify.deliver_due(
+            self.db, now, self.settings, clock=self.clock.now
+        )
         return report
+
+    def deliver_now(self) -> int:
+        """Send the notifications due now (the delivery loop's work, in any process)."""
+        return notify.deliver_due(self.db, self.clock.now(), self.settings, clock=self.clock.now)
 
     def _release_windows(self, now: datetime) -> int:
         count = 0
@@ -215,10 +240,40 @@ class Scheduler:
 
     # ---- the loop ------------------------------------------------------------------------
 
+    def _deliver_loop(self, stopping: threading.Event) -> None:
+        """Send notifications as soon as the bell rings (or every interval), in a thread of its
+        own; up to MAX_DELIVERY_ROUNDS rounds run at once, so a round held by a slow endpoint
+        does not hold back the next."""
+        interval = self.settings.scheduler_interval
+        running = threading.BoundedSemaphore(MAX_DELIVERY_ROUNDS)
+        with ThreadPoolExecutor(MAX_DELIVERY_ROUNDS, thread_name_prefix="deliver") as pool:
+            while not stopping.is_set():
+                notify.BELL.wait(interval)
+                if stopping.is_set():
+                    break
+                # A ring while every round is busy is kept for the first round to finish.
+                if not running.acquire(timeout=interval):
+                    continue
+                notify.BELL.clear()
+                future = pool.submit(self._deliver_round)
+                future.add_done_callback(lambda _f: running.release())
+
+    def _deliver_round(self) -> int:
+        try:
+            return self.deliver_now()
+        except Exception:  # one failed round must not stop the loop
+            logger.exception("delivering notifications failed; trying again")
+            return 0
+
     async def run(self) -> None:
         """Step every `scheduler_interval` seconds until `stop()`; then give up leadership."""
         interval = self.settings.scheduler_interval
         self._stopping = asyncio.Event()
+        stop_delivery = threading.Event()
+        delivery = threading.Thread(
+            target=self._deliver_loop, args=(stop_delivery,), name="delivery", daemon=True
+        )
+        delivery.start()
         try:
             while not self._stopping.is_set():
                 try:
@@ -230,6 +285,9 @@ class Scheduler:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=interval)
         finally:
+            stop_delivery.set()
+            notify.BELL.set()  # wakes the delivery loop to see it is stopping
+            await asyncio.to_thread(delivery.join)
             # Not cancelled mid-step (stop() lets the step finish), so no thread is left
             # holding a connection when the leader lock is released.
             await asyncio.to_thread(self.close)

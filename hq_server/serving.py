@@ -12,7 +12,8 @@ flood of them cannot blow up.
   its first byte on a kept-alive connection), and the rest of a body HQ has already answered
   (e.g. a 401 before the body was read) within that time too; otherwise the connection is closed.
   Idle kept-alive connections close after `keep_alive_timeout`. Headers are limited to
-  `max_header_bytes`.
+  `max_header_bytes`. A body the app reads must be all in within `body_timeout` (answered 408,
+  hq_server.api.body).
 - Logs: the lines one such client can make HQ write per connection or request are let through
   once per interval, with a count of those held back.
 """

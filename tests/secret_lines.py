@@ -380,6 +380,93 @@ SECRET_LINES: tuple[SecretLine, ...] = (
         "proxy=http://ops:<removed>@10.0.0.8:3128",
         "Pr0xyPa55",
     ),
+    # Found missing after issue 11 (each scrubbed by the agent and flagged by HQ on its own).
+    _line("IOS", "ip ftp password Ftp-Pa55", "ip ftp password <removed>", "Ftp-Pa55"),
+    _line(
+        "IOS",
+        "ip http client password Http-Pa55",
+        "ip http client password <removed>",
+        "Http-Pa55",
+    ),
+    _line(
+        "IOS",
+        " standby 1 authentication text Hsrp-Pa55",
+        " standby 1 authentication text <removed>",
+        "Hsrp-Pa55",
+    ),
+    _line(
+        "IOS", " vrrp 1 authentication Vrrp-Pa55", " vrrp 1 authentication <removed>", "Vrrp-Pa55"
+    ),
+    _line(
+        "ASA",
+        "passwd 2KFQnbNIdI.2KYOU encrypted",
+        "passwd <removed> encrypted",
+        "2KFQnbNIdI.2KYOU",
+    ),
+    _line(
+        "ASA",
+        "enable password 8Ry2YjIyt7RRXU24 encrypted",
+        "enable password <removed> encrypted",
+        "8Ry2YjIyt7RRXU24",
+    ),
+    _line(
+        "Junos",
+        "set system root-authentication plain-text-password-value Root-Pa55",
+        "set system root-authentication plain-text-password-value <removed>",
+        "Root-Pa55",
+    ),
+    _line(
+        "FortiOS",
+        "    set password ENC SH2xCtGy0Vp1Q2tY7gh3Qk",
+        "    set password ENC <removed>",
+        "SH2xCtGy0Vp1Q2tY7gh3Qk",
+    ),
+    _line(
+        "FortiOS",
+        "    set psksecret ENC Zk9vYmFyYmF6",
+        "    set psksecret ENC <removed>",
+        "Zk9vYmFyYmF6",
+    ),
+    _line(
+        "Polycom",
+        "<password>Poly-Pa55</password>",
+        "<password><removed></password>",
+        "Poly-Pa55",
+    ),
+    _line(
+        "Polycom",
+        "  <AdminPassword>456789</AdminPassword>",
+        "  <AdminPassword><removed></AdminPassword>",
+        "456789",
+    ),
+    _line(
+        "HTTP",
+        "Authorization: Basic YWRtaW46cGFzc3dvcmQ=",
+        "Authorization: Basic <removed>",
+        "YWRtaW46cGFzc3dvcmQ=",
+    ),
+    _line(
+        "HTTP",
+        "Proxy-Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig",
+        "Proxy-Authorization: Bearer <removed>",
+        "eyJhbGciOiJIUzI1NiJ9.e30.sig",
+    ),
+    _line(
+        "URL",
+        "url: redis://:Redis-Pa55@10.0.0.9:6379/0",
+        "url: redis://:<removed>@10.0.0.9:6379/0",
+        "Redis-Pa55",
+    ),
+    _line(
+        "shadow",
+        f"root:{JUNOS_SHA512}:19000:0:99999:7:::",
+        "root:<removed>:19000:0:99999:7:::",
+        JUNOS_SHA512,
+    ),
+    _line(
+        "YAML", "password_hash: 9f86d081884c7d65", "password_hash: <removed>", "9f86d081884c7d65"
+    ),
+    _line("env", "MASTER_KEY=4f3c2a1b0e9d8c7b", "MASTER_KEY=<removed>", "4f3c2a1b0e9d8c7b"),
 )
 
 # Lines with no secret in them: neither the agent nor HQ may touch or flag them.
@@ -434,4 +521,6 @@ CLEAN_LINES: tuple[str, ...] = (
     "        server 10.20.0.1 key 1;",
     "    key 0 {",
     " ssh user admin authentication-type password",
+    "    <key>PasswordAuthentication</key>",
+    "standby 1 authentication md5 key-chain HSRP-KEYS",
 )

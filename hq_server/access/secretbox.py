@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, load_only
 
 from hq_server.core.errors import ConfigError
 from hq_server.core.settings import Settings
-from hq_server.store.models import EscalationChain, HqFact, Ticket
+from hq_server.store.models import EngineerContact, EscalationChain, HqFact, Ticket
 
 SEALED = "sealed:v1:"
 KEY_FILE_NAME = "secret.key"
@@ -178,7 +178,9 @@ def _any_sealed(session: Session) -> bool:
     like = f"%{SEALED}%"
     chains = select(EscalationChain.id).where(cast(EscalationChain.levels, Text).like(like))
     tickets = select(Ticket.id).where(cast(Ticket.escalation, Text).like(like))
-    return any(session.execute(query.limit(1)).first() for query in (chains, tickets))
+    # Engineers' contact channels are always sealed (hq_server.oncall.contacts).
+    contacts = select(EngineerContact.user_id)
+    return any(session.execute(query.limit(1)).first() for query in (chains, tickets, contacts))
 
 
 def _check(path: Path, box: SecretBox, fact: HqFact) -> None:

@@ -142,7 +142,9 @@ def login_user(session: Session, username: str, password: str) -> User:
 
 
 def _check_login(session: Session, username: str, password: str) -> User:
-    user = find_user(session, username)
+    # No user name holds a NUL (PostgreSQL refuses one in a query): a failed login like any
+    # unknown name, counted by the throttle, rather than a database error.
+    user = None if "\x00" in username else find_user(session, username)
     if user is None:
         verify_password(password, _DUMMY_HASH)
         raise AuthError("unknown user or wrong password")
@@ -153,12 +155,34 @@ def _check_login(session: Session, username: str, password: str) -> User:
     return user
 
 
+def _hold_unchanged(session: Session, user: User, checked_hash: str | None) -> None:
+    """Hold the user's row until the transaction ends (FOR SHARE on PostgreSQL; a SQLite writer
+    holds the database) and make sure it is still as checked: enabled, and with the password
+    `checked_hash` (if given) verified against.
+
+    A password change or a disabling committed since the check refuses the token about to be
+    issued; one that comes later waits for this transaction and then revokes that token with
+    the others. Without it, a login that checked the old password could store its token just
+    after the change revoked every token there was.
+    """
+    current = session.execute(
+        select(User.password_hash, User.disabled)
+        .where(User.id == user.id)
+        .with_for_update(read=True)
+    ).one_or_none()
+    if current is None or (checked_hash is not None and current.password_hash != checked_hash):
+        raise AuthError("unknown user or wrong password")
+    if current.disabled:
+        raise AuthError(f"user {user.username!r} is disabled")
+
+
 def login(
     session: Session, username: str, password: str, now: datetime, lifetime: timedelta
 ) -> tuple[User, str]:
     """Check the password of an enabled user and return a new API token bound to them, valid
-    for `lifetime`."""
+    for `lifetime` (never one that a concurrent password change or disabling leaves valid)."""
     user = _check_login(session, username, password)
+    _hold_unchanged(session, user, user.password_hash)
     token = create_api_token(
         session, user.username, Role(user.role), now, user_id=user.id, lifetime=lifetime
     )
@@ -196,6 +220,7 @@ def token_for_user(session: Session, username: str, now: datetime, lifetime: tim
         raise NotFound(f"no user {username!r}: create it with `stationwatch hq user add`")
     if user.disabled:
         raise Conflict(f"user {username!r} is disabled")
+    _hold_unchanged(session, user, None)
     return create_api_token(
         session, user.username, Role(user.role), now, user_id=user.id, lifetime=lifetime
     )

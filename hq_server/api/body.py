@@ -4,8 +4,9 @@ parsed as JSON within bounds, off the event loop; each call authenticated before
 The order of a call (BoundedBodyRoute): the bearer token and its role are checked first (401 /
 403 before a byte of the body is read, so a caller without a token costs next to nothing); a
 route without a token (login, enrollment) reads at most `max_anonymous_body_bytes`, the others
-`max_body_bytes`; then the JSON is counted (`max_json_items`, `max_json_depth`) and parsed in a
-worker thread (hq_server.api.jsonbody).
+`max_body_bytes`, all of it within `body_timeout` (else 408 and the connection is closed); then
+the JSON is counted (`max_json_items`, `max_json_depth`) and parsed in a worker thread
+(hq_server.api.jsonbody).
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ _PARSE_INLINE_BYTES = 64 * 1024
 def _too_large(limit: int, setting: str) -> HTTPException:
     return HTTPException(
         status_code=413, detail=f"request body larger than {limit} bytes (setting {setting})"
+    )
+
+
+def _body_too_slow(timeout: float) -> HTTPException:
+    return HTTPException(
+        status_code=408,
+        detail=f"request body not received within {timeout:g} s (setting body_timeout)",
+        headers={"Connection": "close"},
     )
 
 
@@ -95,7 +104,13 @@ class BoundedBodyRequest(Request):
                 limit, setting = settings.max_anonymous_body_bytes, "max_anonymous_body_bytes"
             else:
                 limit, setting = settings.max_body_bytes, "max_body_bytes"
-            self._body = await read_bounded_body(self, limit, setting)
+            # All of it within body_timeout: a client trickling its body must not hold a
+            # worker for as long as it likes (408, and the connection is closed).
+            try:
+                with anyio.fail_after(settings.body_timeout):
+                    self._body = await read_bounded_body(self, limit, setting)
+            except TimeoutError:
+                raise _body_too_slow(settings.body_timeout) from None
         return self._body
 
     async def json(self) -> Any:

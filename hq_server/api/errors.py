@@ -40,6 +40,7 @@ _DESCRIPTIONS = {
     401: "Missing, unknown, expired or revoked bearer token",
     403: "The token's kind or role does not allow this call",
     404: "No such object",
+    408: "Body not all received within body_timeout (the connection is closed)",
     409: "The object's current state does not allow this",
     413: "Body larger than the limit (after decompression)",
     415: "Content-Encoding other than gzip",
@@ -64,7 +65,7 @@ def errors(*statuses: int) -> Responses:
 # Every call with a bearer token (hq_server.api.deps).
 AUTH_ERRORS = errors(401, 403)
 # Every call that may carry a body (hq_server.api.body).
-BODY_ERRORS = errors(400, 413, 415)
+BODY_ERRORS = errors(400, 408, 413, 415)
 # Logins (hq_server.access.throttle): an ErrorOut and Retry-After.
 THROTTLED: Responses = {
     429: {

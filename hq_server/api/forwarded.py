@@ -4,11 +4,19 @@ only.
 The address of a call is what the login throttle counts failures by and what the audit log
 records. A forwarded header is only a claim, so it is believed only when the connection comes
 from a proxy listed in the `trusted_proxies` setting (none by default: a local client must not
-be able to name any address it likes). X-Forwarded-For is read from the right, the entries each
-proxy appended, and the first address that is not itself a trusted proxy is the client; entries
-left of it were written by the client and are ignored. X-Real-IP (one address) is used when
-there is no X-Forwarded-For. uvicorn's own handling of these headers is turned off (`hq serve`),
-since it trusts 127.0.0.1 by default.
+be able to name any address it likes). From a trusted proxy, in this order:
+
+1. X-Forwarded-For, when the request has one: read from the right, the entries each proxy
+   appended, and the first address that is not itself a trusted proxy is the client; entries
+   left of it were written by the client and are ignored (an entry that is no address stops the
+   walk at the last good one; none good: the proxy itself).
+2. X-Real-IP, only without any X-Forwarded-For, and only when it comes once: twice means the
+   proxy passed a client's own header on beside its own, and neither can be told apart.
+3. Otherwise the proxy's own address.
+
+Configure the proxy to append to X-Forwarded-For (nginx: `$proxy_add_x_forwarded_for`) or to
+set X-Real-IP and drop the client's X-Forwarded-For. uvicorn's own handling of these headers is
+turned off (`hq serve`), since it trusts 127.0.0.1 by default.
 """
 
 from __future__ import annotations
@@ -38,16 +46,19 @@ class TrustedProxies:
         address = _address(host)
         return address is not None and any(address in net for net in self.networks)
 
-    def client(self, peer: str, forwarded_for: Sequence[str], real_ip: str | None) -> str:
-        """The client's address for a connection from `peer` with these header values."""
+    def client(
+        self, peer: str, forwarded_for: Sequence[str], real_ip: str | Sequence[str] | None
+    ) -> str:
+        """The client's address for a connection from `peer` with these header values (every
+        X-Forwarded-For and X-Real-IP header of the request; see the module for the order)."""
         if not self.networks or not self.trusts(peer):
             return peer
         hops = [hop.strip() for value in forwarded_for for hop in value.split(",")]
         hops = [hop for hop in hops if hop]
         if not hops:
-            if real_ip is not None and _address(real_ip.strip()) is not None:
-                return str(_address(real_ip.strip()))
-            return peer
+            real_ips = [real_ip] if isinstance(real_ip, str) else list(real_ip or ())
+            named = _address(real_ips[0]) if len(real_ips) == 1 else None
+            return peer if named is None else str(named)
         client = peer
         for hop in reversed(hops):
             address = _address(hop)
@@ -85,13 +96,13 @@ class ForwardedMiddleware:
         client = scope.get("client")
         if scope["type"] in ("http", "websocket") and client and self.proxies.networks:
             forwarded: list[str] = []
-            real_ip: str | None = None
+            real_ips: list[str] = []
             for name, value in scope.get("headers", ()):
                 if name == b"x-forwarded-for":
                     forwarded.append(value.decode("latin-1"))
                 elif name == b"x-real-ip":
-                    real_ip = value.decode("latin-1")
-            host = self.proxies.client(str(client[0]), forwarded, real_ip)
+                    real_ips.append(value.decode("latin-1"))
+            host = self.proxies.client(str(client[0]), forwarded, real_ips)
             if self.proxies.trusts(str(client[0])):
                 # TLS ended at the proxy: the console's cookies must still be Secure.
                 for name, value in scope.get("headers", ()):

@@ -16,8 +16,11 @@ from typing import Any
 
 from fastapi import HTTPException
 
-# A JSON string, escapes included (the unrolled form: no backtracking on long strings).
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+# A JSON string, escapes included (the unrolled form: no backtracking on long strings). One left
+# open runs to the end of the text (a lone backslash there included): the match never fails, so
+# a text of `"\"\"\"...` with no closing quote is read once, not once a quote (quadratic). The text
+# is no JSON then, and the parser refuses it at that string without building what follows.
+_STRING = re.compile(rb'"[^"\\]*(?:\\[\s\S][^"\\]*)*(?:"|\\?\Z)')
 _WHITESPACE = b" \t\r\n"
 # \uD800-\uDFFF: the only way a JSON text can hold a lone surrogate (raw ones are not UTF-8).
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")

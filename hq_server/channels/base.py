@@ -53,6 +53,7 @@ class EventKind(StrEnum):
     DIGEST = "digest"  # several tickets in one message (`Page.items`)
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
+    UNDELIVERED = "undelivered"  # a page to someone else that no channel delivered
 
 
 class _Frozen(BaseModel):
@@ -96,6 +97,7 @@ class Page(_Frozen):
     zone: str  # IANA time zone the deadline is shown in, e.g. Asia/Shanghai
     link: str  # the ticket (or, for a digest, the ticket list) in the console
     items: tuple[DigestItem, ...] = ()
+    total: int | None = Field(default=None, ge=1)  # a digest: tickets in all (items: the worst)
 
     @field_validator("zone")
     @classmethod
@@ -124,6 +126,11 @@ class Page(_Frozen):
             if self.items:
                 raise ValueError("only a digest page has items")
         return self
+
+    @property
+    def count(self) -> int:
+        """A digest: how many tickets it is about (more than it lists, if `total` says so)."""
+        return max(self.total or 0, len(self.items))
 
     @property
     def tz(self) -> ZoneInfo:

@@ -65,7 +65,7 @@ def subject(page: Page) -> str:
     """The one-line subject (e-mail subject, card title)."""
     prefix = message(page.language, "prefix")
     if page.kind is EventKind.DIGEST:
-        count = message(page.language, "digest.count", count=len(page.items))
+        count = message(page.language, "digest.count", count=page.count)
         return f"{prefix} {event_text(page)} · {count} · {one_line(page.title)}"
     grade = grade_text(page.language, page.grade, page.grade_name)
     return (
@@ -77,7 +77,7 @@ def subject(page: Page) -> str:
 def headline(page: Page) -> str:
     """A short title for a notification banner: event, grade and site."""
     if page.kind is EventKind.DIGEST:
-        count = message(page.language, "digest.count", count=len(page.items))
+        count = message(page.language, "digest.count", count=page.count)
         return f"{event_text(page)} · {count}"
     grade = grade_text(page.language, page.grade, page.grade_name)
     return f"{event_text(page)} · {grade} · {one_line(page.site)}"
@@ -205,7 +205,7 @@ def short_text(page: Page, limit: int) -> str:
     """
     lang = page.language
     if page.kind is EventKind.DIGEST:
-        count = message(lang, "digest.count", count=len(page.items))
+        count = message(lang, "digest.count", count=page.count)
         pieces = [event_text(page), count]
         pieces += [f"{i.ticket_number} {i.site} {i.title}" for i in page.items]
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 
@@ -49,3 +50,23 @@ class ManualClock:
             raise ValueError("ManualClock needs an aware datetime")
         with self._lock:
             self._now = when.astimezone(UTC)
+
+
+class OffsetClock:
+    """The wall clock moved by a number of seconds read from a file at every call (end-to-end
+    tests move a running HQ's time this way: `clock_offset_file`); no file: no offset."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def offset(self) -> timedelta:
+        """The offset the file holds now (0 if it is missing or empty)."""
+        try:
+            text = self.path.read_text().strip()
+        except FileNotFoundError:
+            return timedelta(0)
+        return timedelta(seconds=float(text)) if text else timedelta(0)
+
+    def now(self) -> datetime:
+        """The current time in UTC plus the offset."""
+        return datetime.now(UTC) + self.offset()

@@ -64,6 +64,7 @@ class TicketAction(StrEnum):
     DISPATCH = "dispatch"
     PLAN_CHANGED = "plan_changed"
     CUSTOMER_CONFIRMED = "customer_confirmed"
+    PAGED = "paged"
 
 
 SYSTEM_ACTOR = "system"

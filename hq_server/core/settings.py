@@ -8,7 +8,7 @@ import os
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -43,6 +43,19 @@ ENV_TUNABLES = (
     "secret_key_file",
     "notify_max_attempts",
     "notify_backoff",
+    "console_url",
+    "smtp_security",
+    "channel_allow_insecure",
+    "channel_extra_hosts",
+    "page_rate_limit",
+    "page_rate_window",
+    "page_digest_delay",
+    "digest_time",
+    "page_connect_timeout",
+    "page_read_timeout",
+    "page_undelivered_after",
+    "contact_unreachable_after",
+    "clock_offset_file",
     "login_max_failures",
     "login_failure_window",
     "login_lockout",
@@ -54,6 +67,7 @@ ENV_TUNABLES = (
     "max_connections",
     "keep_alive_timeout",
     "header_timeout",
+    "body_timeout",
     "max_header_bytes",
     "listen_backlog",
     "user_token_lifetime",
@@ -119,6 +133,12 @@ class Settings(BaseModel):
         gt=0,
         description="Seconds a client has to send a request's headers, from its connection or "
         "its first byte; then the connection is closed",
+    )
+    body_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds a client has to send a request's whole body once its headers are "
+        "in; then it is answered 408 and the connection is closed",
     )
     max_header_bytes: int = Field(
         default=16 * KiB, ge=1024, description="Limit on a request line and its headers"
@@ -248,6 +268,64 @@ class Settings(BaseModel):
     notify_backoff: timedelta = Field(
         default=timedelta(seconds=30), description="First retry delay; doubles per attempt"
     )
+
+    # Paging (hq_server.oncall, hq_server.tickets.paging).
+    console_url: str = Field(
+        default="http://127.0.0.1:8080",
+        pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
+        description="The console's public URL: pages link to {console_url}/tickets/{id}",
+    )
+    smtp_security: Literal["starttls", "ssl", "none"] = Field(
+        default="none", description="How pages by e-mail reach smtp_host"
+    )
+    channel_allow_insecure: bool = Field(
+        default=False, description="Accept http:// channel URLs and SMTP without TLS (tests)"
+    )
+    channel_extra_hosts: tuple[str, ...] = Field(
+        default=(),
+        description="Hosts accepted for channels besides each vendor's own (a relay; tests)",
+    )
+    page_rate_limit: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Pages per contact per page_rate_window; the rest go into one digest",
+    )
+    page_rate_window: timedelta = Field(default=timedelta(minutes=10))
+    page_digest_delay: timedelta = Field(
+        default=timedelta(minutes=2),
+        description="A contact over the rate limit gets the digest this long after the first "
+        "ticket held back",
+    )
+    digest_time: str = Field(
+        default="08:00",
+        pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+        description="Local time (the team's zone) of the daily digest",
+    )
+    page_connect_timeout: float = Field(default=3.0, gt=0)
+    page_read_timeout: float = Field(default=5.0, gt=0)
+    page_undelivered_after: timedelta = Field(
+        default=timedelta(minutes=1),
+        description="A page no channel delivered within this raises an alarm to the team's "
+        "backup and service manager",
+    )
+    contact_unreachable_after: int = Field(
+        default=3, ge=1, description="Failures in a row that show a contact's channel failing"
+    )
+
+    clock_offset_file: Path | None = Field(
+        default=None,
+        description="Tests only: HQ's clock runs this many seconds (read from the file at each "
+        "reading) ahead of the wall clock",
+    )
+
+    @field_validator("channel_extra_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: Any) -> Any:
+        """A comma-separated string (from the environment) as a list."""
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -3,6 +3,7 @@ which customer a site belongs to. Errors name the field (InvalidInput) or the cl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -159,12 +160,27 @@ class ContactFields:
     notify: bool = True
 
 
+PHONE = re.compile(r"^[0-9+() \-]*$")
+EMAIL = re.compile(r"^$|^[^@\s]+@[^@\s]+$")
+
+
+def check_contact(fields: ContactFields) -> None:
+    """InvalidInput naming the field of a contact that cannot be stored."""
+    if not fields.name.strip():
+        raise InvalidInput("name: required", field="name")
+    if not PHONE.fullmatch(fields.phone):
+        raise InvalidInput("phone: digits, spaces, + - ( ) only", field="phone")
+    if not EMAIL.fullmatch(fields.email):
+        raise InvalidInput(f"email: not an address: {fields.email!r}", field="email")
+    if fields.notify and not fields.email:
+        raise InvalidInput("email: a contact who gets notifications needs one", field="email")
+
+
 def save_contact(
     session: Session, row: Contact | None, customer: Customer, fields: ContactFields, now: datetime
 ) -> Contact:
     """Create (row None) or replace a contact of `customer`."""
-    if fields.notify and not fields.email:
-        raise InvalidInput("email: a contact who gets notifications needs one", field="email")
+    check_contact(fields)
     if row is None:
         row = Contact(customer_id=customer.id)
         session.add(row)

@@ -18,6 +18,7 @@ on the line excuses nothing (`auth sha <removed> priv aes 128 X` is flagged).
 from __future__ import annotations
 
 import re
+from itertools import islice
 
 SCRUB_MARKER = "<removed>"
 
@@ -41,13 +42,18 @@ _KEYWORD_SLOTS: tuple[re.Pattern[str], ...] = tuple(
         r"(?:\s+algorithm-type\s+\S+)?\s+(?:password|secret)\s",
         r"\b(?:password|passwd|secret)(?=\s+(?:\d{1,2}|cipher|simple|irreversible-cipher|hash"
         r"|encrypted)\s+\S)\s",
+        # Anywhere else on a line, when the value ends it: `ip ftp password X`, `set password
+        # ENC X` (FortiOS), Junos `plain-text-password-value X` (not `description password
+        # reset desk`).
+        r"(?<![\w.-])(?:password|passwd|secret|plain-text-password-value)\s"
+        r"(?=\s*(?:(?:\d{1,2}|enc|encrypted|cipher|simple|hash)\s+)?\S+\s*$)",
         # A quoted value after a password or secret (Junos, codecs): `secret "$9$..."`.
         r"(?<![\w.-])(?:[\w.-]*password|[\w-]*secret)\s+(?=(?:[\w-]+\s+){0,2}[\"'])",
         # Dotted or hyphenated settings: `sip.password x`, `auth-password x`, `snmp.community x`.
         r"(?<![\w.-])\w+(?:[.-]\w+)*(?:[.-](?:password|passwd|secret)|\.community)\s",
         # Keys that always precede a secret.
         r"(?<![\w-])(?:pre-?shared-key|pre-share-key|key-string|authentication-key|md5-key"
-        r"|shared-key|wpa-psk|psk|pass-?phrase|wpa-passphrase|isakmp\s+key"
+        r"|shared-key|wpa-psk|psk|psksecret|pass-?phrase|wpa-passphrase|isakmp\s+key"
         r"|message-digest-key\s+\d+\s+md5|requirepass|masterauth)\s",
         r"^\s*(?:tacacs-server|radius-server|hwtacacs-server|tacacs|radius)\b.*?\skey\s",
         r"^\s*key\s+(?:authentication|authorization|accounting)\s",
@@ -66,6 +72,10 @@ _KEYWORD_SLOTS: tuple[re.Pattern[str], ...] = tuple(
         r"\bauth\s+(?:md5|sha\S*)\s",
         r"\bpriv\s+(?:(?:aes\S*|des\S*|3des)(?:\s+\d{3})?\s+|(?=0x))",
         r"\b(?:authentication|privacy)-mode\s+(?:md5|sha\S*|aes\S*|des\S*|3des)\s",
+        # HSRP, GLBP, VRRP plain-text authentication; HTTP credentials.
+        r"^\s*(?:standby|glbp|vrrp)(?:\s+\d+)?\s+authentication(?:\s+text)?\s"
+        r"(?!\s*(?:md5|text)\b)",
+        r"\b(?:proxy-)?authorization\s*:\s*(?:basic|bearer|token|negotiate)\s",
         # PINs; Avaya phone settings files.
         r"\bpin\s+(?=\d)",
         r"^\s*SET\s+(?:\w*(?:PASSWORD|PASSWD|PSWD)|SNMPSTRING)\s",
@@ -74,9 +84,10 @@ _KEYWORD_SLOTS: tuple[re.Pattern[str], ...] = tuple(
 
 # `name = value`, `name: value`, `"name": "value"`, `name="value"`, `name => value`.
 _ASSIGNMENT_SLOT = re.compile(
-    r"(?<![\w.-])[\"']?(?:[\w.-]*(?:password|passwd|passphrase|secret|token|apikey|snmpstring"
-    r"|community|communityname|community_string"
-    r"|(?:api|private|preshared|access|secret|auth|wep)[_.-]?key\d*)"
+    r"(?<![\w.-])[\"']?(?:[\w.-]*(?:(?:password|passwd|passphrase)(?:[_.-]?hash(?:ed)?)?|pswd"
+    r"|secret|token|apikey|snmpstring|community|communityname|community_string"
+    r"|(?:api|private|preshared|pre[_.-]shared|access|secret|auth|wep|master|encryption)"
+    r"[_.-]?key\d*)"
     r"|(?:[\w.-]*[_.-])?(?:pwd|pin|psk)|key)[\"']?\s*(?:=>?|:)\s*",
     _I,
 )
@@ -88,8 +99,12 @@ _SECRET_SHAPES: tuple[re.Pattern[str], ...] = tuple(
         r"\$(?:1|2[aby]?|5|6|7|8|9|y|1[a-d]|[hc]\$\d)\$[./\w]{4,}",  # crypt, IOS 8/9, Junos $9$
         r"%\^%#\S+?%\^%#|%@%@\S+?%@%@|@%@%\S+?@%@%",  # Huawei VRP ciphertext
         r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?!<removed>)",
-        r"://[^\s/@:]+:(?!<removed>@)[^\s/@]+@",  # the password of a URL
+        r"://[^\s/@:]*:(?!<removed>@)[^\s/@]+@",  # the password of a URL (any user)
         r"^\s*\d+\s*=>\s*(?!<removed>)[-*]?\d+\s*,",  # Asterisk voicemail.conf PIN
+        # An XML element of a secret's name holding text: `<AdminPassword>X</AdminPassword>`.
+        r"(?i:<(?!key>)[\w.-]*(?:password|passwd|passphrase|secret|token|apikey|pswd|pwd|psk|pin"
+        r"|key)>"
+        r"(?!\s*<removed>\s*</)\s*[^<\s])",
     )
 )
 
@@ -98,7 +113,7 @@ _SECRET_SHAPES: tuple[re.Pattern[str], ...] = tuple(
 _MODIFIER = re.compile(
     r"\d{1,3}|\d{1,3}(?:\.\d{1,3}){3}(?:/\d{1,2})?|cipher|simple|plain|irreversible-cipher|hash"
     r"|encrypted|md5|sha[\w-]*|aes[\w-]*|des|3des|ascii(?:-text)?|hex(?:adecimal)?|key|local"
-    r"|remote|value|pass-phrase",
+    r"|remote|value|pass-phrase|enc",
     _I,
 )
 _MODIFIER_WITH_ARGUMENT = re.compile(r"level|role|address|type", _I)
@@ -111,6 +126,8 @@ _NOT_A_VALUE = re.compile(
     _I,
 )
 _TOKEN = re.compile(r"\"[^\"]*\"?|'[^']*'?|\S+")
+# Type, encryption and algorithm words passed over after a keyword (see _value_tokens).
+MAX_MODIFIERS = 12
 
 # Every slot and shape above holds one of these: a line without any is not looked at further
 # (most lines of a configuration), which keeps the check about as fast as reading the text.
@@ -122,8 +139,16 @@ _CANDIDATE = re.compile(
 
 
 def _value_tokens(line: str, start: int) -> list[str]:
-    """The words from `start` on, less the type, encryption and algorithm words in front."""
-    tokens = _TOKEN.findall(line, start)
+    """The words from `start` on, less the type, encryption and algorithm words in front: the
+    value first, then at most a few words after it.
+
+    At most MAX_MODIFIERS words are passed over (real configurations have a few:
+    `address A M key 7 cipher X`); past them the next word is the value, whatever it is (a line
+    of nothing but type words is refused). So a keyword costs a few words, never the rest of
+    the line: a line of `auth sha <removed> auth sha <removed> ...` is read once, not once a
+    keyword.
+    """
+    tokens = [m.group(0) for m in islice(_TOKEN.finditer(line, start), MAX_MODIFIERS + 2)]
     i = 0
     while i < len(tokens) - 1:  # the last word is the value, whatever it looks like
         if _MODIFIER_WITH_ARGUMENT.fullmatch(tokens[i]) and i < len(tokens) - 2:
@@ -148,9 +173,19 @@ def _is_clear(value: str) -> bool:
 
 def _assigned_value(line: str, start: int) -> str:
     """A quoted value, or else the rest of the line (INI and YAML values may hold spaces)."""
-    rest = line[start:].rstrip()
-    quoted = _TOKEN.match(rest) if rest[:1] in ("'", '"') else None
-    return quoted.group(0) if quoted else rest.rstrip(",").rstrip()
+    if line[start : start + 1] in ("'", '"'):
+        # Read in place: copying the rest of the line for each `key="<removed>"` of a line of
+        # them would be quadratic. (A value left unquoted takes the rest of the line, so a line
+        # holds one of those at most: it is either clear, and the line is flagged, or the end.)
+        quoted = _TOKEN.match(line, start)
+        assert quoted is not None  # a quote starts a token
+        return quoted.group(0).rstrip()  # one left open runs to the end of the line
+    return line[start:].rstrip().rstrip(",").rstrip()
+
+
+def _may_follow_a_value(word: str) -> bool:
+    """A comment, or a type word after the value (ASA: `passwd <removed> encrypted`)."""
+    return word.startswith(("#", "!")) or bool(_MODIFIER.fullmatch(word))
 
 
 def has_clear_secret(line: str) -> bool:
@@ -162,7 +197,7 @@ def has_clear_secret(line: str) -> bool:
         value, *after = _value_tokens(line, leading.end()) or [""]
         if _is_clear(value):
             return True
-        if _bare(value) == SCRUB_MARKER and after and not after[0].startswith(("#", "!")):
+        if _bare(value) == SCRUB_MARKER and after and not _may_follow_a_value(after[0]):
             return True
     for pattern in _KEYWORD_SLOTS:
         for match in pattern.finditer(line):

@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from hq_server.core.domain import OPEN_STATUSES, TicketAction, TicketStatus
 from hq_server.store import rows
 from hq_server.store.models import Alarm, Site, Ticket, TicketEvent
-from hq_server.tickets import actions, deadlines, escalation, maintenance, outage
+from hq_server.tickets import actions, deadlines, escalation, maintenance, outage, paging
 from hq_server.tickets.policy import AlarmTransition, TicketPolicy, TransitionKind
 from hq_server.tickets.records import (
     ConcurrentTicket,
@@ -48,7 +48,6 @@ from hq_server.tickets.records import (
     allocate_numbers,
     new_ticket,
     opened_detail,
-    tickets_opened,
 )
 from protocol import faults
 
@@ -82,6 +81,7 @@ class TicketBook:
         self._touched: dict[int, tuple[Ticket, set[str]]] = {}
         self._alarms: dict[int, Alarm] = {}
         self._history: list[tuple[Ticket, str, str, str, dict[str, Any]]] = []
+        self._raised: list[tuple[int, int]] = []  # (ticket id, old grade): page when settled
 
     # ---- lookups ----------------------------------------------------------------------------
 
@@ -247,6 +247,8 @@ class TicketBook:
             escalation.schedule(ticket, deadlines.ticket_clock(self.session, ticket))
         else:
             self._moved[ticket.id] = ticket
+            if grade < old:
+                self._raised.append((ticket.id, old))
         self.note(
             ticket,
             who,
@@ -313,6 +315,10 @@ class TicketBook:
         for obj in list(session.identity_map.values()):
             if isinstance(obj, Alarm | Ticket):
                 session.expire(obj)
+        raised, self._raised = self._raised, []
+        for ticket_id, old in raised:
+            paging.grade_raised(session, session.get_one(Ticket, ticket_id), old, self.now,
+                                self.policy.paging)  # fmt: skip
 
     def _insert_tickets(self, opening: list[_Opening]) -> None:
         session = self.session
@@ -326,7 +332,7 @@ class TicketBook:
             # (ingest holds it): the transaction is spoiled on PostgreSQL, run it again.
             raise ConcurrentTicket(str(exc.orig)) from exc
         self.opened += len(opening)
-        tickets_opened(session, [o.ticket for o in opening], self.now)
+        paging.ticket_opened(session, [o.ticket for o in opening], self.now, self.policy.paging)
         for o in opening:
             t = o.ticket
             logger.info(

@@ -25,11 +25,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from hq_server.channels.base import EventKind
 from hq_server.core.domain import DONE_STATUSES, SYSTEM_ACTOR, TicketAction
 from hq_server.core.errors import Conflict
 from hq_server.core.settings import Settings
 from hq_server.store.models import EscalationChain, Ticket
-from hq_server.tickets import notify
+from hq_server.tickets import notify, paging
 from hq_server.tickets.history import history
 from hq_server.tickets.sla import AROUND_THE_CLOCK, ResponseClock
 
@@ -285,8 +286,15 @@ def escalate_step(
         payload["requested_by"] = requested_by
     # A step taken at the customer's request and the scheduler's step of the same level are
     # the same step: one key, so its contacts are told once.
+    limits = paging.PagingLimits.of(settings)
     for index, contact in enumerate(contacts):
         key = f"escalation:{ticket.id}:{kind.value}:{level_index}:{index}"
+        user = contact.get("user")
+        if user:  # an HQ user: paged through their contact methods
+            name = ticket.on_duty if user == paging.ON_DUTY_USER else str(user)
+            if name:
+                facts = paging.page_facts(ticket, ticket.site, EventKind.ESCALATED)
+                paging.page(session, name, facts, f"{key}:page", now, limits, team_id=None)
         notify.notify_contact(
             session,
             ticket,

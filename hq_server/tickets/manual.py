@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from hq_server.core.errors import InvalidInput
 from hq_server.customers.policies import contract_for_site
 from hq_server.store.models import Contact, Site, Ticket
+from hq_server.tickets.paging import DEFAULT_LIMITS, PagingLimits
 from hq_server.tickets.records import Subject, open_subject
 
 SOURCES = ("phone", "fax", "email", "web", "onsite")
@@ -48,7 +49,12 @@ def _title(report: Report) -> str:
 
 
 def open_manual(
-    session: Session, report: Report, now: datetime, who: str, on_duty: str = ""
+    session: Session,
+    report: Report,
+    now: datetime,
+    who: str,
+    on_duty: str = "",
+    paging_limits: PagingLimits = DEFAULT_LIMITS,
 ) -> Ticket:
     """Open the ticket of a reported fault; InvalidInput names the field that does not fit."""
     if report.source not in SOURCES:
@@ -88,5 +94,7 @@ def open_manual(
         contact_id=report.contact_id,
         customer_grade=label,
     )
-    outcome = open_subject(session, subject, now, who, on_duty, alarm_active=False)
+    outcome = open_subject(
+        session, subject, now, who, on_duty, alarm_active=False, paging_limits=paging_limits
+    )
     return outcome.ticket

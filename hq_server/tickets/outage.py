@@ -111,7 +111,7 @@ def group(
         symptom=", ".join(a.device_id for a in members),
         alarm_id=None,
     )
-    outcome = open_subject(session, subject, now, who, policy.on_duty)
+    outcome = open_subject(session, subject, now, who, policy.on_duty, paging_limits=policy.paging)
     for member in members:
         link(session, outcome.ticket, member, now, who)
     logger.info(

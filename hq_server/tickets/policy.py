@@ -9,6 +9,7 @@ from enum import StrEnum
 
 from hq_server.core.settings import Settings
 from hq_server.store.models import Alarm
+from hq_server.tickets.paging import DEFAULT_LIMITS, PagingLimits
 
 
 class TransitionKind(StrEnum):
@@ -39,6 +40,7 @@ class TicketPolicy:
     flap_window: int = 11
     flap_high: float = 50.0
     flap_low: float = 25.0
+    paging: PagingLimits = DEFAULT_LIMITS
 
     @classmethod
     def of(cls, settings: Settings) -> TicketPolicy:
@@ -50,6 +52,7 @@ class TicketPolicy:
             flap_window=settings.flap_window,
             flap_high=settings.flap_high,
             flap_low=settings.flap_low,
+            paging=PagingLimits.of(settings),
         )
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,10 +19,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hq_server.core.domain import OPEN_STATUSES, TicketAction, TicketStatus
+from hq_server.oncall import teams
 from hq_server.store import rows
 from hq_server.store.db import insert_ignoring_conflict
 from hq_server.store.models import Alarm, Site, Ticket, TicketCounter
-from hq_server.tickets import deadlines, escalation
+from hq_server.tickets import deadlines, escalation, paging
 from hq_server.tickets.history import history
 
 logger = logging.getLogger(__name__)
@@ -147,6 +147,8 @@ def new_ticket(
     escalation chain; every column is set (hq_server.store.rows inserts it with Core). Built like a
     detached copy: a batch opens hundreds, and the ORM's constructor costs more than the rest."""
     site = subject.site
+    # The rota's engineer on duty for the site now; the configured one if the rota has none.
+    on_duty = teams.on_duty_for_site(session, site, now) or on_duty
     values = {
         "number": "",
         "site_id": site.id,
@@ -198,14 +200,6 @@ def new_ticket(
     return ticket
 
 
-def tickets_opened(session: Session, tickets: Sequence[Ticket], now: datetime) -> None:
-    """Whatever follows a ticket's opening, called once per opening path with the tickets just
-    inserted (ids and numbers set): the batch of the ticket book, and `open_subject` (one
-    ticket: a site outage, a dead man's switch, a manual ticket). The paging of issue 14 hooks
-    in here, so alarms' tickets and the tickets people open page alike; nothing else yet."""
-    del session, tickets, now
-
-
 def opened_detail(subject: Subject) -> str:
     """The history entry of a ticket's opening."""
     if subject.source != "alarm":
@@ -223,6 +217,7 @@ def open_subject(
     on_duty: str = "",
     *,
     alarm_active: bool = True,
+    paging_limits: paging.PagingLimits = paging.DEFAULT_LIMITS,
 ) -> TicketOutcome:
     """Open one ticket with deadlines and escalation chain; reuse a concurrent winner."""
     site = subject.site
@@ -244,7 +239,7 @@ def open_subject(
                 escalation_chain=ticket.escalation["name"] if ticket.escalation else None,
             )
             session.flush()
-            tickets_opened(session, [ticket], now)
+            paging.ticket_opened(session, [ticket], now, paging_limits)
     except IntegrityError:
         existing = find_open_ticket(session, site.id, subject.fault_key)
         if existing is None:

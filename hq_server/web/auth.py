@@ -20,6 +20,7 @@ from urllib.parse import quote
 from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Message
 
 from hq_server.access import sessions
 from hq_server.access.auth import UserPrincipal
@@ -42,6 +43,11 @@ CSRF_HEADER = "x-csrf-token"
 CONSOLE_TOKEN_ID = 0
 # A console form larger than this is refused before it is read.
 MAX_FORM_BYTES = 256 * 1024
+MAX_FORM_FIELDS = 200
+# The values of Sec-Fetch-Site of a post the console accepts: its own pages ("same-origin"), or
+# the user's own doing ("none"). "same-site" is refused too: another port of the same host
+# shares the console's cookies (cookies do not separate ports) and counts as the same site.
+OWN_POSTS = frozenset({"same-origin", "none"})
 # Form fields never kept for a re-submission after login.
 NEVER_KEPT = frozenset({CSRF_FIELD, "password"})
 
@@ -118,14 +124,21 @@ def _lookup(request: Request, cookie: str) -> ConsoleUser | None:
     now = clock.now()
     with db.session() as session:
         user = sessions.find(session, cookie, now, settings.console_idle_timeout)
-    if user is not None and user.touch_due and request.url.path != LIVE_PATH:
+    if user is not None and user.touch_due and not _watching(request):
         with db.writer() as session, session.begin():
             sessions.touch(session, user.session_id, now)
     return user
 
 
-# Watching live updates is not "using" the console: it does not move the idle clock.
+# Watching live updates is not "using" the console: it does not move the idle clock. Neither
+# does a page part fetched again because the stream said it changed (console.js sends
+# LIVE_REFRESH_HEADER with those), or an open page would keep its session for ever.
 LIVE_PATH = "/live"
+LIVE_REFRESH_HEADER = "x-sw-refresh"
+
+
+def _watching(request: Request) -> bool:
+    return request.url.path == LIVE_PATH or LIVE_REFRESH_HEADER in request.headers
 
 
 async def current_user(request: Request) -> ConsoleUser | None:
@@ -144,12 +157,41 @@ async def current_user(request: Request) -> ConsoleUser | None:
 
 
 async def read_form(request: Request, t: Translator) -> dict[str, str]:
-    """The posted form's text fields (413 page when too large)."""
+    """The posted form's text fields (413 page when too large, with or without a length)."""
     length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_FORM_BYTES):
-        raise Refused(t, 413, N_("The form is too large."))
-    form = await request.form(max_files=0, max_fields=200)
+    too_large = Refused(t, 413, N_("The form is too large."))
+    declared = length is None or (length.isascii() and length.isdigit() and len(length) <= 12)
+    if not declared or (length is not None and int(length) > MAX_FORM_BYTES):
+        raise too_large
+    # Counted as it arrives: a chunked body has no length to refuse up front, and Starlette's
+    # parsers would keep all of it.
+    received = 0
+
+    async def counted() -> Message:
+        nonlocal received
+        message = await request.receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > MAX_FORM_BYTES:
+                raise too_large
+        return message
+
+    form = await Request(request.scope, counted).form(max_files=0, max_fields=MAX_FORM_FIELDS)
     return {key: value for key, value in form.items() if isinstance(value, str)}
+
+
+def from_here(request: Request) -> bool:
+    """Whether a post comes from the console's own pages, as far as the browser says: its
+    Sec-Fetch-Site, else its Origin (compared with the Host it was sent to). Neither header
+    (an older browser, a script): the CSRF token decides alone."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site.strip().lower() in OWN_POSTS
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    host = request.headers.get("host", "")
+    return origin.strip().lower() in (f"http://{host}".lower(), f"https://{host}".lower())
 
 
 def csrf_given(request: Request, form: dict[str, str]) -> str | None:
@@ -162,6 +204,9 @@ def _visit(role: Role | None) -> Callable[[Request], Awaitable[Visit]]:
         user = await current_user(request)
         t = translator_for(request, user)
         posted = request.method not in ("GET", "HEAD")
+        if posted and not from_here(request):
+            request.state.audit_summary = "refused: form posted from another site"
+            raise Refused(t, 403, N_("This form was refused: it did not carry its security token."))
         form = await read_form(request, t) if posted else {}
         visit = Visit(user=user, t=t, form=form, now=app_state(request)[1].now())
         if role is None:

@@ -18,7 +18,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -27,15 +27,18 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from hq_server.access import sessions
 from hq_server.core.changes import Change, Topic, feed
 from hq_server.store.db import Database
 from hq_server.store.models import Agent, Alarm, JobRecord, Ticket
-from hq_server.web.auth import LIVE_PATH, Viewer, app_state
+from hq_server.web.auth import LIVE_PATH, SESSION_COOKIE, Viewer, app_state
 
 logger = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 
 KEEPALIVE_S = 15.0
+# How often a stream checks that its session still lives (at a change or a keepalive).
+SESSION_CHECK = timedelta(seconds=30)
 RETRY_MS = 3000
 # The newest change per topic, as the database knows it (for changes made elsewhere).
 _WATERMARKS: dict[Topic, Any] = {
@@ -50,6 +53,17 @@ def watermarks(db: Database) -> dict[Topic, datetime | None]:
     """The newest change of each topic in the database."""
     with db.session() as session:
         return {topic: session.scalar(select(column)) for topic, column in _WATERMARKS.items()}
+
+
+def session_lives(request: Request) -> bool:
+    """Whether the session the stream was opened with is still live (does not touch it)."""
+    db, clock, settings = app_state(request)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return False
+    with db.session() as session:
+        found = sessions.find(session, cookie, clock.now(), settings.console_idle_timeout)
+    return found is not None
 
 
 def frame(change: Change) -> str:
@@ -112,6 +126,8 @@ def replica_watch(request: Request) -> ReplicaWatch | None:
 
 
 async def _events(request: Request) -> AsyncIterator[str]:
+    _db, clock, _settings = app_state(request)
+    checked = clock.now()
     watch = replica_watch(request)
     sub = feed.subscribe()
     if watch is not None:
@@ -119,14 +135,24 @@ async def _events(request: Request) -> AsyncIterator[str]:
     try:
         yield f"retry: {RETRY_MS}\n: connected\n\n"
         while not await request.is_disconnected():
+            change: Change | None = None
             try:
                 change = await asyncio.wait_for(sub.queue.get(), timeout=KEEPALIVE_S)
             except TimeoutError:
-                yield ": keepalive\n\n"
+                pass
+            else:
+                if change is None:  # HQ is stopping; the browser reconnects to whoever serves
+                    return
+            at = clock.now()
+            if at - checked >= SESSION_CHECK:
+                # Logged out, idle too long, user disabled: the stream ends with its session.
+                if not await run_in_threadpool(session_lives, request):
+                    return
+                checked = at
+            if change is not None:
+                yield frame(change)
                 continue
-            if change is None:  # HQ is stopping; the browser reconnects to whoever serves
-                return
-            yield frame(change)
+            yield ": keepalive\n\n"
     finally:
         if watch is not None:
             watch.leave()

@@ -31,6 +31,9 @@ SECURITY_HEADERS = {
     "base-uri 'none'; object-src 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
+    # Never inside another page's frame (also for browsers without frame-ancestors): another
+    # port of the same host shares the session cookie and could overlay the console's buttons.
+    "X-Frame-Options": "DENY",
 }
 
 _env = Environment(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import ssl
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -147,6 +148,7 @@ class Mailbox:
     messages: list[EmailMessage] = field(default_factory=list)
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
     sessions: list[dict[str, Any]] = field(default_factory=list)
+    arrived_at: list[float] = field(default_factory=list)  # wall clock, one per message
 
 
 class _Handler:
@@ -156,6 +158,7 @@ class _Handler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         parsed = message_from_bytes(envelope.content, policy=policy.default)
         assert isinstance(parsed, EmailMessage)
+        self.box.arrived_at.append(time.time())
         self.box.messages.append(parsed)
         self.box.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         self.box.sessions.append(

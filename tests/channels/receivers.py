@@ -53,6 +53,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     answer: Any = None
+    at: float = field(default_factory=time.time)  # wall-clock arrival (latency checks)
 
     def json(self) -> Any:
         """The request body as JSON."""
@@ -271,12 +272,18 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(status, answer, content_type)
 
 
+class _Server(ThreadingHTTPServer):
+    # HQ sends pages side by side (16 at once): a listen backlog of 5 (the default) drops
+    # connections on a loaded machine, which the sender sees as a timeout.
+    request_queue_size = 128
+
+
 def serve_vendors() -> Iterator[Vendors]:
     """Start the receivers on a free port of 127.0.0.1; stop them when the generator closes."""
     port = free_port()
     vendors = Vendors(base=f"http://127.0.0.1:{port}")
     handler = type("Handler", (_Handler,), {"vendors": vendors})
-    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server = _Server(("127.0.0.1", port), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()

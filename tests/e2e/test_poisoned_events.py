@@ -11,7 +11,6 @@ ticket, the NUL is cleaned and stored, the refused events are set aside (logged 
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -19,15 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from agent.outbox import Outbox
 from checks.tracker import FaultChange
 from protocol.grades import Grade
 from protocol.wire import EventKind
 from tests.e2e.conftest import Hq, outbox_depth, write_site
-from tests.hq.conftest import PG_SERVER, _pg_unavailable
-from tests.peers import missing_peer
+from tests.hq.conftest import pg_schema
+from tests.outbox_rows import put_raw
 from tests.procs import Procs
 
 pytestmark = pytest.mark.e2e
@@ -41,19 +39,8 @@ def hq_db(request: pytest.FixtureRequest) -> Iterator[str | None]:
     if request.param == "sqlite":
         yield None
         return
-    reason = _pg_unavailable()
-    if reason is not None:
-        missing_peer(f"PostgreSQL on 127.0.0.1:5432 ({reason})")
-    schema = f"e2e_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_SERVER)
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        yield f"{PG_SERVER}?options=-csearch_path%3D{schema}"
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    finally:
-        admin.dispose()
+    with pg_schema("e2e") as url:
+        yield url
 
 
 def record(state: Path, changes: list[FaultChange]) -> list[str]:
@@ -63,21 +50,6 @@ def record(state: Path, changes: list[FaultChange]) -> list[str]:
         return [str(e.event_id) for e in box.record(changes, {})]
     finally:
         box.close()
-
-
-def put_raw(state: Path, seq: int, grade: int, body: dict[str, Any]) -> str:
-    """An outbox row as another agent version wrote it (the body exactly as given)."""
-    event_id = str(uuid.uuid4())
-    db = sqlite3.connect(state / "outbox.sqlite")
-    try:
-        db.execute(
-            "INSERT INTO events (seq, event_id, grade, body) VALUES (?, ?, ?, ?)",
-            (seq, event_id, grade, json.dumps(body | {"event_id": event_id, "seq": seq})),
-        )
-        db.commit()
-    finally:
-        db.close()
-    return event_id
 
 
 def body(code: str, grade: int, title: str, observed_at: str) -> dict[str, Any]:
@@ -122,10 +94,14 @@ def test_poisoned_events_are_set_aside_and_the_station_keeps_reporting(
         [off_air] = record(state, [change("off_air", 1)])
         # What an older agent wrote: a NUL in the title (JSON "\u0000"), a time of year 1 at
         # +14:00, and a body this agent cannot read at all (another version's field).
-        nul = put_raw(state, 100, 3, body("fan_fail", 3, "fan\x00 1", "2026-02-25T06:00:00Z"))
-        year_one = put_raw(state, 101, 2, body("clock", 2, "clock", "0001-01-01T00:00:00+14:00"))
+        outbox = state / "outbox.sqlite"
+        nul = put_raw(outbox, 100, 3, body("fan_fail", 3, "fan\x00 1", "2026-02-25T06:00:00Z"))
+        year_one = put_raw(outbox, 101, 2, body("clock", 2, "clock", "0001-01-01T00:00:00+14:00"))
         newer = put_raw(
-            state, 102, 3, body("temp_high", 3, "t", "2026-02-25T06:00:00Z") | {"colour": "crimson"}
+            outbox,
+            102,
+            3,
+            body("temp_high", 3, "t", "2026-02-25T06:00:00Z") | {"colour": "crimson"},
         )
         assert "\\u0000" in json.dumps(body("x", 3, "fan\x00 1", ""))
         assert outbox_depth(state) == 4

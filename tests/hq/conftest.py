@@ -67,10 +67,18 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'hq.sqlite3'}"
         return
+    with pg_schema("hq_test") as url:
+        yield url
+
+
+@contextmanager
+def pg_schema(prefix: str) -> Iterator[str]:
+    """The URL of a fresh schema `<prefix>_<random>` in PostgreSQL's `test` database, dropped
+    afterwards (the test is skipped, or fails under STATIONWATCH_REQUIRE_PEERS, without one)."""
     reason = _pg_unavailable()
     if reason is not None:
         missing_peer(f"PostgreSQL on 127.0.0.1:5432 ({reason})")
-    schema = f"hq_test_{uuid.uuid4().hex[:12]}"
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_SERVER)
     try:
         with admin.begin() as conn:

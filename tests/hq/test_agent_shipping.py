@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,6 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from agent.config import load_config
+from agent.errors import UplinkError, UplinkRejected
 from agent.outbox import Outbox
 from agent.runner import AgentRuntime
 from agent.shipping import ship
@@ -29,6 +28,7 @@ from protocol.grades import Grade
 from protocol.wire import BatchAck, EventBatch, EventKind, FaultEvent
 from tests.e2e.conftest import write_site
 from tests.hq.conftest import HQ, start_hq
+from tests.outbox_rows import put_raw
 
 
 async def in_db(fn: Callable[..., Any], *args: Any) -> Any:
@@ -40,21 +40,6 @@ def change(code: str, grade: int, title: str = "", detail: str = "") -> FaultCha
     return FaultChange(
         EventKind.RAISE, "tx1", code, "", Grade(grade), title or code, detail, 1_772_000_000.0
     )
-
-
-def put_raw(box: Outbox, seq: int, grade: int, body: dict[str, Any]) -> str:
-    """Write an event body into the outbox as stored by some other agent version."""
-    event_id = str(uuid.uuid4())
-    db = sqlite3.connect(box.path)
-    try:
-        db.execute(
-            "INSERT INTO events (seq, event_id, grade, body) VALUES (?, ?, ?, ?)",
-            (seq, event_id, grade, json.dumps(body | {"event_id": event_id, "seq": seq})),
-        )
-        db.commit()
-    finally:
-        db.close()
-    return event_id
 
 
 def raw_event(code: str, observed_at: str) -> dict[str, Any]:
@@ -95,8 +80,8 @@ async def test_refused_events_are_set_aside_and_the_queue_moves_on(hq: HQ, box: 
     grade-1 event gets its ticket, the NUL is cleaned and stored, the times HQ refuses are set
     aside with HQ's reason, and the events recorded afterwards are delivered."""
     [off_air, nul] = box.record([change("off_air", 1), change("fan", 3, "fan\x00 1")], {})
-    year_one = put_raw(box, 10, 2, raw_event("clock_a", "0001-01-01T00:00:00+14:00"))
-    nineteen_ninety = put_raw(box, 11, 2, raw_event("clock_b", "1990-01-01T00:00:00Z"))
+    year_one = put_raw(box.path, 10, 2, raw_event("clock_a", "0001-01-01T00:00:00+14:00"))
+    nineteen_ninety = put_raw(box.path, 11, 2, raw_event("clock_b", "1990-01-01T00:00:00Z"))
     async with uplink_to(hq) as uplink:
         shipped = await ship(box, uplink, 500, in_db)
         assert (shipped.stored, shipped.set_aside, shipped.requests) == (2, 2, 1)
@@ -156,7 +141,7 @@ async def test_a_422_for_the_whole_batch_is_split_too(hq: HQ, box: Outbox) -> No
     older than per-event judging did so for any invalid event). The halves go through, and
     the event HQ refuses inside them is set aside alone."""
     box.record([change(f"c{i}", 3) for i in range(5001)], {})
-    bad = put_raw(box, 9999, 3, raw_event("clock", "0001-01-01T00:00:00+14:00"))
+    bad = put_raw(box.path, 9999, 3, raw_event("clock", "0001-01-01T00:00:00+14:00"))
     async with uplink_to(hq) as uplink:
         sender = UncappedSender(uplink)
         shipped = await ship(box, sender, 5002, in_db)
@@ -196,7 +181,7 @@ async def test_the_heartbeat_reports_the_set_aside_events(hq: HQ, tmp_path: Path
         assert "set_aside_events" not in first
 
         await runtime.commit([change("off_air", 1)])
-        put_raw(runtime.outbox, 50, 2, raw_event("clock", "0001-01-01T00:00:00+14:00"))
+        put_raw(runtime.outbox.path, 50, 2, raw_event("clock", "0001-01-01T00:00:00+14:00"))
         assert await runtime.upload_once() == 2
         payload = runtime.heartbeat_payload()
         assert payload.set_aside_events == 1
@@ -204,3 +189,26 @@ async def test_the_heartbeat_reports_the_set_aside_events(hq: HQ, tmp_path: Path
         assert transport.bodies["/api/v1/heartbeat"][-1]["set_aside_events"] == 1
     finally:
         await runtime.close()
+
+
+async def test_a_408_is_retried_like_a_busy_hq(box: Outbox) -> None:
+    """HQ's 408 (the body did not arrive within body_timeout: a slow link) is no refusal of
+    the batch: the agent tries again later, with the usual backoff, and sets nothing aside."""
+
+    def slow_link(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            408,
+            json={"detail": "request body not received within 60 s (setting body_timeout)"},
+            headers={"Connection": "close"},
+        )
+
+    box.record([change("off_air", 1)], {})
+    uplink = Uplink("http://hq", "sw_agent_x", transport=httpx.MockTransport(slow_link))
+    try:
+        with pytest.raises(UplinkError) as failed:
+            await ship(box, uplink, 100, in_db)
+        assert not isinstance(failed.value, UplinkRejected)
+    finally:
+        await uplink.aclose()
+    assert [e.code for e in await in_db(box.pending)] == ["off_air"]
+    assert box.set_aside_events() == []

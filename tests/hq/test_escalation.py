@@ -109,7 +109,7 @@ def test_chain_validation(hq: HQ) -> None:
     no_method["levels"][1]["contacts"] = [{"name": "nobody"}]
     response = hq.post(admin, "/api/v1/escalation-chains", no_method)
     assert response.status_code == 422
-    assert "needs an email or a webhook_url" in response.text
+    assert "needs an email, a webhook_url or a user" in response.text
     no_contacts = {**no_method, "levels": [{"name": "x", "delay_minutes": 0, "contacts": []}]}
     assert hq.post(admin, "/api/v1/escalation-chains", no_contacts).status_code == 422
     engineer = hq.user_token(Role.ENGINEER)

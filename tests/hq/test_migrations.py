@@ -47,6 +47,14 @@ EXPECTED_TABLES = {
     "customers",
     "contacts",
     "sla_policies",
+    # revision 0012: paging
+    "oncall_teams",
+    "oncall_rotations",
+    "oncall_overrides",
+    "engineer_contacts",
+    "paging_policies",
+    "ticket_paging",
+    "page_digest_items",
 }
 
 

@@ -314,3 +314,56 @@ def test_an_audit_row_with_a_nul_is_stored_cleaned_not_dropped(hq: HQ) -> None:
         ("test", "/api/v1/users/\ufffd"),
     ]
     assert rows[1].target_ids == {"user_id": "\ufffd"}
+
+
+def _login_fails_with(client: TestClient, name: str, headers: list[tuple[str, str]]) -> int:
+    response = client.post(
+        "/api/v1/auth/token",
+        json={"username": name, "password": "wrong-password"},
+        headers=httpx.Headers(headers),
+    )
+    return response.status_code
+
+
+def test_x_real_ip_and_its_precedence_from_a_trusted_proxy(
+    migrated_url: str, clock: ManualClock, tmp_path: Path
+) -> None:
+    """From a trusted proxy: X-Forwarded-For names the client when present, X-Real-IP only
+    without it, and X-Real-IP sent twice (a client's own passed on beside the proxy's) names
+    nobody. The throttle counts by that address and the audit row records it."""
+    with start_hq(migrated_url, clock, tmp_path, trusted_proxies=("127.0.0.1",)) as hq:
+        proxy = _client_from(hq, "127.0.0.1")
+        for i in range(5):  # five clients named by X-Real-IP: none is locked out
+            assert _login_fails_with(proxy, f"u{i}", [("X-Real-IP", f"203.0.113.{i}")]) == 401
+        both = [("X-Forwarded-For", "198.51.100.7"), ("X-Real-IP", "203.0.113.50")]
+        assert _login_fails_with(proxy, "both", both) == 401
+        twice = [("X-Real-IP", "203.0.113.60"), ("X-Real-IP", "203.0.113.61")]
+        assert _login_fails_with(proxy, "twice", twice) == 401
+        assert _audit_clients(hq) == [
+            *(f"203.0.113.{i}" for i in range(5)),
+            "198.51.100.7",
+            "127.0.0.1",
+        ]
+        # One client named by X-Real-IP five times is locked out as an address.
+        named = [("X-Real-IP", "203.0.113.70")]
+        statuses = [_login_fails_with(proxy, f"v{i}", named) for i in range(6)]
+        assert statuses == [401] * 5 + [429]
+
+
+def test_x_real_ip_from_a_peer_that_is_no_trusted_proxy_is_ignored(
+    migrated_url: str, clock: ManualClock, tmp_path: Path
+) -> None:
+    """Neither header moves a peer that is not a configured proxy to another address: the
+    throttle locks the peer itself out, the audit log records the peer."""
+    with start_hq(migrated_url, clock, tmp_path, trusted_proxies=("10.0.0.0/8",)) as hq:
+        stranger = _client_from(hq, "192.0.2.50")
+        statuses = [
+            _login_fails_with(
+                stranger,
+                f"u{i}",
+                [("X-Real-IP", f"203.0.113.{i}"), ("X-Forwarded-For", f"198.51.100.{i}")],
+            )
+            for i in range(6)
+        ]
+        assert statuses == [401] * 5 + [429]
+        assert set(_audit_clients(hq)) == {"192.0.2.50"}

@@ -225,14 +225,14 @@ def _wait_closed(sockets: list[socket.socket], timeout_s: float) -> int:
     deadline = time.monotonic() + timeout_s
     while closed < len(sockets) and time.monotonic() < deadline:
         for key, _ in selector.select(timeout=max(0.0, deadline - time.monotonic())):
-            sock = key.fileobj
-            assert isinstance(sock, socket.socket)
+            ready = key.fileobj
+            assert isinstance(ready, socket.socket)
             try:
-                data = sock.recv(4096)
+                data = ready.recv(4096)
             except ConnectionResetError:
                 data = b""
             if not data:
-                selector.unregister(sock)
+                selector.unregister(ready)
                 closed += 1
     selector.close()
     return closed
@@ -242,9 +242,11 @@ def test_idle_connections_past_the_files_limit_are_shed_not_logged(
     tmp_path: Path, stationwatch_cmd: list[str], env: dict[str, str], many_files: None
 ) -> None:
     # HQ cannot raise this limit: it takes fewer connections, closes the others at once and
-    # the idle ones after header_timeout, and writes a few lines about it.
+    # the idle ones after header_timeout, and writes a few lines about it. header_timeout is
+    # long enough for all the connections to be open before the first is closed, also on a
+    # loaded machine (with 2 s the first ones were closed before the cap was reached).
     with serving(
-        tmp_path, stationwatch_cmd, env, open_files=(1024, 1024), header_timeout="2"
+        tmp_path, stationwatch_cmd, env, open_files=(1024, 1024), header_timeout="8"
     ) as hq:
         assert any("max_connections 4096 and listen_backlog" in x for x in hq.log_lines())
         before = len(hq.log_lines())
@@ -252,7 +254,7 @@ def test_idle_connections_past_the_files_limit_are_shed_not_logged(
             sockets = _open_idle(hq.port, IDLE_CONNECTIONS, stack)
             half = stack.enter_context(socket.create_connection(("127.0.0.1", hq.port)))
             half.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never finishes its headers
-            assert _wait_closed([*sockets, half], timeout_s=15) == IDLE_CONNECTIONS + 1
+            assert _wait_closed([*sockets, half], timeout_s=40) == IDLE_CONNECTIONS + 1
             assert _healthy(hq.url)
             written = hq.log_lines()[before:]
         assert not [line for line in written if "Too many open files" in line]
@@ -299,3 +301,51 @@ def test_a_configured_proxy_names_the_client(
         statuses = _failed_logins(hq.url, lambda i: f"198.51.100.9, 203.0.113.{i}", 6)
         assert statuses == [401] * 6  # six clients, one failure each
         assert _audit_clients(hq.data_dir) == [f"203.0.113.{i}" for i in range(6)]
+
+
+def _trickle_until_answered(sock: socket.socket, head: bytes, byte: bytes, limit_s: float) -> bytes:
+    """Send `head`, then one `byte` every 0.2 s (a slow client, not a wait for HQ) until HQ
+    answers; everything HQ sent until it closed the connection (fails after `limit_s`)."""
+    sock.sendall(head)
+    answer = b""
+    deadline = time.monotonic() + limit_s
+    selector = selectors.DefaultSelector()
+    selector.register(sock, selectors.EVENT_READ)
+    while time.monotonic() < deadline:
+        if selector.select(timeout=0.2):
+            data = sock.recv(65536)
+            if not data:
+                selector.close()
+                return answer
+            answer += data
+        elif not answer:
+            sock.sendall(byte)
+    selector.close()
+    pytest.fail(f"HQ neither answered nor closed within {limit_s} s; got {answer!r}")
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [b"Content-Length: 4000\r\n\r\n{", b"Transfer-Encoding: chunked\r\n\r\n1\r\n{\r\n"],
+    ids=["content-length", "chunked"],
+)
+def test_a_slow_body_is_answered_408_and_closed(
+    tmp_path: Path, stationwatch_cmd: list[str], env: dict[str, str], framing: bytes
+) -> None:
+    """A client that sends its headers and then trickles the body holds no worker past
+    body_timeout: it gets a 408 and HQ closes the connection; HQ goes on answering."""
+    with serving(tmp_path, stationwatch_cmd, env, body_timeout="2") as hq:
+        head = (
+            b"POST /api/v1/auth/token HTTP/1.1\r\nHost: hq\r\n"
+            b"Content-Type: application/json\r\n" + framing
+        )
+        byte = b" " if b"Content-Length" in framing else b"1\r\n \r\n"
+        with socket.create_connection(("127.0.0.1", hq.port), timeout=10) as sock:
+            started = time.monotonic()
+            answer = _trickle_until_answered(sock, head, byte, limit_s=30)
+            took = time.monotonic() - started
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        assert b"connection: close" in answer.lower()
+        assert b"body_timeout" in answer
+        assert took >= 2  # not before the body's time was up
+        assert _healthy(hq.url)

@@ -39,6 +39,7 @@ HQ_LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"store"}),
     frozenset({"access"}),
     frozenset({"customers"}),
+    frozenset({"oncall"}),
     frozenset({"tickets"}),
     frozenset({"alarms", "jobs"}),
     frozenset({"sites"}),

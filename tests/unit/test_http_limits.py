@@ -129,6 +129,9 @@ def test_forwarded_addresses_are_believed_from_trusted_proxies_only() -> None:
     assert local.client("127.0.0.1", ["203.0.113.9:4711"], None) == "203.0.113.9"
     assert local.client("127.0.0.1", [], "198.51.100.1") == "198.51.100.1"
     assert local.client("127.0.0.1", [], "not an address") == "127.0.0.1"
+    # X-Real-IP twice (a client's own passed on beside the proxy's): neither is believed.
+    assert local.client("127.0.0.1", [], ["198.51.100.1", "198.51.100.2"]) == "127.0.0.1"
+    assert local.client("127.0.0.1", [], ["198.51.100.1"]) == "198.51.100.1"
     v6 = TrustedProxies(["::1"])
     assert v6.client("::1", ["[2001:db8::5]:443"], None) == "2001:db8::5"
 

@@ -106,3 +106,11 @@ def test_hq_flags_every_secret_line_of_the_captures(name: str) -> None:
         if any(secret in line for secret in SAMPLE_SECRETS[name] if secret not in PUBLIC)
     ]
     assert holding and set(holding) <= set(unscrubbed_lines(raw))
+
+
+@pytest.mark.parametrize("eol", ["\r\n", "\r"], ids=["CRLF", "CR"])
+def test_lines_ending_in_carriage_returns_are_scrubbed_alike(eol: str) -> None:
+    """Devices print CRLF over SSH and serial lines: a rule that ends at the line's end must
+    still see it (the text comes out with LF line ends, as it is stored)."""
+    raw = eol.join(line.raw for line in SECRET_LINES) + eol
+    assert SCRUBBER.scrub(raw) == "\n".join(line.scrubbed for line in SECRET_LINES) + "\n"

@@ -27,3 +27,10 @@ def hq(migrated_url: str, clock: ManualClock, tmp_path: Path) -> Iterator[HQ]:
 def console(hq: HQ) -> Console:
     """A browser with no session yet."""
     return Console(hq)
+
+
+@pytest.fixture(scope="module")
+def stack_env() -> dict[str, str]:
+    """Extra environment (STATIONWATCH_* settings) of the browser tests' HQ process
+    (tests/web/test_browser.py's `stack`); a module may override it."""
+    return {}

@@ -80,8 +80,8 @@ def _env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The processes, started once for this module."""
+def stack(tmp_path_factory: pytest.TempPathFactory, stack_env: dict[str, str]) -> Iterator[Stack]:
+    """The processes, started once for this module; HQ's `console_url` is its own URL."""
     if sync_playwright is None:
         missing_peer("the Python package playwright (pip install -e '.[dev]')")
     if not CHROMIUM.exists():
@@ -89,7 +89,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("console")
     exe = Path(sys.executable).with_name("stationwatch")
     sw = [str(exe)] if exe.exists() else [sys.executable, "-m", "stationwatch"]
-    env = _env()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = _env() | stack_env | {"STATIONWATCH_CONSOLE_URL": url}
     where = ["--data-dir", str(tmp / "hq")]
 
     def hq(*args: str, stdin: str | None = None) -> str:
@@ -108,8 +110,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     enroll = hq("site", "add", SITE, "--timezone", "Asia/Shanghai")
     for name, role in (("erin", "engineer"), ("vera", "viewer")):
         hq("user", "add", name, "--role", role, stdin=PASSWORD + "\n")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     procs = Procs(tmp, env)
     try:
         procs.start("hq", [*sw, "hq", "serve", "--port", str(port), *where])

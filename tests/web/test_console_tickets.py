@@ -214,6 +214,8 @@ async def test_services_publish_changes_once_committed(hq: HQ) -> None:
         wanted = {Topic.ALARMS, Topic.TICKETS, Topic.SITES}
         topics: set[Topic] = set()
         while not wanted <= topics:
-            topics.add((await asyncio.wait_for(sub.queue.get(), timeout=10)).topic)
+            change = await asyncio.wait_for(sub.queue.get(), timeout=10)
+            assert change is not None  # None: the feed closed
+            topics.add(change.topic)
     finally:
         feed.unsubscribe(sub)

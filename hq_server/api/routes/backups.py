@@ -35,7 +35,7 @@ _NOT_FOUND = error(404, "No such site, device or version")
     tags=["agent"],
     responses={
         **error(400, "sha256 does not match the text; bad JSON/gzip"),
-        **errors(413, 415),
+        **errors(408, 413, 415),
         422: {"description": f"Unscrubbed secrets (mark scrubbed ones {SCRUB_MARKER}) or bad body"},
     },
     description="A device configuration scrubbed of secrets by the agent (gzip welcome). "

@@ -23,7 +23,7 @@ from hq_server.api.schemas.customers import (
 )
 from hq_server.customers import records
 from hq_server.store.models import Customer, Site, SlaPolicy
-from hq_server.tickets import deadlines
+from hq_server.tickets import contracts, deadlines
 from protocol.wire import API_PREFIX
 
 router = APIRouter(
@@ -158,15 +158,7 @@ def put_customer(
     open tickets at its sites."""
     with db.writer() as session, session.begin():
         row = records.get_customer(session, customer_id)
-        old_policy = row.sla_policy_id
-        row = records.save_customer(session, row, body.fields(), clock.now())
-        moved = 0
-        if row.sla_policy_id != old_policy:
-            site_ids = list(session.scalars(select(Site.id).where(Site.customer_id == row.id)))
-            if site_ids:
-                moved = deadlines.refresh_open_tickets(
-                    session, site_ids, clock.now(), user.name, "customer's SLA policy changed"
-                )
+        moved = contracts.change_customer(session, row, body.fields(), clock.now(), user.name)
         audit_note(request, f"change customer {row.name}; {moved} tickets' deadlines moved")
         return _customer_out(session, row)
 

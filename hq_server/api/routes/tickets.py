@@ -348,8 +348,9 @@ def open_ticket(
         title=body.title,
     )
     with db.writer() as session, session.begin():
+        policy = TicketPolicy.of(settings)
         ticket = manual.open_manual(
-            session, report, clock.now(), user.name, TicketPolicy.of(settings).on_duty
+            session, report, clock.now(), user.name, policy.on_duty, policy.paging
         )
         audit_note(
             request, f"open ticket {ticket.number} ({body.source})", ticket_number=ticket.number

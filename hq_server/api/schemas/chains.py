@@ -14,7 +14,8 @@ EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 
 class ContactIn(In):
-    """Someone to notify: at least one of an e-mail address and a webhook."""
+    """Someone to notify: at least one of an e-mail address, a webhook and an HQ user (paged
+    through their contact methods; `@on_duty`: the ticket's on-duty engineer)."""
 
     name: str = Field(min_length=1, max_length=100)
     email: str | None = Field(default=None, max_length=254, pattern=EMAIL)
@@ -27,11 +28,18 @@ class ContactIn(In):
         "replaced (PUT), a contact that leaves it out keeps the key the chain holds for the "
         "same contact (same name and webhook_url); null removes it.",
     )
+    user: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="an HQ user paged through their contact methods, or @on_duty for the "
+        "ticket's on-duty engineer",
+    )
 
     @model_validator(mode="after")
     def _has_a_method(self) -> ContactIn:
-        if self.email is None and self.webhook_url is None:
-            raise ValueError(f"contact {self.name!r} needs an email or a webhook_url")
+        if self.email is None and self.webhook_url is None and self.user is None:
+            raise ValueError(f"contact {self.name!r} needs an email, a webhook_url or a user")
         return self
 
 
@@ -56,7 +64,12 @@ class ChainIn(In):
 
     def stored_levels(self) -> dict[str, Any]:
         """The levels as stored (and copied onto tickets)."""
-        return {"levels": [level.model_dump(mode="json") for level in self.levels]}
+        levels = [level.model_dump(mode="json") for level in self.levels]
+        for level in levels:  # a contact without a user is stored as before
+            for contact in level["contacts"]:
+                if contact.get("user") is None:
+                    contact.pop("user", None)
+        return {"levels": levels}
 
     def keys_left_out(self) -> list[tuple[int, int]]:
         """(level, contact) positions of webhooks whose key the request left out (not null)."""
@@ -75,6 +88,7 @@ class ContactOut(Out):
     email: str | None
     webhook_url: str | None
     has_webhook_secret: bool
+    user: str | None = None
 
 
 class LevelOut(Out):
@@ -110,6 +124,7 @@ class ChainOut(Out):
                         email=c.get("email"),
                         webhook_url=c.get("webhook_url"),
                         has_webhook_secret=bool(c.get("webhook_secret")),
+                        user=c.get("user"),
                     )
                     for c in level["contacts"]
                 ],

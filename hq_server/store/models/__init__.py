@@ -9,6 +9,8 @@
     tickets  tickets, their history, numbers and grouped alarms, calendars, escalation chains,
              maintenance windows, notifications
     jobs     jobs, job items, schedules (and APScheduler's table), config backups
+    oncall   on-call teams, rotations, overrides, engineers' contact methods, paging policies,
+             tickets' paging state, digest items
 """
 
 from hq_server.store.models.access import ApiToken, AuditEntry, HqFact, User, WebSession
@@ -25,6 +27,15 @@ from hq_server.store.models.jobs import (
     JobSchedule,
     JobState,
     apscheduler_jobs,
+)
+from hq_server.store.models.oncall import (
+    EngineerContact,
+    OncallOverride,
+    OncallRotation,
+    OncallTeam,
+    PageDigestItem,
+    PagingPolicy,
+    TicketPaging,
 )
 from hq_server.store.models.sites import Agent, EnrollmentToken, Site
 from hq_server.store.models.tickets import (
@@ -56,6 +67,7 @@ __all__ = [
     "ConfigBackupRecord",
     "Contact",
     "Customer",
+    "EngineerContact",
     "EnrollmentToken",
     "EscalationChain",
     "Event",
@@ -66,12 +78,18 @@ __all__ = [
     "JobState",
     "MaintenanceWindow",
     "Notification",
+    "OncallOverride",
+    "OncallRotation",
+    "OncallTeam",
+    "PageDigestItem",
+    "PagingPolicy",
     "Site",
     "SlaPolicy",
     "Ticket",
     "TicketAlarmLink",
     "TicketCounter",
     "TicketEvent",
+    "TicketPaging",
     "UTCDateTime",
     "User",
     "WebSession",

@@ -238,11 +238,12 @@ class MaintenanceWindow(Base):
 
 
 class Notification(Base):
-    """The outbox of webhook and e-mail notifications, sent and retried by the scheduler."""
+    """The outbox of notifications, sent and retried by the scheduler: webhooks and e-mails of
+    escalation chains, pages to engineers through their contact channels (channel `page`)."""
 
     __tablename__ = "notifications"
     __table_args__ = (
-        CheckConstraint("channel IN ('webhook', 'email')", name="channel_known"),
+        CheckConstraint("channel IN ('webhook', 'email', 'page')", name="channel_known"),
         CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status_known"),
         Index(None, "status", "next_attempt_at"),
     )
@@ -266,3 +267,9 @@ class Notification(Base):
     last_error: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+    # Added by revision 0012: due notifications are claimed most urgent first.
+    priority: Mapped[int] = mapped_column(
+        SmallInteger,
+        server_default="3",
+        comment="claimed lowest first: the ticket's grade (1 most urgent)",
+    )

@@ -69,7 +69,11 @@ def _login_csrf_ok(request: Request, form: dict[str, str]) -> bool:
     return bool(cookie) and hmac.compare_digest(cookie.encode(), given.encode())
 
 
-def _start(request: Request, username: str, password: str) -> tuple[str, ConsoleUser]:
+def _start(
+    request: Request, username: str, password: str, previous: ConsoleUser | None
+) -> tuple[str, ConsoleUser]:
+    """Open a session; the one this browser had ends with it (no session outlives its cookie
+    being replaced)."""
     db, clock, settings = app_state(request)
     throttle: LoginThrottle = request.app.state.login_throttle
     client = request.client.host if request.client else ""
@@ -87,7 +91,9 @@ def _start(request: Request, username: str, password: str) -> tuple[str, Console
             lifetime=settings.console_session_lifetime,
             client=client,
         )
-        # Ended sessions are deleted here, at the next login: no timer needed.
+        if previous is not None:
+            sessions.end(session, previous.session_id)
+        # Sessions past their end are of no use to anyone: gone at the next login.
         sessions.purge(session, now, settings.console_idle_timeout)
         return started
 
@@ -104,7 +110,9 @@ async def post_login(request: Request, visit: Anyone) -> Response:
         raise Refused(t, 403, N_("This form was refused: it did not carry its security token."))
     request.state.audit_actor = username
     try:
-        cookie, user = await run_in_threadpool(_start, request, username, form.get("password", ""))
+        cookie, user = await run_in_threadpool(
+            _start, request, username, form.get("password", ""), visit.user
+        )
     except LoginThrottled as exc:
         request.state.audit_summary = f"login refused, password not checked: {exc}"
         error = t.gettext(
@@ -179,9 +187,11 @@ async def post_language(request: Request, visit: Anyone) -> Response:
     form, t = visit.form, visit.t
     user = visit.user
     if user is not None:
-        if not sessions.csrf_matches(user.csrf_token, form.get(CSRF_FIELD)):
-            raise Refused(t, 403, N_("This form was refused: it did not carry its security token."))
-    elif not _login_csrf_ok(request, form):
+        token_ok = sessions.csrf_matches(user.csrf_token, form.get(CSRF_FIELD))
+    else:
+        token_ok = _login_csrf_ok(request, form)
+    if not token_ok:
+        request.state.audit_summary = "refused: form without a valid CSRF token"
         raise Refused(t, 403, N_("This form was refused: it did not carry its security token."))
     language = i18n.known(form.get("language"))
     if language is None:

@@ -23,8 +23,8 @@ from starlette.concurrency import run_in_threadpool
 
 from hq_server.core.domain import OPEN_STATUSES, TicketStatus
 from hq_server.core.errors import Conflict, InvalidTransition, NotFound
-from hq_server.store.models import Ticket
-from hq_server.tickets import actions
+from hq_server.store.models import Notification, Ticket
+from hq_server.tickets import actions, notify
 from hq_server.tickets.search import TicketFilter, count_tickets, find_tickets, next_deadline
 from hq_server.tickets.timeline import TimelineEntry, timeline
 from hq_server.web.auth import Engineer, Refused, Viewer, Visit, app_state
@@ -38,6 +38,9 @@ PAGE_SIZE = 50
 MAX_TEXT = 4000
 MAX_NAME = 100
 MAX_MINUTES = 100_000
+MAX_PAGE = 1_000_000
+# Ticket ids are the database's 32-bit integers (as the API's Id).
+MAX_ID = 2_147_483_647
 
 STATUS_NAMES = {
     "new": N_("new"),
@@ -78,6 +81,16 @@ WHO_NAMES = {
     "system": N_("HQ"),
     "email": N_("e-mail"),
     "webhook": N_("webhook"),
+}
+# What a page or notification was about (hq_server.channels.EventKind, escalation events).
+PAGE_KINDS = {
+    "opened": N_("new fault"),
+    "regraded": N_("grade raised"),
+    "repeat": N_("still not acknowledged"),
+    "escalated": N_("escalated"),
+    "digest": N_("digest"),
+    "undelivered": N_("page not delivered"),
+    "escalation": N_("escalated"),
 }
 KIND_NAMES = {
     "event": N_("Alarm event"),
@@ -123,6 +136,15 @@ def describe(entry: TimelineEntry, t: Translator) -> str:
 # --- the list --------------------------------------------------------------------------------
 
 
+def whole(raw: str, limit: int) -> int | None:
+    """`raw` as a whole number from 0 to `limit`, or None. Only ASCII digits: str.isdigit() is
+    also true for "²", which int() refuses, and for numbers too long for int()."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(limit)):
+        return None
+    value = int(raw)
+    return value if value <= limit else None
+
+
 @dataclass(slots=True)
 class ListQuery:
     """The list's filters as typed, the filter they make, and the errors in them."""
@@ -140,7 +162,7 @@ def _list_query(params: dict[str, str], t: Translator) -> ListQuery:
     errors: dict[str, str] = {}
     grade: int | None = None
     if values["grade"]:
-        if values["grade"].isdigit() and 1 <= int(values["grade"]) <= 5:
+        if values["grade"] in ("1", "2", "3", "4", "5"):
             grade = int(values["grade"])
         else:
             errors["grade"] = t.gettext(N_("A grade is a number from 1 to 5."))
@@ -154,7 +176,10 @@ def _list_query(params: dict[str, str], t: Translator) -> ListQuery:
         if len(values[name]) > limit:
             errors[name] = t.gettext(N_("At most %(count)s characters."), count=limit)
             values[name] = values[name][:limit]
-    page = int(params["page"]) if params.get("page", "").isdigit() else 1
+        if "\x00" in values[name]:  # PostgreSQL refuses it in a query
+            errors[name] = t.gettext(N_("Contains a character that cannot be stored."))
+            values[name] = values[name].replace("\x00", "")
+    page = whole(params.get("page", ""), MAX_PAGE) or 1
     wanted = TicketFilter(
         status=status,
         open={"true": True, "false": False}.get(values["open"]),
@@ -223,6 +248,7 @@ class TicketView:
     version: str
     ack_due: datetime | None
     restore_due: datetime | None
+    notifications: list[Notification]
 
 
 def _read_ticket(session: Session, ticket_id: int) -> TicketView:
@@ -234,6 +260,7 @@ def _read_ticket(session: Session, ticket_id: int) -> TicketView:
         version=version_of(ticket),
         ack_due=ticket.ack_due_at if running and ticket.acknowledged_at is None else None,
         restore_due=ticket.restore_due_at if running else None,
+        notifications=notify.of_ticket(session, ticket.id),
     )
 
 
@@ -281,6 +308,8 @@ def _ticket_page(
             kind_names=KIND_NAMES,
             who_names=WHO_NAMES,
             describe=lambda e: describe(e, visit.t),
+            page_kinds=PAGE_KINDS,
+            kind_of=notify.kind_of,
             zone=view.ticket.site.timezone,
         )
 
@@ -300,10 +329,18 @@ def ticket_page_again(
     )
 
 
+def ticket_id_of(raw: str, t: Translator) -> int:
+    """The ticket id in a path; a 404 page for anything that is not one."""
+    ticket_id = whole(raw, MAX_ID)
+    if not ticket_id:
+        raise Refused(t, 404, N_("There is no such ticket."))
+    return ticket_id
+
+
 @router.get("/tickets/{ticket_id}")
-async def ticket_page(request: Request, ticket_id: int, visit: Viewer) -> Response:
+async def ticket_page(request: Request, ticket_id: str, visit: Viewer) -> Response:
     """A ticket with its timeline, clocks and the actions the user may take."""
-    return await run_in_threadpool(_ticket_page, request, visit, ticket_id)
+    return await run_in_threadpool(_ticket_page, request, visit, ticket_id_of(ticket_id, visit.t))
 
 
 # --- actions ---------------------------------------------------------------------------------
@@ -340,12 +377,13 @@ class Fields:
         raw = self.form.get(name, "").strip()
         if not raw:
             return 0
-        if not raw.isdigit() or int(raw) > MAX_MINUTES:
+        minutes = whole(raw, MAX_MINUTES)
+        if minutes is None:
             self.errors[name] = self.t.gettext(
                 N_("A whole number of minutes from 0 to %(max)s."), max=MAX_MINUTES
             )
             return 0
-        return int(raw)
+        return minutes
 
     def flag(self, name: str) -> bool:
         """A checkbox."""
@@ -443,9 +481,10 @@ def _run(
 
 
 @router.post("/tickets/{ticket_id}/{name}")
-async def ticket_action(request: Request, ticket_id: int, name: str, visit: Engineer) -> Response:
+async def ticket_action(request: Request, ticket_id: str, name: str, visit: Engineer) -> Response:
     """Take one action on a ticket; back to its page (or the page again, showing what's wrong)."""
     t = visit.t
+    number = ticket_id_of(ticket_id, t)
     if name not in FORMS:
         raise Refused(t, 404, N_("There is no such action."))
     fields = Fields(visit.form, t)
@@ -453,12 +492,12 @@ async def ticket_action(request: Request, ticket_id: int, name: str, visit: Engi
 
     def again(status: int, **kw: Any) -> Response:
         return _ticket_page(
-            request, visit, ticket_id, status_code=status, form=name, typed=typed, **kw
+            request, visit, number, status_code=status, form=name, typed=typed, **kw
         )
 
     try:
         summary, action = _prepare(name, fields)
-        await run_in_threadpool(_run, request, visit, ticket_id, name, summary, action)
+        await run_in_threadpool(_run, request, visit, number, name, summary, action)
     except FormErrors as exc:
         request.state.audit_summary = f"refused {name}: bad input in {', '.join(exc.errors)}"
         return await run_in_threadpool(again, 422, errors=exc.errors)
@@ -479,4 +518,4 @@ async def ticket_action(request: Request, ticket_id: int, name: str, visit: Engi
             N_("Another ticket is open for the same fault: work on that one instead.")
         )
         return await run_in_threadpool(again, 409, message=message)
-    return RedirectResponse(f"/tickets/{ticket_id}", status_code=303)
+    return RedirectResponse(f"/tickets/{number}", status_code=303)

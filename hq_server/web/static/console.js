@@ -75,6 +75,12 @@
     tick();
     setInterval(tick, 1000);
     document.body.addEventListener("htmx:afterSwap", tick);
+    // A part fetched again because the stream said it changed is not someone using the
+    // console: the header tells HQ not to move the session's idle clock (web/auth.py).
+    document.body.addEventListener("htmx:configRequest", function (e) {
+      var cause = e.detail.triggeringEvent;
+      if (cause && cause.type === "sw-refresh") { e.detail.headers["X-SW-Refresh"] = "1"; }
+    });
     var url = document.body.dataset.liveUrl;
     if (url && window.EventSource) { connect(url); }
   });

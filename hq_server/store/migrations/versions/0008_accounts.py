@@ -18,6 +18,12 @@ Create Date: 2026-12-08
   one is renamed to "<name>-<id>" (logged as a warning) and logs in with that name.
   A downgrade drops the column and keeps the new names.
 
+A downgrade keeps every row and says what 0007 has no column for the way 0007 can: a pending
+enrollment token that was revoked expires when it was revoked, one that would retire an agent
+(re-enrollment) expires at once (0007 would take it as a plain enrollment token, and the agent it
+was to retire would stay); an API token past its expiry is revoked at its expiry (0007 knows no
+expiry). Tokens still usable stay usable.
+
 Frozen copy of the schema at this revision: it must not import hq_server.models.
 """
 
@@ -48,6 +54,17 @@ users = sa.table(
     sa.column("username_key", sa.String()),
 )
 api_tokens = sa.table("api_tokens", sa.column("expires_at"))  # untyped: value passed as stored
+_STORED_TIME = sa.DateTime(timezone=True)
+enrollment_tokens = sa.table(
+    "enrollment_tokens",
+    sa.column("expires_at", _STORED_TIME),
+    sa.column("used_at", _STORED_TIME),
+    sa.column("revoked_at", _STORED_TIME),
+    sa.column("replaces_agent_id", sa.Integer()),
+)
+expiring_api_tokens = sa.table(
+    "api_tokens", sa.column("expires_at", _STORED_TIME), sa.column("revoked_at", _STORED_TIME)
+)
 
 
 def _time(name: str, nullable: bool = True, comment: str | None = None) -> sa.Column[Any]:
@@ -101,9 +118,7 @@ def upgrade() -> None:
             )
         )
         batch.add_column(
-            sa.Column(
-                "health", sa.JSON(), nullable=True, comment="the last heartbeat's figures"
-            )
+            sa.Column("health", sa.JSON(), nullable=True, comment="the last heartbeat's figures")
         )
         batch.add_column(_time("health_at", comment="when HQ received the last heartbeat"))
         batch.create_foreign_key(
@@ -146,7 +161,39 @@ def upgrade() -> None:
         batch.create_unique_constraint("uq_users_username_key", ["username_key"])
 
 
+def _refusals_as_0007_says_them() -> None:
+    """Before the columns go: what they refuse, refused by the columns 0007 has (see the
+    module)."""
+    bind = op.get_bind()
+    now = _stored_now_plus(timedelta(0))
+    pending = sa.and_(enrollment_tokens.c.used_at.is_(None), enrollment_tokens.c.expires_at > now)
+    revoked = bind.execute(
+        enrollment_tokens.update()
+        .where(pending, enrollment_tokens.c.revoked_at.is_not(None))
+        .values(expires_at=enrollment_tokens.c.revoked_at)
+    ).rowcount
+    replacing = bind.execute(
+        enrollment_tokens.update()
+        .where(pending, enrollment_tokens.c.replaces_agent_id.is_not(None))
+        .values(expires_at=now)
+    ).rowcount
+    expired = bind.execute(
+        expiring_api_tokens.update()
+        .where(expiring_api_tokens.c.revoked_at.is_(None), expiring_api_tokens.c.expires_at <= now)
+        .values(revoked_at=expiring_api_tokens.c.expires_at)
+    ).rowcount
+    if revoked or replacing or expired:
+        logger.warning(
+            "downgrade: %d revoked and %d re-enrollment tokens still pending expired now, %d "
+            "expired API tokens marked revoked (the older schema has no column for either)",
+            revoked,
+            replacing,
+            expired,
+        )
+
+
 def downgrade() -> None:
+    _refusals_as_0007_says_them()
     with op.batch_alter_table("users") as batch:
         batch.drop_constraint("uq_users_username_key", type_="unique")
         batch.drop_column("username_key")
