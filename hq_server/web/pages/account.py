@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -190,6 +191,11 @@ async def post_language(request: Request, visit: Anyone) -> Response:
         token_ok = sessions.csrf_matches(user.csrf_token, form.get(CSRF_FIELD))
     else:
         token_ok = _login_csrf_ok(request, form)
+    if not token_ok and user is None and request.cookies.get(SESSION_COOKIE):
+        # The page was left open past its session: log in again, nothing is switched.
+        request.state.audit_summary = "refused: language switch after the session ended"
+        login = f"/login?next={quote(safe_next(form.get('next')))}"
+        return RedirectResponse(login, status_code=303)
     if not token_ok:
         request.state.audit_summary = "refused: form without a valid CSRF token"
         raise Refused(t, 403, N_("This form was refused: it did not carry its security token."))
