@@ -1,11 +1,13 @@
 """The on-call page, in-process on SQLite and PostgreSQL: who is on duty now and next, the gaps
-of a rota shown as faults, rotations and overrides, unreachable contacts; in both languages."""
+of a rota shown as faults (on the overview too), rotations and overrides, unreachable contacts;
+in both languages."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from hq_server.core.domain import Role
+from hq_server.web.i18n import translator
 from tests.hq.conftest import HQ
 from tests.web.console import Console
 
@@ -48,6 +50,46 @@ def test_oncall_page_shows_duty_now_next_gaps_and_overrides(console: Console) ->
     # In Chinese (the browser's language; the user chose none).
     zh = console.client.get("/oncall", headers={"Accept-Language": "zh-CN"}).text
     assert "当前值班" in zh and "无人值班时段" in zh
+
+
+def test_overview_shows_the_gaps_of_a_rota(console: Console) -> None:
+    hq = console.hq
+    console.add_user("li", Role.ENGINEER)
+    admin = hq.user_token(Role.ADMIN)
+    # Now is 2 March 2026, 16:00 in Shanghai; the rotation starts on 4 March: a gap until then.
+    team = _team(hq, admin, ["li"], "2026-03-04")
+    [gaps] = hq.get(admin, "/api/v1/oncall/gaps").json()
+    [gap] = gaps["gaps"]
+    console.as_user("vera", Role.VIEWER)
+    html = console.get("/").text
+    assert "On-call gaps" in html and "Nobody on duty (next 14 days):" in html
+    assert '<a href="/oncall">Open the on-call page</a>' in html
+    # The same gap as the API's, in the team's zone, the zone named, formatted like the page's
+    # other times.
+    en = translator("en")
+    start = datetime.fromisoformat(gap["starts_at"])
+    end = datetime.fromisoformat(gap["ends_at"])
+    assert end == datetime.fromisoformat("2026-03-03T16:00:00+00:00")  # midnight in Shanghai
+    shown = f"<b>north</b> {en.when(start, 'Asia/Shanghai')} to {en.when(end, 'Asia/Shanghai')}"
+    assert shown in html and "Asia/Shanghai" in en.when(end, "Asia/Shanghai")
+    assert team["gaps"]  # flagged when saved, too
+
+    zh = console.client.get("/", headers={"Accept-Language": "zh-CN"}).text
+    assert "值班空缺" in zh and "打开值班页面" in zh
+    assert translator("zh_CN").when(end, "Asia/Shanghai") in zh
+
+
+def test_overview_shows_no_gaps_when_every_time_is_covered(console: Console) -> None:
+    hq = console.hq
+    console.as_user("vera", Role.VIEWER)
+    assert "On-call gaps" not in console.get("/").text  # no team at all
+    console.add_user("li", Role.ENGINEER)
+    admin = hq.user_token(Role.ADMIN)
+    team = _team(hq, admin, ["li"], "2026-03-01")  # on duty from before now, every day
+    assert team["gaps"] == []
+    html = console.get("/").text
+    assert "On-call gaps" not in html and "Nobody on duty" not in html
+    assert "Open the on-call page" not in html
 
 
 def test_oncall_page_lists_unreachable_contacts(console: Console) -> None:

@@ -1,5 +1,7 @@
-"""The overview: every site's state, open alarms by grade, and the tickets closest to missing a
-deadline, with live countdowns; refreshed live (data-live) when alarms, tickets or sites change."""
+"""The overview: every site's state, open alarms by grade, the tickets closest to missing a
+deadline, with live countdowns, and the on-call gaps of the next two weeks (times with nobody on
+duty, shown only when there are some); refreshed live (data-live) when alarms, tickets or sites
+change."""
 
 from __future__ import annotations
 
@@ -10,13 +12,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from hq_server.oncall import teams
 from hq_server.sites.overview import (
     SiteState,
     open_alarm_counts,
     open_alarms_by_grade,
     site_states,
 )
-from hq_server.store.models import Ticket
+from hq_server.store.models import OncallTeam, Ticket
 from hq_server.tickets.search import closest_to_deadline, next_deadline
 from hq_server.web.auth import Viewer, app_state
 from hq_server.web.i18n import N_
@@ -45,6 +48,8 @@ class OverviewData:
     sites: list[SiteState]
     by_grade: dict[int, int]
     deadlines: list[Deadline]
+    # Teams with times of nobody on duty over teams.GAP_HORIZON, and those times.
+    gaps: list[tuple[OncallTeam, list[tuple[datetime, datetime]]]]
 
 
 def overview_data(request: Request) -> OverviewData:
@@ -61,7 +66,12 @@ def overview_data(request: Request) -> OverviewData:
             if due is not None:
                 kind = "ack" if ticket.acknowledged_at is None else "restore"
                 deadlines.append(Deadline(ticket, due, kind))
-    return OverviewData(sites, by_grade, deadlines)
+        gaps = [
+            (team, spans)
+            for team, spans in teams.all_gaps(session, now, now + teams.GAP_HORIZON)
+            if spans
+        ]
+    return OverviewData(sites, by_grade, deadlines, gaps)
 
 
 @router.get("/")
