@@ -257,7 +257,7 @@ def close(session: Session, ticket: Ticket, now: datetime, who: str, note: str) 
         raise _refuse(ticket, "close", "resolve it first")
     ticket.status = S.CLOSED.value
     ticket.closed_at = now
-    _touch(session, ticket, now, who, TicketAction.CLOSED, note or "closed")
+    _touch(session, ticket, now, who, TicketAction.CLOSED, note or "closed", note=note)
 
 
 def reopen(session: Session, ticket: Ticket, now: datetime, who: str, reason: str) -> None:
@@ -283,6 +283,7 @@ def reopen(session: Session, ticket: Ticket, now: datetime, who: str, reason: st
         f"reopened: {reason}",
         old=old,
         new=ticket.status,
+        reason=reason,
     )
     session.flush()
     logger.info("ticket %s reopened by %s", ticket.number, who)

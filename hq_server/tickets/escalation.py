@@ -259,6 +259,7 @@ def escalate_step(
         level=level_index + 1,
         level_name=level.get("name"),
         contacts=[c.get("name") for c in contacts],
+        deadline=deadline.isoformat() if deadline else None,
         **({"requested": True, "reason": reason} if requested_by is not None else {}),
     )
     headline = f"not {what}" if requested_by is None else "escalated at the customer's request"

@@ -401,6 +401,14 @@ def _record(
             target=n.target,
             attempt=n.attempt,
             ok=error is None,
+            status=row.status,
+            error=error,
+            retry_at=(
+                row.next_attempt_at.isoformat()
+                if row.status == "pending" and row.next_attempt_at
+                else None
+            ),
+            delivered_by=pages.delivered_by.target if pages and pages.delivered_by else None,
             kind=n.page.kind.value if n.page else None,
             attempts=[
                 {

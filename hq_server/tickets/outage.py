@@ -67,6 +67,8 @@ def link(session: Session, ticket: Ticket, alarm: Alarm, now: datetime, who: str
         f"{alarm.device_id}: {alarm.title} (grouped under this outage)",
         alarm_id=alarm.id,
         fault_key=alarm.fault_key,
+        device_id=alarm.device_id,
+        title=alarm.title,
     )
 
 

@@ -278,7 +278,12 @@ def _page_all(
 
 
 def _note(
-    session: Session, ticket: Ticket, now: datetime, what: str, out: dict[str, list[str]]
+    session: Session,
+    ticket: Ticket,
+    now: datetime,
+    what: str,
+    out: dict[str, list[str]],
+    **about: object,
 ) -> None:
     parts = []
     if out["paged"]:
@@ -288,7 +293,7 @@ def _note(
     if out["digest"]:
         parts.append(f"in the daily digest of {', '.join(out['digest'])}")
     detail = f"{what}: " + ("; ".join(parts) if parts else "nobody to page")
-    history(session, ticket, now, SYSTEM_ACTOR, TicketAction.PAGED, detail, **out)
+    history(session, ticket, now, SYSTEM_ACTOR, TicketAction.PAGED, detail, **out, **about)
 
 
 def ticket_opened(
@@ -312,7 +317,7 @@ def ticket_opened(
         queued += len(out["paged"])
         if not who:  # nobody to page: no paging state (installations without teams pay nothing)
             if rota is not None and policy.on_open.get("who"):
-                _note(session, ticket, now, "ticket opened", out)
+                _note(session, ticket, now, "ticket opened", out, event="opened")
             continue
         repeat = policy.repeat_minutes if not policy.digest else None
         session.add(
@@ -325,7 +330,7 @@ def ticket_opened(
                 repeats=0,
             )
         )
-        _note(session, ticket, now, "ticket opened", out)
+        _note(session, ticket, now, "ticket opened", out, event="opened")
     return queued
 
 
@@ -356,7 +361,10 @@ def grade_raised(
         paging.repeat_minutes = repeat
         paging.next_repeat_at = now + timedelta(minutes=repeat)
     if who or rota is not None:
-        _note(session, ticket, now, f"grade {old} -> {ticket.grade}", out)
+        _note(
+            session, ticket, now, f"grade {old} -> {ticket.grade}", out,
+            event="regraded", old=old, new=ticket.grade,
+        )  # fmt: skip
     return len(out["paged"])
 
 

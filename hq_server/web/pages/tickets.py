@@ -69,6 +69,10 @@ WHAT_NAMES = {
     "flapping_started": N_("flapping started"),
     "flapping_stopped": N_("flapping stopped"),
     "alarm_grouped": N_("alarm grouped"),
+    "dispatch": N_("dispatch"),
+    "plan_changed": N_("plan changed"),
+    "customer_confirmed": N_("confirmed by the customer"),
+    "paged": N_("paged"),
     "raise": N_("alarm raised"),
     "update": N_("alarm updated"),
     "clear": N_("alarm cleared"),
@@ -99,7 +103,7 @@ KIND_NAMES = {
 }
 
 
-def describe(entry: TimelineEntry, t: Translator) -> str:
+def describe(entry: TimelineEntry, t: Translator, zone: str = "UTC") -> str:
     """An entry's detail in the user's language where its data says it all; else as stored."""
     data = entry.data
     if entry.kind != "history":
@@ -130,7 +134,232 @@ def describe(entry: TimelineEntry, t: Translator) -> str:
         return t.gettext(
             N_("cause: %(cause)s; fix: %(fix)s"), cause=data.get("cause", ""), fix=data["fix"]
         )
+    build = _DESCRIBERS.get(entry.what)
+    if build is not None:
+        try:
+            said = build(_Said(data, t, zone))
+        except (KeyError, TypeError, ValueError):  # an entry older than its fields: as stored
+            said = None
+        if said is not None:
+            return said
     return entry.detail
+
+
+# Escalation levels HQ names itself (hq_server.tickets.escalation.DEFAULT_LEVEL_NAMES); the
+# names of configured levels are shown as they were given.
+LEVEL_NAMES = {
+    "on-duty engineer": N_("on-duty engineer"),
+    "department manager": N_("department manager"),
+    "customer-service centre manager": N_("customer-service centre manager"),
+    "service director": N_("service director"),
+}
+# The step a deadline escalation records (hq_server.tickets.escalation.TimerKind).
+MISSED = {
+    "ack": N_("not acknowledged by %(deadline)s"),
+    "restore": N_("not restored by %(deadline)s"),
+    "onsite": N_("not on site by %(deadline)s"),
+}
+DISPATCH_STEPS = {
+    "sent_at": N_("sent %(at)s"),
+    "left_at": N_("left for the site %(at)s"),
+    "arrived_at": N_("arrived %(at)s"),
+    "left_site_at": N_("left the site %(at)s"),
+}
+PAGED_HOW = {
+    "paged": N_("paged %(names)s"),
+    "held": N_("held for a digest (rate limit): %(names)s"),
+    "digest": N_("in the daily digest of %(names)s"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Said:
+    """What a describer reads: the entry's data, the user's language, the site's zone."""
+
+    data: dict[str, Any]
+    t: Translator
+    zone: str
+
+    def when(self, key: str) -> str:
+        return self.t.when(datetime.fromisoformat(self.data[key]), self.zone)
+
+    def grade(self, key: str) -> str:
+        return self.t.grade(int(self.data[key]))
+
+    def then(self, first: str, rest: object) -> str:
+        """ "first: rest", punctuated the way the language does."""
+        return self.t.gettext(N_("%(first)s: %(rest)s"), first=first, rest=rest)
+
+    def names(self, key: str) -> str:
+        return self.t.gettext(N_(", ")).join(str(n) for n in self.data[key])
+
+
+def _grade_changed(s: _Said) -> str:
+    moved = s.t.gettext(N_("grade %(old)s → %(new)s"), old=s.grade("old"), new=s.grade("new"))
+    if "reason" not in s.data:  # the alarm's grade changed
+        return moved
+    return s.t.gettext(
+        N_("%(moved)s (%(given)s): %(reason)s; deadlines count from %(start)s"),
+        moved=moved,
+        given=s.data.get("given", ""),
+        reason=s.data["reason"],
+        start=s.when("clock_start"),
+    )
+
+
+def _deadlines(s: _Said) -> str:
+    return s.t.gettext(
+        N_("deadlines recomputed: acknowledge by %(ack)s, restore by %(restore)s"),
+        ack=s.when("ack_due_at") if s.data.get("ack_due_at") else "—",
+        restore=s.when("restore_due_at") if s.data.get("restore_due_at") else "—",
+    )
+
+
+def _escalated(s: _Said) -> str:
+    name = str(s.data.get("level_name") or "")
+    contacts = s.names("contacts") if s.data.get("contacts") else s.t.gettext(N_("no contacts"))
+    target = s.t.gettext(
+        N_("escalated to level %(level)s (%(name)s): %(contacts)s"),
+        level=s.data["level"],
+        name=s.t.gettext(LEVEL_NAMES[name]) if name in LEVEL_NAMES else name,
+        contacts=contacts,
+    )
+    if s.data.get("requested"):
+        why = (
+            s.t.gettext(N_("at the customer's request (%(reason)s)"), reason=s.data["reason"])
+            if s.data.get("reason")
+            else s.t.gettext(N_("at the customer's request"))
+        )
+    else:
+        deadline = s.when("deadline") if s.data.get("deadline") else "?"
+        why = s.t.gettext(MISSED[s.data["kind"]], deadline=deadline)
+    return s.then(why, target)
+
+
+def _notification(s: _Said) -> str:
+    channel = s.data["channel"]
+    what = (
+        s.t.gettext(N_("page"))
+        if channel == "page"
+        else s.t.gettext(WHO_NAMES.get(channel, channel))
+    )
+    head = s.t.gettext(
+        N_("%(channel)s to %(target)s, attempt %(attempt)s"),
+        channel=what,
+        target=s.data["target"],
+        attempt=s.data["attempt"],
+    )
+    if s.data.get("delivered_by"):
+        outcome = s.t.gettext(N_("sent by %(target)s"), target=s.data["delivered_by"])
+    elif s.data["ok"]:
+        outcome = s.t.gettext(N_("delivered"))
+    elif "status" not in s.data:  # recorded before the outcome's fields were
+        raise KeyError("status")
+    elif s.data["status"] == "failed":
+        outcome = s.t.gettext(N_("failed for good (%(error)s)"), error=s.data.get("error", ""))
+    else:
+        outcome = s.t.gettext(
+            N_("failed (%(error)s), retry at %(at)s"),
+            error=s.data.get("error", ""),
+            at=s.when("retry_at") if s.data.get("retry_at") else "—",
+        )
+    return s.then(head, outcome)
+
+
+def _dispatch(s: _Said) -> str:
+    said = s.t.gettext(N_("on site: %(engineer)s"), engineer=s.data["engineer"])
+    steps = [
+        s.t.gettext(label, at=s.when(step))
+        for step, label in DISPATCH_STEPS.items()
+        if s.data.get(step)
+    ]
+    if s.data.get("late"):
+        steps.append(s.t.gettext(N_("after the on-site deadline")))
+    return s.then(said, s.t.gettext(N_("; ")).join(steps)) if steps else said
+
+
+def _plan(s: _Said) -> str:
+    said = (
+        s.t.gettext(N_("fix promised for %(at)s"), at=s.when("promised_fix_at"))
+        if s.data.get("promised_fix_at")
+        else s.t.gettext(N_("no fix date promised"))
+    )
+    return s.then(said, s.data["plan"]) if s.data.get("plan") else said
+
+
+def _confirmed(s: _Said) -> str:
+    said = s.t.gettext(
+        N_("fix confirmed by %(name)s at %(at)s"),
+        name=s.data["confirmed_by"],
+        at=s.when("confirmed_at"),
+    )
+    opinion = s.data.get("customer_opinion")
+    return s.then(said, opinion) if opinion else said
+
+
+def _paged(s: _Said) -> str | None:
+    if "repeat" in s.data:
+        if not s.data["paged"]:
+            return s.t.gettext(
+                N_("not acknowledged: paged again (%(count)s): nobody"), count=s.data["repeat"]
+            )
+        return s.t.gettext(
+            N_("not acknowledged: paged again (%(count)s): %(names)s"),
+            count=s.data["repeat"],
+            names=s.names("paged"),
+        )
+    event = s.data.get("event")
+    if event == "opened":
+        about = s.t.gettext(N_("ticket opened"))
+    elif event == "regraded":
+        about = s.t.gettext(N_("grade %(old)s → %(new)s"), old=s.grade("old"), new=s.grade("new"))
+    else:
+        return None  # recorded before the event was: as stored
+    parts = [
+        s.t.gettext(label, names=s.names(key))
+        for key, label in PAGED_HOW.items()
+        if s.data.get(key)
+    ]
+    return s.then(
+        about, s.t.gettext(N_("; ")).join(parts) if parts else s.t.gettext(N_("nobody to page"))
+    )
+
+
+def _grouped(s: _Said) -> str:
+    return s.t.gettext(
+        N_("%(device)s: %(title)s (grouped under this outage)"),
+        device=s.data["device_id"],
+        title=s.data["title"],
+    )
+
+
+def _flapping(s: _Said) -> str:
+    return s.t.gettext(N_("%(percent)s%% of the last states changed"), percent=s.data["percent"])
+
+
+def _reopened(s: _Said) -> str:
+    old, new = s.data["old"], s.data["new"]
+    moved = f"{s.t.gettext(STATUS_NAMES.get(old, old))} → {s.t.gettext(STATUS_NAMES.get(new, new))}"
+    return s.then(moved, s.data["reason"]) if s.data.get("reason") else moved
+
+
+_DESCRIBERS: dict[str, Callable[[_Said], str | None]] = {
+    "grade_changed": _grade_changed,
+    "alarm_cleared": lambda s: "",
+    "alarm_raised_again": lambda s: s.t.gettext(N_("grade %(grade)s"), grade=s.grade("grade")),
+    "closed": lambda s: str(s.data["note"]),
+    "reopened": _reopened,
+    "deadlines_changed": _deadlines,
+    "escalated": _escalated,
+    "notification": _notification,
+    "flapping_started": _flapping,
+    "flapping_stopped": _flapping,
+    "alarm_grouped": _grouped,
+    "dispatch": _dispatch,
+    "plan_changed": _plan,
+    "customer_confirmed": _confirmed,
+    "paged": _paged,
+}
 
 
 # --- the list --------------------------------------------------------------------------------
@@ -307,7 +536,7 @@ def _ticket_page(
             what_names=WHAT_NAMES,
             kind_names=KIND_NAMES,
             who_names=WHO_NAMES,
-            describe=lambda e: describe(e, visit.t),
+            describe=lambda e: describe(e, visit.t, view.ticket.site.timezone),
             page_kinds=PAGE_KINDS,
             kind_of=notify.kind_of,
             zone=view.ticket.site.timezone,
