@@ -24,9 +24,10 @@ from hq_server.core.errors import Conflict, InvalidInput, InvalidTransition, Not
 from hq_server.core.settings import Settings
 from hq_server.customers.policies import contract_for_site
 from hq_server.store.models import Ticket
-from hq_server.tickets import customer_notify, deadlines, escalation
+from hq_server.tickets import customer_notify, deadlines, escalation, paging
 from hq_server.tickets.escalation import TimerKind
 from hq_server.tickets.history import history
+from hq_server.tickets.paging import DEFAULT_LIMITS, PagingLimits
 from hq_server.tickets.records import find_open_ticket
 
 logger = logging.getLogger(__name__)
@@ -341,10 +342,11 @@ def regrade(
     given: int | str,
     reason: str,
     confirmed_at: datetime | None = None,
+    paging_limits: PagingLimits = DEFAULT_LIMITS,
 ) -> None:
     """A person changes the grade (given in the customer's scheme), with a reason. An upgrade's
-    deadlines count from when the new grade was confirmed (default now); a downgrade keeps the
-    start the deadlines count from."""
+    deadlines count from when the new grade was confirmed (default now) and pages as an alarm's
+    raised grade does; a downgrade keeps the start the deadlines count from."""
     _require_open(ticket, "regrade")
     grade, label = contract_for_site(session, ticket.site).grade_of(given)
     if int(grade) == ticket.grade:
@@ -381,6 +383,8 @@ def regrade(
         restore_due_at=_iso(due.restore_due_at),
         onsite_due_at=_iso(ticket.onsite_due_at),
     )
+    if upgraded:
+        paging.grade_raised(session, ticket, old, now, paging_limits)
 
 
 def escalate_now(

@@ -413,6 +413,34 @@ def test_a_grade_raised_pages_by_the_new_grades_policy(
     ]
 
 
+def test_a_person_raising_the_grade_pages_like_an_alarm_raising_it(
+    phq: HQ,
+    vendors: Vendors,  # noqa: F811
+) -> None:
+    admin = phq.user_token(Role.ADMIN)
+    add_users(phq, "li", "wang")
+    set_contact(phq, admin, "li", [webhook(vendors)])
+    set_contact(phq, admin, "wang", [webhook(vendors)])
+    make_team(phq, admin, ["li"], ["wang"])
+    ticket = open_ticket(phq, phq.enroll("site-a"), grade=3)
+    phq.step()
+    assert [r.json()["event"] for r in vendors.of("webhook")] == ["opened"]
+    engineer = phq.user_token(Role.ENGINEER, name="desk")
+    body = {"grade": 1, "reason": "the customer says the station is off air"}
+    assert phq.post(engineer, f"/api/v1/tickets/{ticket['id']}/regrade", body).status_code == 200
+    phq.step()
+    assert sorted(r.json()["event"] for r in vendors.of("webhook")) == [
+        "opened",
+        "regraded",
+        "regraded",
+    ]
+    # A downgrade pages nobody.
+    body = {"grade": 2, "reason": "back on air, reduced power"}
+    assert phq.post(engineer, f"/api/v1/tickets/{ticket['id']}/regrade", body).status_code == 200
+    phq.step()
+    assert len(vendors.of("webhook")) == 3
+
+
 def test_an_undelivered_page_alarms_backup_and_service_manager_and_shows_unreachable(
     phq: HQ,
     vendors: Vendors,  # noqa: F811

@@ -371,16 +371,18 @@ def regrade(
     user: EngineerDep,
     db: DbDep,
     clock: ClockDep,
+    settings: SettingsDep,
 ) -> TicketDetailOut:
     """Change the grade (in the customer's scheme) with a reason: an upgrade's deadlines count
-    from when the new grade was confirmed, a downgrade keeps the original start."""
+    from when the new grade was confirmed and it pages, a downgrade keeps the original start."""
+    limits = TicketPolicy.of(settings).paging
     return _act(
         db,
         request,
         ticket_id,
         f"regrade to {body.grade}",
         lambda s, t: actions.regrade(
-            s, t, clock.now(), user.name, body.grade, body.reason, body.confirmed_at
+            s, t, clock.now(), user.name, body.grade, body.reason, body.confirmed_at, limits
         ),
     )
 
