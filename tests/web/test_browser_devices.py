@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,18 @@ def _device(tab: Page, device_id: str) -> None:
     expect(tab.locator("h1")).to_contain_text(device_id)
 
 
+def _answering(tab: Page, device_id: str) -> None:
+    """Wait until the agent has identified and polled the device (its heartbeat says so): a
+    poll job sent before that has nothing to poll yet."""
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while True:
+        _device(tab, device_id)
+        if tab.locator("#device-state").inner_text().strip() == "answering":
+            return
+        assert time.monotonic() < deadline, f"{device_id} never reported as answering"
+        tab.wait_for_timeout(250)  # between page loads; the condition above is what is awaited
+
+
 def _run(tab: Page, button: str, device_id: str) -> None:
     """Press a job button on the device page; wait on the job's page until it is done."""
     tab.evaluate("window.notReloaded = true")
@@ -59,7 +72,7 @@ def _run(tab: Page, button: str, device_id: str) -> None:
 
 def test_poll_a_device_and_see_its_result(page: Page, stack: Stack) -> None:
     login(page, "erin", "/devices")
-    _device(page, "tx1")
+    _answering(page, "tx1")
     check_accessibility(page, "device page")
     screenshot(page, "device-en")
     _run(page, "Poll now", "tx1")
